@@ -1,0 +1,15 @@
+"""Workloads: layers, networks, the model zoo, density profiles and synthetic data."""
+from ._errors import (ConfigError, FunctionalMismatchError, MappingError, SparsesimError, TraceError,
+                      WorkloadError)
+from ._network import ACTIVATIONS, OPS, Layer, Network, NetworkBuilder
+from ._profiles import DensityProfile, default_profile_for, get_profile, list_profiles, uniform_profile
+from ._synthetic import (child_seed, image_input, sample_image, synthetic_activation, synthetic_bias,
+                         synthetic_weights)
+from ._zoo import get_network, list_networks
+
+__all__ = [
+    "ACTIVATIONS", "OPS", "ConfigError", "DensityProfile", "FunctionalMismatchError", "Layer", "MappingError",
+    "Network", "NetworkBuilder", "SparsesimError", "TraceError", "WorkloadError", "child_seed",
+    "default_profile_for", "get_network", "get_profile", "image_input", "list_networks", "list_profiles",
+    "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
+]

@@ -170,6 +170,17 @@ class NetworkBuilder:
             return (inputs,)
         return tuple(inputs)
 
+    def _one(self, name: str, inputs) -> str:
+        src = self._src(inputs)
+        if len(src) != 1:
+            raise WorkloadError(f"layer {name!r}: takes exactly one input, got {len(src)}: {src!r}")
+        return src[0]
+
+    @staticmethod
+    def _check_activation(name: str, activation) -> None:
+        if activation not in ACTIVATIONS:
+            raise WorkloadError(f"layer {name!r}: activation must be one of {ACTIVATIONS!r}, got {activation!r}")
+
     def _add(self, layer: Layer) -> str:
         self._layers.append(layer)
         self._shapes[layer.name] = layer.out_shape
@@ -185,11 +196,10 @@ class NetworkBuilder:
              padding: int = 0, groups: int = 1, activation: str | None = "relu", bias: bool = True,
              inputs: str | None = None) -> str:
         """Append a convolution (groups > 1 for grouped / depthwise)."""
-        (src,) = self._src(inputs)
+        src = self._one(name, inputs)
         h, w, c = self._shape(name, src)
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-        if activation not in ACTIVATIONS:
-            raise WorkloadError(f"layer {name!r}: activation must be one of {ACTIVATIONS!r}, got {activation!r}")
+        self._check_activation(name, activation)
         if out_channels < 1 or kh < 1 or kw < 1 or stride < 1 or padding < 0 or groups < 1:
             raise WorkloadError(
                 f"layer {name!r}: out_channels, kernel, stride and groups must be >= 1 and padding >= 0, got "
@@ -208,7 +218,8 @@ class NetworkBuilder:
 
     def fc(self, name: str, out_features: int, *, activation: str | None = "relu", inputs: str | None = None) -> str:
         """Append a fully connected layer over the flattened input."""
-        (src,) = self._src(inputs)
+        src = self._one(name, inputs)
+        self._check_activation(name, activation)
         shape = self._shape(name, src)
         if out_features < 1:
             raise WorkloadError(f"layer {name!r}: out_features must be >= 1, got {out_features!r}")
@@ -216,9 +227,10 @@ class NetworkBuilder:
                                out_shape=(1, 1, out_features), activation=activation))
 
     def _pool(self, op: str, name: str, kernel: int, stride: int, padding: int, inputs) -> str:
-        (src,) = self._src(inputs)
+        src = self._one(name, inputs)
         h, w, c = self._shape(name, src)
-        if kernel < 1 or stride < 1 or padding < 0 or kernel > h + 2 * padding or kernel > w + 2 * padding:
+        if (kernel < 1 or stride < 1 or padding < 0 or 2 * padding > kernel or kernel > h + 2 * padding
+                or kernel > w + 2 * padding):
             raise WorkloadError(f"layer {name!r}: {op} kernel={kernel!r} stride={stride!r} padding={padding!r} "
                                 f"does not fit the {h}x{w} input")
         ho, wo = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
@@ -232,13 +244,18 @@ class NetworkBuilder:
     def avgpool(self, name: str, kernel: int | None = None, stride: int | None = None, padding: int = 0, *,
                 inputs: str | None = None) -> str:
         """Append an average pool; ``kernel=None`` is a global average pool."""
-        (src,) = self._src(inputs)
-        h, _, _ = self._shape(name, src)
+        src = self._one(name, inputs)
+        h, w, _ = self._shape(name, src)
+        if kernel is None and h != w:
+            raise WorkloadError(f"layer {name!r}: global average pool needs a square input, got {h}x{w}")
         k = h if kernel is None else kernel
         return self._pool("avgpool", name, k, k if stride is None else stride, padding, inputs)
 
     def add(self, name: str, inputs: tuple[str, str], *, activation: str | None = None) -> str:
         """Append an element-wise (residual) add of two equal-shape tensors."""
+        self._check_activation(name, activation)
+        if len(inputs) != 2:
+            raise WorkloadError(f"layer {name!r}: add takes exactly two inputs, got {inputs!r}")
         a, b = (self._shape(name, s) for s in inputs)
         if a != b:
             raise WorkloadError(f"layer {name!r}: add inputs {inputs[0]!r} {a!r} and {inputs[1]!r} {b!r} "

@@ -1,0 +1,187 @@
+"""NullHop dataflow: how a layer is split into passes and stripes.
+
+Follows the driver's mapping rule (``zs_cnn_layer::set_derived_config``,
+nullhop.md §3.3 [C]) with the fixes documented in docs/architecture.md:
+
+* pass count is ``ceil(C_out / out_per_pass)`` (the driver's integer division
+  drops channels when C_out is not a multiple; nullhop.md §3.3 caveat [D]);
+* the channel-derived ``m`` is capped at ``max_macs_per_channel`` (the driver
+  logs "Invalid macs_per_channel" instead), leaving MACs idle;
+* grouped and depthwise convolutions run as dense block-diagonal convolutions,
+  because NullHop skips zero activations, not zero weights (Assumption).
+
+Everything here is plain Python over dataclasses: no timing, no data.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from workloads._errors import MappingError
+from workloads._network import Layer, Network
+
+__all__ = ["Geometry", "LayerMapping", "ScheduledLayer", "map_conv", "schedule_network", "next_pow2"]
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= ``n`` (``n >= 1``)."""
+    return 1 << (int(n) - 1).bit_length()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Geometry:
+    """The accelerator facts the mapping needs (a view of the config)."""
+
+    num_macs: int
+    kernel_memory_words_per_mac: int
+    max_macs_per_channel: int
+    max_kernel_size: int
+    run_fc_on_accelerator: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerMapping:
+    """How one convolution is mapped onto the MAC array.
+
+    Attributes
+    ----------
+    m : MACs per output channel (1, 2, 4 or 8); they split the input channels.
+    out_per_pass : output channels computed per pass (``num_macs // m``).
+    passes : number of passes over the input image.
+    contiguous_kernels : weights held per MAC, including dummy-kernel padding.
+    channels_per_lane : input channels handled by each of the ``m`` MACs of a channel.
+    kernel : ``(kh, kw)``; padding, stride: as in the layer (stride > 1 is host decimation).
+    conv_in_channels : input channels as the array sees them (FC: flattened length).
+    """
+
+    m: int
+    out_per_pass: int
+    passes: int
+    contiguous_kernels: int
+    channels_per_lane: int
+    kernel: tuple[int, int]
+    padding: int
+    stride: int
+    conv_in_channels: int
+    out_channels: int
+    groups: int
+
+    def pass_channels(self, p: int) -> tuple[int, int]:
+        """``(first, count)`` of the output channels computed in pass ``p``."""
+        first = p * self.out_per_pass
+        return first, min(self.out_per_pass, self.out_channels - first)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduledLayer:
+    """One network layer with its execution decision.
+
+    ``where`` is ``"accelerator"``, ``"host"`` (run in software, not timed) or
+    ``"fused"`` (a 2x2 max pool folded into the producing conv's PRE stage).
+    """
+
+    layer: Layer
+    where: str
+    reason: str = ""
+    mapping: LayerMapping | None = None
+    fused_pool: Layer | None = None
+    compressed_input: bool = True
+    compressed_output: bool = True
+
+
+def map_conv(layer: Layer, geom: Geometry) -> LayerMapping:
+    """Map a conv (or an FC run as a 1x1 conv) onto the MAC array.
+
+    Raises :class:`MappingError` when the kernel is too large or the kernels
+    do not fit the kernel memories even with the largest ``m``.
+    """
+    kh, kw = layer.kernel
+    if layer.op == "fc":
+        kh = kw = 1
+        cin = layer.weight_shape[3]
+    else:
+        cin = layer.in_channels
+    if max(kh, kw) > geom.max_kernel_size:
+        raise MappingError(
+            f"layer {layer.name!r}: kernel {kh}x{kw} exceeds array.max_kernel_size="
+            f"{geom.max_kernel_size} (NullHop supports 1x1..7x7)")
+    cout = layer.out_channels
+    n = geom.num_macs
+    # Block-diagonal kernels: every MAC holds all C_in taps (zeros included).
+    kmem_required = (kh * kw * cin) // geom.kernel_memory_words_per_mac + 1  # "+1" even when exact [C]
+    if cout <= n:
+        m_channels = n // cout
+    else:
+        per_pass = cout // (cout // n + (1 if cout % n else 0))
+        m_channels = n // per_pass
+    m_channels = min(next_pow2(max(m_channels, 1)), geom.max_macs_per_channel)
+    if kmem_required > geom.max_macs_per_channel:
+        raise MappingError(
+            f"layer {layer.name!r}: {kh}x{kw}x{cin} = {kh * kw * cin} weights per output channel need "
+            f"{kmem_required} kernel memories of memory.kernel_memory_words_per_mac="
+            f"{geom.kernel_memory_words_per_mac}, more than array.max_macs_per_channel="
+            f"{geom.max_macs_per_channel}")
+    m = next_pow2(max(kmem_required, m_channels))
+    out_per_pass = n // m
+    passes = math.ceil(cout / out_per_pass)  # fix for the driver's integer division (docs/architecture.md)
+    p2 = next_pow2(cin)
+    if m == 1:
+        contiguous, per_lane = cin * kh * kw, cin
+    elif p2 > m:
+        contiguous, per_lane = (p2 // m) * kh * kw, p2 // m
+    else:
+        contiguous, per_lane = kh * kw, 1
+    return LayerMapping(m=m, out_per_pass=out_per_pass, passes=passes, contiguous_kernels=contiguous,
+                        channels_per_lane=per_lane, kernel=(kh, kw), padding=layer.padding,
+                        stride=layer.stride, conv_in_channels=cin, out_channels=cout,
+                        groups=layer.groups if layer.op == "conv" else 1)
+
+
+def _fusable_pool(conv: Layer, pool: Layer) -> bool:
+    ho, wo, _ = conv.out_shape
+    return (pool.op == "maxpool" and pool.kernel == (2, 2) and pool.stride == 2 and pool.padding == 0
+            and conv.stride == 1 and conv.activation in ("relu", "relu6") and ho % 2 == 0 and wo % 2 == 0)
+
+
+def schedule_network(network: Network, geom: Geometry) -> list[ScheduledLayer]:
+    """Decide, per layer, where it runs and how convs are mapped.
+
+    * convs run on the accelerator; FC too when ``run_fc_on_accelerator``
+      (else on the host, as in the NullHop driver [C]);
+    * a 2x2/2 max pool that is a conv's only consumer is fused into its PRE [C];
+    * other pools, residual adds and concats run on the host;
+    * a layer's output is compressed only when it has a ReLU ("compression is
+      wired to relu" [C]); the network's first layer reads the image
+      uncompressed [C].
+    """
+    consumers = network.consumers()
+    by_name = {layer.name: layer for layer in network.layers}
+    fused: dict[str, Layer] = {}
+    for layer in network.layers:
+        if layer.op != "conv":
+            continue
+        users = consumers[layer.name]
+        if len(users) == 1 and _fusable_pool(layer, by_name[users[0]]):
+            fused[users[0]] = layer
+    out: list[ScheduledLayer] = []
+    for layer in network.layers:
+        if layer.name in fused:
+            out.append(ScheduledLayer(layer=layer, where="fused",
+                                      reason=f"2x2 max pool fused into {fused[layer.name].name!r} PRE"))
+            continue
+        on_acc = layer.op == "conv" or (layer.op == "fc" and geom.run_fc_on_accelerator)
+        if not on_acc:
+            reason = {"fc": "FC runs on the host CPU (NullHop driver) [C]",
+                      "add": "residual add is not a NullHop operation",
+                      "concat": "concat is a host-side memory layout step"}.get(
+                          layer.op, f"{layer.op} {layer.kernel[0]}x{layer.kernel[1]}/{layer.stride} is not the "
+                                    "2x2/2 max pool NullHop fuses")
+            out.append(ScheduledLayer(layer=layer, where="host", reason=reason))
+            continue
+        pool = next((p for p, c in fused.items() if c.name == layer.name), None)
+        out.append(ScheduledLayer(
+            layer=layer, where="accelerator", mapping=map_conv(layer, geom),
+            fused_pool=by_name[pool] if pool else None,
+            compressed_input=layer.inputs != ("input",),
+            compressed_output=layer.activation in ("relu", "relu6")))
+    return out

@@ -1,0 +1,682 @@
+"""Accelerator configuration: frozen dataclasses, TOML presets and user files.
+
+A configuration is an :class:`AcceleratorConfig` holding four sections that
+mirror the TOML file layout::
+
+    base = "nullhop"          # optional: start from a preset (default: built-in defaults)
+    name = "my-design"        # optional: defaults to the file's stem
+
+    [array]                   # -> ArrayConfig
+    [memory]                  # -> MemoryConfig
+    [dma]                     # -> DmaConfig
+    [precision]               # -> PrecisionConfig
+
+Every default is the published NullHop design. Each field's comment carries
+its provenance tag from ``nullhop.md`` (``[C]`` driver code, ``[P]`` paper
+text) or says ``Assumption`` where no public source gives the value.
+
+All checks live in :func:`_validate`, which ``AcceleratorConfig.__post_init__``
+calls. A section built on its own (``ArrayConfig(...)``) is therefore checked
+only once it is placed in an :class:`AcceleratorConfig`. Error messages name
+the dotted key (``"array.macs_per_cluster"``), the bad value and what is
+allowed; errors that come from a file are prefixed with the file's path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+
+from workloads._errors import ConfigError
+
+__all__ = [
+    "AcceleratorConfig",
+    "ArrayConfig",
+    "DmaConfig",
+    "MemoryConfig",
+    "PrecisionConfig",
+    "config_to_dict",
+    "field_names",
+    "get_preset",
+    "list_presets",
+    "load_config",
+    "parse_set",
+    "with_overrides",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArrayConfig:
+    """The MAC array and the pipeline stages around it (TOML section ``[array]``).
+
+    Attributes
+    ----------
+    num_clusters : int
+        Number of MAC clusters. [C] ``NUM_MACS / NUM_MACS_PER_CLUSTER`` = 128 / 16 = 8.
+    macs_per_cluster : int
+        MAC units per cluster; a power of two. [C] ``NUM_MACS_PER_CLUSTER = 16``.
+    clock_mhz : float
+        Core clock, in MHz. [P] 500 MHz (28 nm post-synthesis).
+    max_macs_per_channel : int
+        Largest number m of MACs that may share one output channel, one of
+        1, 2, 4, 8. [C] ``set_derived_config`` rounds m up to 1, 2, 4 or 8.
+    max_kernel_size : int
+        Largest supported square kernel side, in pixels (1..15). [P] 1x1 to 7x7.
+    sm_word_pixels : int
+        Pixels covered by one sparsity-map word. [C] 16; the only supported value.
+    decoder_values_per_cycle : int
+        16-bit stream elements each IDP manager reads per clock cycle.
+        Assumption: each of the kh+1 IDP managers reads one element per cycle.
+    pre_words_per_cycle : int
+        16-channel output words the PRE stage handles per clock cycle.
+        Assumption: one word per cycle.
+    encoder_values_per_cycle : int
+        16-bit values (SM words or non-zero pixels) the output encoder emits
+        per clock cycle. Assumption: 2, matching two values per AXI beat.
+    run_fc_on_accelerator : bool
+        Whether fully connected layers run on the accelerator.
+        [C] False: the driver computes FC layers on the host ARM.
+    """
+
+    num_clusters: int = 8                 # [C] NUM_MACS / NUM_MACS_PER_CLUSTER = 128 / 16
+    macs_per_cluster: int = 16            # [C] NUM_MACS_PER_CLUSTER
+    clock_mhz: float = 500.0              # [P] 28 nm post-synthesis clock
+    max_macs_per_channel: int = 8         # [C] m in {1, 2, 4, 8}; power of two
+    max_kernel_size: int = 7              # [P] kernels 1x1 .. 7x7
+    sm_word_pixels: int = 16              # [C] SPARSITY_MAP_WORD_NUM_BITS; only 16 supported
+    decoder_values_per_cycle: int = 1     # Assumption: each of the kh+1 IDP managers reads one
+    #                                       16-bit stream element per cycle
+    pre_words_per_cycle: int = 1          # Assumption: PRE handles one 16-channel word per cycle
+    encoder_values_per_cycle: int = 2     # Assumption: two 16-bit values per cycle, one AXI beat's payload
+    run_fc_on_accelerator: bool = False   # [C] FC layers run on the host ARM in the driver
+
+    @property
+    def num_macs(self) -> int:
+        """Total MAC units, ``num_clusters * macs_per_cluster`` (128 for NullHop)."""
+        return self.num_clusters * self.macs_per_cluster
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryConfig:
+    """On-chip memories and hand-off buffers (TOML section ``[memory]``).
+
+    Attributes
+    ----------
+    input_memory_kib : int
+        Input (IDP) memory for the compressed input image, in KiB.
+        [C] ``IDP_MEMORY_SIZE_KB = 512``.
+    kernel_memory_words_per_mac : int
+        Kernel memory of each MAC, in 16-bit weight words.
+        [C] 4096, from ``k*k*Cin/4096 + 1`` in ``set_derived_config``.
+    decoder_fifo_stripes : int
+        Capacity of the decoder -> MAC hand-off buffer, in stripes.
+        Assumption (buffer sizes are [NF]).
+    pre_fifo_stripes : int
+        Capacity of the MAC -> PRE hand-off buffer, in stripes. Assumption.
+    output_fifo_stripes : int
+        Capacity of the PRE -> output DMA buffer, in stripes. Assumption.
+    """
+
+    input_memory_kib: int = 512           # [C] IDP_MEMORY_SIZE_KB
+    kernel_memory_words_per_mac: int = 4096   # [C] k*k*Cin/4096 + 1 in set_derived_config
+    decoder_fifo_stripes: int = 2         # Assumption: bounded hand-off buffer, in stripes ([NF])
+    pre_fifo_stripes: int = 2             # Assumption: bounded hand-off buffer, in stripes ([NF])
+    output_fifo_stripes: int = 2          # Assumption: bounded hand-off buffer, in stripes ([NF])
+
+
+@dataclass(frozen=True, kw_only=True)
+class DmaConfig:
+    """The off-chip AXI-Stream DMA interface (TOML section ``[dma]``).
+
+    Attributes
+    ----------
+    bandwidth_bytes_per_cycle : float
+        Sustained DMA bandwidth per direction, in bytes per core clock cycle.
+        Assumption: one 64-bit AXI beat per clock (bandwidth is [NF]).
+    latency_cycles : int
+        Fixed latency of one DMA transfer, in core clock cycles. Assumption ([NF]).
+    beat_bytes : int
+        Size of one AXI beat, in bytes. [C] 64-bit AXI words.
+    values_per_beat : int
+        16-bit payload values carried per beat. [C] 2 (bits 0-15 and 16-31).
+    config_beats_per_pass : int
+        Register-write beats sent before each pass, in beats.
+        Assumption: 16 register writes per pass.
+    """
+
+    bandwidth_bytes_per_cycle: float = 8.0    # Assumption: one 64-bit AXI beat per clock ([NF])
+    latency_cycles: int = 100             # Assumption ([NF])
+    beat_bytes: int = 8                   # [C] 64-bit AXI beats
+    values_per_beat: int = 2              # [C] 2 x 16-bit payload per beat
+    config_beats_per_pass: int = 16       # Assumption: register writes per pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecisionConfig:
+    """Fixed-point format of activations and weights (TOML section ``[precision]``).
+
+    Only Q8.8 (16 bits, 8 fractional) is supported.
+
+    Attributes
+    ----------
+    total_bits : int
+        Word width, in bits. [C] ``ACTIVATIONS_NUM_BITS = 16``.
+    frac_bits : int
+        Fractional bits, in bits. [C] ``MANTISSA_NUM_BITS = 8``.
+    """
+
+    total_bits: int = 16                  # [C] ACTIVATIONS_NUM_BITS
+    frac_bits: int = 8                    # [C] MANTISSA_NUM_BITS / m_nFracBits
+
+
+@dataclass(frozen=True, kw_only=True)
+class AcceleratorConfig:
+    """A complete, validated accelerator configuration.
+
+    The defaults are the published NullHop design (see ``presets/nullhop.toml``).
+    Construction validates every field (see :func:`_validate`) and raises
+    :class:`~workloads._errors.ConfigError` on the first bad one.
+
+    Attributes
+    ----------
+    name : str
+        Non-empty label used in reports.
+    array : ArrayConfig
+        MAC array and pipeline throughputs.
+    memory : MemoryConfig
+        On-chip memory sizes (KiB, words, stripes).
+    dma : DmaConfig
+        Off-chip interface (bytes per cycle, cycles, beats).
+    precision : PrecisionConfig
+        Fixed-point format (bits).
+    """
+
+    name: str = "nullhop"
+    array: ArrayConfig = field(default_factory=ArrayConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    dma: DmaConfig = field(default_factory=DmaConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+# Section name -> section class, in file and report order.
+_SECTIONS: dict[str, type] = {
+    "array": ArrayConfig,
+    "memory": MemoryConfig,
+    "dma": DmaConfig,
+    "precision": PrecisionConfig,
+}
+# Keys allowed at the top level of a TOML file besides the sections.
+_TOP_LEVEL_KEYS = ("base", "name")
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    """Map each field of a section class to its (resolved) Python type."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+_TYPES: dict[str, dict[str, type]] = {sec: _field_types(cls) for sec, cls in _SECTIONS.items()}
+
+
+# ---------------------------------------------------------------------------
+# Validation: the one place where field values are checked.
+# ---------------------------------------------------------------------------
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _validate(cfg: AcceleratorConfig) -> None:
+    """Check every field of ``cfg``; raise :class:`ConfigError` on the first bad one.
+
+    Types are strict: ``bool`` is not accepted as an integer, an ``int`` is
+    accepted where a ``float`` is expected, strings are never converted here.
+    """
+
+    def integer(key: str, v: object) -> None:
+        if not _is_int(v):
+            raise ConfigError(f"{key} must be an integer, got {v!r}")
+
+    def positive_int(key: str, v: object) -> None:
+        integer(key, v)
+        if v < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {v!r}")
+
+    def non_negative_int(key: str, v: object) -> None:
+        integer(key, v)
+        if v < 0:
+            raise ConfigError(f"{key} must be a non-negative integer, got {v!r}")
+
+    def positive_number(key: str, v: object) -> None:
+        if not _is_number(v):
+            raise ConfigError(f"{key} must be a number, got {v!r}")
+        if not math.isfinite(v):
+            raise ConfigError(f"{key} must be finite, got {v!r}")
+        if v <= 0:
+            raise ConfigError(f"{key} must be > 0, got {v!r}")
+
+    def boolean(key: str, v: object) -> None:
+        if not isinstance(v, bool):
+            raise ConfigError(f"{key} must be a boolean (true or false), got {v!r}")
+
+    if not isinstance(cfg.name, str):
+        raise ConfigError(f"name must be a string, got {cfg.name!r}")
+    if not cfg.name.strip():
+        raise ConfigError(f"name must be a non-empty string, got {cfg.name!r}")
+    for sec, cls in _SECTIONS.items():
+        value = getattr(cfg, sec)
+        if not isinstance(value, cls):
+            raise ConfigError(f"{sec} must be an instance of {cls.__name__}, got {value!r}")
+
+    a = cfg.array
+    positive_int("array.num_clusters", a.num_clusters)
+    positive_int("array.macs_per_cluster", a.macs_per_cluster)
+    if a.macs_per_cluster & (a.macs_per_cluster - 1):
+        raise ConfigError(f"array.macs_per_cluster must be a power of two, got {a.macs_per_cluster!r}")
+    positive_number("array.clock_mhz", a.clock_mhz)
+    integer("array.max_macs_per_channel", a.max_macs_per_channel)
+    if a.max_macs_per_channel not in (1, 2, 4, 8):
+        raise ConfigError(
+            f"array.max_macs_per_channel must be one of 1, 2, 4, 8, got {a.max_macs_per_channel!r}"
+        )
+    integer("array.max_kernel_size", a.max_kernel_size)
+    if not 1 <= a.max_kernel_size <= 15:
+        raise ConfigError(f"array.max_kernel_size must be in 1..15, got {a.max_kernel_size!r}")
+    integer("array.sm_word_pixels", a.sm_word_pixels)
+    if a.sm_word_pixels != 16:
+        raise ConfigError(
+            f"array.sm_word_pixels must be 16 (the only supported value), got {a.sm_word_pixels!r}"
+        )
+    positive_int("array.decoder_values_per_cycle", a.decoder_values_per_cycle)
+    positive_int("array.pre_words_per_cycle", a.pre_words_per_cycle)
+    positive_int("array.encoder_values_per_cycle", a.encoder_values_per_cycle)
+    boolean("array.run_fc_on_accelerator", a.run_fc_on_accelerator)
+
+    m = cfg.memory
+    positive_int("memory.input_memory_kib", m.input_memory_kib)
+    positive_int("memory.kernel_memory_words_per_mac", m.kernel_memory_words_per_mac)
+    positive_int("memory.decoder_fifo_stripes", m.decoder_fifo_stripes)
+    positive_int("memory.pre_fifo_stripes", m.pre_fifo_stripes)
+    positive_int("memory.output_fifo_stripes", m.output_fifo_stripes)
+
+    d = cfg.dma
+    positive_number("dma.bandwidth_bytes_per_cycle", d.bandwidth_bytes_per_cycle)
+    non_negative_int("dma.latency_cycles", d.latency_cycles)
+    integer("dma.beat_bytes", d.beat_bytes)
+    if d.beat_bytes < 2:
+        raise ConfigError(f"dma.beat_bytes must be >= 2, got {d.beat_bytes!r}")
+    positive_int("dma.values_per_beat", d.values_per_beat)
+    if d.values_per_beat * 2 > d.beat_bytes:
+        raise ConfigError(
+            f"dma.values_per_beat must fit in dma.beat_bytes ({d.beat_bytes}) at 2 bytes per "
+            f"value, i.e. be <= {d.beat_bytes // 2}, got {d.values_per_beat!r}"
+        )
+    non_negative_int("dma.config_beats_per_pass", d.config_beats_per_pass)
+
+    p = cfg.precision
+    integer("precision.total_bits", p.total_bits)
+    if p.total_bits != 16:
+        raise ConfigError(
+            f"precision.total_bits must be 16 (only Q8.8 is supported), got {p.total_bits!r}"
+        )
+    integer("precision.frac_bits", p.frac_bits)
+    if p.frac_bits != 8:
+        raise ConfigError(
+            f"precision.frac_bits must be 8 (only Q8.8 is supported), got {p.frac_bits!r}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Keys, suggestions and building a config from flat dotted updates.
+# ---------------------------------------------------------------------------
+
+def field_names() -> list[str]:
+    """Return every settable key, in report order.
+
+    Returns
+    -------
+    list of str
+        ``"name"`` followed by the dotted ``"section.field"`` keys, e.g.
+        ``"array.clock_mhz"`` (MHz) or ``"dma.bandwidth_bytes_per_cycle"``
+        (bytes per cycle). These are the keys :func:`with_overrides` and
+        ``--set`` accept.
+    """
+    return ["name"] + [f"{sec}.{f}" for sec, types in _TYPES.items() for f in types]
+
+
+def _unknown_key(key: str, *, allow_base: bool) -> str:
+    """Build the "unknown key" message for ``key``, with a suggestion if one is close."""
+    if key in _TYPES:
+        return (f"unknown key {key!r} ({key} is a section; use {key}.<field>, one of: "
+                f"{', '.join(_TYPES[key])})")
+    candidates = field_names() + (["base"] if allow_base else []) + list(_SECTIONS)
+    match = difflib.get_close_matches(key, candidates, n=1)
+    if not match and "." not in key:
+        # A field written without its section, e.g. "latency_cycles".
+        by_leaf = {c.rpartition(".")[2]: c for c in candidates if "." in c}
+        leaf = difflib.get_close_matches(key, list(by_leaf), n=1)
+        match = [by_leaf[leaf[0]]] if leaf else []
+    if match:
+        return f"unknown key {key!r} (did you mean {match[0]!r}?)"
+    sec = key.partition(".")[0]
+    if "." in key and sec in _TYPES:
+        return f"unknown key {key!r} ({sec} keys are: {', '.join(_TYPES[sec])})"
+    top = (["base"] if allow_base else []) + ["name"] + [f"{s}.<field>" for s in _SECTIONS]
+    return f"unknown key {key!r} (valid keys are: {', '.join(top)})"
+
+
+def _coerce_number(key: str, ftype: type, value: object) -> object:
+    """Turn an ``int`` into a ``float`` for float fields; leave everything else to validation."""
+    if ftype is float and _is_int(value):
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key} must be finite, got {value!r}") from None
+    return value
+
+
+def _apply(base: AcceleratorConfig, updates: Mapping[str, object]) -> AcceleratorConfig:
+    """Return ``base`` with already-checked dotted ``updates`` applied, re-validated."""
+    name = updates.get("name", base.name)
+    sections: dict[str, object] = {}
+    for sec, types in _TYPES.items():
+        changes = {}
+        for fname, ftype in types.items():
+            key = f"{sec}.{fname}"
+            if key in updates:
+                changes[fname] = _coerce_number(key, ftype, updates[key])
+        current = getattr(base, sec)
+        sections[sec] = dataclasses.replace(current, **changes) if changes else current
+    return AcceleratorConfig(name=name, **sections)
+
+
+# ---------------------------------------------------------------------------
+# Presets and files.
+# ---------------------------------------------------------------------------
+
+def _presets_dir():
+    return resources.files("simulator").joinpath("presets")
+
+
+def list_presets() -> list[str]:
+    """Return the names of the bundled presets, sorted.
+
+    Returns
+    -------
+    list of str
+        Preset names, i.e. the stems of ``simulator/presets/*.toml``.
+    """
+    return sorted(
+        entry.name[: -len(".toml")]
+        for entry in _presets_dir().iterdir()
+        if entry.name.endswith(".toml") and entry.is_file()
+    )
+
+
+def get_preset(name: str) -> AcceleratorConfig:
+    """Load a bundled preset by name.
+
+    Parameters
+    ----------
+    name : str
+        Preset name, e.g. ``"nullhop"`` (see :func:`list_presets`).
+
+    Returns
+    -------
+    AcceleratorConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        If no preset has that name; the message lists the available presets
+        and suggests the closest name.
+    """
+    return _get_preset(name, ())
+
+
+def _get_preset(name: object, stack: tuple[str, ...]) -> AcceleratorConfig:
+    available = list_presets()
+    if not isinstance(name, str) or name not in available:
+        match = difflib.get_close_matches(name, available, n=1) if isinstance(name, str) else []
+        hint = f" (did you mean {match[0]!r}?)" if match else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; available presets: {', '.join(available)}")
+    if name in stack:
+        chain = " -> ".join((*stack, name))
+        raise ConfigError(f"preset {name!r}: 'base' presets form a cycle: {chain}")
+    resource = _presets_dir().joinpath(f"{name}.toml")
+    label = f"presets/{name}.toml"
+    return _from_text(resource.read_bytes(), label, default_name=name, stack=(*stack, name))
+
+
+def _from_text(
+    raw: bytes, label: str, *, default_name: str, stack: tuple[str, ...]
+) -> AcceleratorConfig:
+    """Parse TOML bytes and build a config; every error is prefixed with ``label``."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    try:
+        return _from_mapping(data, default_name=default_name, stack=stack)
+    except ConfigError as exc:
+        raise ConfigError(f"{label}: {exc}") from None
+
+
+def _from_mapping(
+    data: Mapping[str, object], *, default_name: str, stack: tuple[str, ...]
+) -> AcceleratorConfig:
+    """Check the key layout of a parsed TOML document and build the config."""
+    updates: dict[str, object] = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key!r} must be a table (a [{key}] section), got {value!r}")
+            for fname, fvalue in value.items():
+                dotted = f"{key}.{fname}"
+                if fname not in _TYPES[key]:
+                    raise ConfigError(_unknown_key(dotted, allow_base=True))
+                updates[dotted] = fvalue
+        elif key in _TOP_LEVEL_KEYS:
+            updates[key] = value
+        else:
+            raise ConfigError(_unknown_key(key, allow_base=True))
+
+    base_name = updates.pop("base", None)
+    if base_name is None:
+        base = AcceleratorConfig()
+    elif isinstance(base_name, str):
+        base = _get_preset(base_name, stack)
+    else:
+        raise ConfigError(
+            f"base must be a preset name (one of {', '.join(list_presets())}), got {base_name!r}"
+        )
+    updates.setdefault("name", default_name)
+    return _apply(base, updates)
+
+
+def load_config(path_or_preset: str | os.PathLike[str]) -> AcceleratorConfig:
+    """Load a configuration from a TOML file or a preset name.
+
+    A path-like object, a string ending in ``.toml``, a string containing a
+    path separator, or a string naming an existing file is read as a TOML
+    file; any other string is looked up with :func:`get_preset`.
+
+    The file may set ``base = "<preset>"`` at the top level (default: the
+    built-in defaults, which equal the ``nullhop`` preset) and override any
+    field in its ``[array]``, ``[memory]``, ``[dma]`` and ``[precision]``
+    sections. ``name`` defaults to the file's stem. Integers are accepted for
+    float fields (``bandwidth_bytes_per_cycle = 8``).
+
+    Parameters
+    ----------
+    path_or_preset : str or os.PathLike
+        A TOML file path or a preset name.
+
+    Returns
+    -------
+    AcceleratorConfig
+        The validated configuration.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or unreadable, is not valid TOML, has an unknown
+        section or key (with a "did you mean" suggestion), has a value of the
+        wrong type or out of range, or names an unknown preset. Messages from a
+        file start with its path.
+    """
+    if isinstance(path_or_preset, os.PathLike):
+        path = os.fspath(path_or_preset)
+    elif isinstance(path_or_preset, str):
+        path = path_or_preset
+        looks_like_file = (
+            path.endswith(".toml")
+            or os.sep in path
+            or (os.altsep is not None and os.altsep in path)
+            or os.path.isfile(path)
+        )
+        if not looks_like_file:
+            return get_preset(path)
+    else:
+        raise ConfigError(f"config must be a file path or preset name, got {path_or_preset!r}")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    stem = os.path.splitext(os.path.basename(path))[0] or "config"
+    return _from_text(raw, path, default_name=stem, stack=())
+
+
+# ---------------------------------------------------------------------------
+# Overrides (``--set``) and export.
+# ---------------------------------------------------------------------------
+
+def _parse_string(key: str, ftype: type, raw: str) -> object:
+    """Parse a command-line string into ``ftype``; raise ConfigError if it does not parse."""
+    if ftype is str:
+        return raw
+    text = raw.strip()
+    if ftype is bool:
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ConfigError(f"{key} must be a boolean (true or false), got {raw!r}")
+    if ftype is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be an integer, got {raw!r}") from None
+    if ftype is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+    raise AssertionError(f"unhandled field type {ftype!r} for {key}")  # pragma: no cover
+
+
+def with_overrides(cfg: AcceleratorConfig, overrides: Mapping[str, object]) -> AcceleratorConfig:
+    """Return a copy of ``cfg`` with some fields replaced.
+
+    Parameters
+    ----------
+    cfg : AcceleratorConfig
+        The starting configuration; it is not modified.
+    overrides : Mapping[str, object]
+        Dotted keys from :func:`field_names` (``"dma.latency_cycles"``, or
+        ``"name"``) mapped to new values in the field's unit. String values
+        (e.g. from ``--set``) are parsed to the field's type: ``int``,
+        ``float``, or ``bool`` written ``true``/``false``. Other values must
+        already have the field's type (an ``int`` is accepted for a float).
+
+    Returns
+    -------
+    AcceleratorConfig
+        A new validated configuration; unnamed fields keep their values.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown key (with a "did you mean" suggestion), a string that
+        does not parse, or a value that fails validation.
+    """
+    if not isinstance(cfg, AcceleratorConfig):
+        raise ConfigError(f"with_overrides expects an AcceleratorConfig, got {cfg!r}")
+    updates: dict[str, object] = {}
+    for key, value in overrides.items():
+        if key == "name":
+            ftype: type = str
+        else:
+            sec, _, fname = key.partition(".") if isinstance(key, str) else ("", "", "")
+            if sec not in _TYPES or fname not in _TYPES[sec]:
+                raise ConfigError(_unknown_key(str(key), allow_base=False))
+            ftype = _TYPES[sec][fname]
+        updates[key] = _parse_string(key, ftype, value) if isinstance(value, str) else value
+    return _apply(cfg, updates)
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """Parse ``--set key=value`` strings into a dict for :func:`with_overrides`.
+
+    Parameters
+    ----------
+    items : list of str
+        Strings of the form ``"section.field=value"``; whitespace around the
+        key and the value is stripped. A later item for the same key wins.
+
+    Returns
+    -------
+    dict of str to str
+        Keys mapped to their (still unparsed) value strings.
+
+    Raises
+    ------
+    ConfigError
+        If an item has no ``=`` or an empty key.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def config_to_dict(cfg: AcceleratorConfig) -> dict[str, object]:
+    """Return ``cfg`` as a nested, TOML-shaped dict (for JSON reports and files).
+
+    Parameters
+    ----------
+    cfg : AcceleratorConfig
+        The configuration to export.
+
+    Returns
+    -------
+    dict
+        ``{"name": ..., "array": {...}, "memory": {...}, "dma": {...},
+        "precision": {...}}`` with plain ``int``/``float``/``bool``/``str``
+        values in the fields' units. Derived values such as
+        ``ArrayConfig.num_macs`` are not included, so the dict written as TOML
+        loads back to an equal config.
+    """
+    out: dict[str, object] = {"name": cfg.name}
+    for sec in _SECTIONS:
+        out[sec] = dataclasses.asdict(getattr(cfg, sec))
+    return out

@@ -1,0 +1,523 @@
+"""Bit-exact Q8.8 functional model of NullHop layers, computed on the compressed stream.
+
+Numerics (see docs/numerics.md for provenance):
+
+* activations, weights and biases are int16 Q8.8 (value = int / 256),
+  nullhop.md §4 [C];
+* products are accumulated at full precision in int64; the bias enters as
+  ``bias << 8``; the sum is shifted right by 8 (floor), saturated to int16,
+  then ReLU / ReLU6 is applied;
+* the accelerator computes stride 1 only; stride ``s`` is the stride-1 result
+  decimated as ``[::s, ::s]`` by the host, nullhop.md §8 [C].
+
+Tensors are int16 ``(H, W, C)``, channel fastest; weights are int16
+``(C_out, kh, kw, C_in / groups)``; biases are int16 ``(C_out,)``.
+Activation codes: 0 = none, 1 = ReLU, 2 = ReLU6 (6.0 = 1536); the workload
+strings ``None``, ``"relu"`` and ``"relu6"`` are accepted as well.
+
+The convolution kernel walks the SM + non-zero stream of
+:mod:`simulator._format`, so only non-zero inputs are ever multiplied,
+as in the hardware (nullhop.md §7.3).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from workloads._errors import TraceError, WorkloadError
+
+from ._format import _as_act, _as_stream, encode
+
+__all__ = [
+    "ACT_NONE",
+    "ACT_RELU",
+    "ACT_RELU6",
+    "RELU6_MAX",
+    "activation_code",
+    "conv_accumulate",
+    "requantize",
+    "conv2d",
+    "conv2d_accumulators",
+    "maxpool",
+    "avgpool",
+    "add",
+    "fc",
+]
+
+ACT_NONE = 0
+ACT_RELU = 1
+ACT_RELU6 = 2
+#: 6.0 in Q8.8.
+RELU6_MAX = 6 * 256
+#: Fractional bits of the Q8.8 format (``MANTISSA_NUM_BITS``, nullhop.md §4 [C]).
+FRAC_BITS = 8
+
+_ACT_NAMES = {None: ACT_NONE, "none": ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
+
+
+def activation_code(activation: int | str | None) -> int:
+    """Map ``0/1/2`` or ``None/"relu"/"relu6"`` to the activation code 0, 1 or 2."""
+    if isinstance(activation, (int, np.integer)) and not isinstance(activation, bool):
+        if int(activation) in (ACT_NONE, ACT_RELU, ACT_RELU6):
+            return int(activation)
+    elif activation is None or isinstance(activation, str):
+        if activation in _ACT_NAMES:
+            return _ACT_NAMES[activation]
+    raise WorkloadError(
+        f"activation must be 0, 1, 2, None, 'relu' or 'relu6', not {activation!r}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# numba kernels
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def _conv_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, H, W, C, wt, groups, pad, Ho1, Wo1):
+    # wt is the pre-transposed weight tensor (kh, kw, C_in / groups, C_out).
+    kh, kw, cin_g, cout = wt.shape
+    cout_g = cout // groups
+    acc = np.zeros((Ho1, Wo1, cout), dtype=np.int64)
+    # NOTE: gather form, parallel over output rows: each output row is written
+    # by exactly one prange iteration, so the accumulation is race-free. Each
+    # input row is re-walked once per kernel row (kh times in total).
+    for oy in prange(Ho1):
+        acc_row = acc[oy]
+        for ky in range(kh):
+            iy = oy + ky - pad
+            if iy < 0 or iy >= H:
+                continue
+            w_ky = wt[ky]
+            k = row_nz_ptr[iy]
+            base = 0
+            for wi in range(row_sm_ptr[iy], row_sm_ptr[iy + 1]):
+                word = np.int64(sm[wi])
+                b = 0
+                while word != 0:
+                    if word & 1:
+                        v = np.int64(nz[k])
+                        k += 1
+                        idx = base + b
+                        x = idx // C
+                        c = idx - x * C
+                        g = c // cin_g
+                        cl = c - g * cin_g
+                        co0 = g * cout_g
+                        # valid kx: 0 <= ox = x + pad - kx < Wo1
+                        kx_lo = max(0, x + pad - Wo1 + 1)
+                        kx_hi = min(kw, x + pad + 1)
+                        for kx in range(kx_lo, kx_hi):
+                            # NOTE: slice first, then index from 0: the
+                            # contiguous 0-based loop over this group's output
+                            # channels is what lets LLVM vectorise the
+                            # int16 -> int64 multiply-add (about 5x faster
+                            # than indexing acc_row[ox, co0 + j] directly).
+                            a = acc_row[x + pad - kx, co0:co0 + cout_g]
+                            wv = w_ky[kx, cl, co0:co0 + cout_g]
+                            for j in range(cout_g):
+                                a[j] += v * wv[j]
+                    word >>= 1
+                    b += 1
+                base += 16
+    return acc
+
+
+@njit(cache=True)
+def _requantize_kernel(acc2, bias, activation):
+    n, cout = acc2.shape
+    out = np.empty((n, cout), dtype=np.int16)
+    for i in range(n):
+        for co in range(cout):
+            # >> on a signed int64 is an arithmetic shift, i.e. floor(x / 256).
+            s = (acc2[i, co] + (np.int64(bias[co]) << 8)) >> 8
+            if s > 32767:
+                s = 32767
+            elif s < -32768:
+                s = -32768
+            if activation == 1:
+                if s < 0:
+                    s = 0
+            elif activation == 2:
+                if s < 0:
+                    s = 0
+                elif s > 1536:
+                    s = 1536
+            out[i, co] = s
+    return out
+
+
+@njit(cache=True)
+def _maxpool_kernel(act, kh, kw, stride, pad, Ho, Wo):
+    H, W, C = act.shape
+    out = np.empty((Ho, Wo, C), dtype=np.int16)
+    m = np.empty(C, dtype=np.int16)
+    for oy in range(Ho):
+        y0 = max(oy * stride - pad, 0)
+        y1 = min(oy * stride - pad + kh, H)
+        for ox in range(Wo):
+            x0 = max(ox * stride - pad, 0)
+            x1 = min(ox * stride - pad + kw, W)
+            # padded cells are skipped (-inf semantics); every window holds
+            # at least one real pixel because pad < kernel.
+            m[:] = -32768
+            for y in range(y0, y1):
+                for x in range(x0, x1):
+                    for c in range(C):
+                        if act[y, x, c] > m[c]:
+                            m[c] = act[y, x, c]
+            out[oy, ox, :] = m
+    return out
+
+
+@njit(cache=True)
+def _avgpool_kernel(act, kh, kw, stride, pad, Ho, Wo):
+    H, W, C = act.shape
+    out = np.empty((Ho, Wo, C), dtype=np.int16)
+    s = np.empty(C, dtype=np.int64)
+    for oy in range(Ho):
+        y0 = max(oy * stride - pad, 0)
+        y1 = min(oy * stride - pad + kh, H)
+        for ox in range(Wo):
+            x0 = max(ox * stride - pad, 0)
+            x1 = min(ox * stride - pad + kw, W)
+            n = (y1 - y0) * (x1 - x0)  # count_include_pad=False
+            s[:] = 0
+            for y in range(y0, y1):
+                for x in range(x0, x1):
+                    for c in range(C):
+                        s[c] += act[y, x, c]
+            for c in range(C):
+                # round half up: floor(sum / n + 1/2); // is floor division.
+                q = (2 * s[c] + n) // (2 * n)
+                if q > 32767:
+                    q = 32767
+                elif q < -32768:
+                    q = -32768
+                out[oy, ox, c] = q
+    return out
+
+
+@njit(cache=True)
+def _add_kernel(a, b, activation):
+    fa = a.ravel()
+    fb = b.ravel()
+    out = np.empty(fa.shape[0], dtype=np.int16)
+    for i in range(fa.shape[0]):
+        s = np.int32(fa[i]) + np.int32(fb[i])
+        if s > 32767:
+            s = 32767
+        elif s < -32768:
+            s = -32768
+        if activation == 1:
+            if s < 0:
+                s = 0
+        elif activation == 2:
+            if s < 0:
+                s = 0
+            elif s > 1536:
+                s = 1536
+        out[i] = s
+    return out.reshape(a.shape)
+
+
+@njit(cache=True)
+def _fc_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, n_row, wT):
+    # wT is (N, C_out): the weights of input i are contiguous.
+    cout = wT.shape[1]
+    acc = np.zeros(cout, dtype=np.int64)
+    H = row_sm_ptr.shape[0] - 1
+    for r in range(H):
+        k = row_nz_ptr[r]
+        base = r * n_row
+        for wi in range(row_sm_ptr[r], row_sm_ptr[r + 1]):
+            word = np.int64(sm[wi])
+            b = 0
+            while word != 0:
+                if word & 1:
+                    v = np.int64(nz[k])
+                    k += 1
+                    wv = wT[base + b]
+                    for co in range(cout):  # contiguous, vectorised
+                        acc[co] += v * wv[co]
+                word >>= 1
+                b += 1
+            base += 16
+    return acc
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------
+
+
+def _check_int(name: str, value, lo: int) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
+        raise WorkloadError(f"{name} must be an integer >= {lo}, not {value!r}")
+    return int(value)
+
+
+def _as_weights(weights: np.ndarray) -> np.ndarray:
+    weights = np.asarray(weights)
+    if weights.ndim != 4:
+        raise TraceError(
+            f"weights must have shape (C_out, kh, kw, C_in / groups), not {weights.shape!r}"
+        )
+    if weights.dtype != np.int16:
+        raise TraceError(f"weights must be int16 (Q8.8), not {weights.dtype!r}")
+    return weights
+
+
+def _as_bias(bias, cout: int) -> np.ndarray:
+    if bias is None:
+        return np.zeros(cout, dtype=np.int16)
+    bias = np.asarray(bias)
+    if bias.shape != (cout,) or bias.dtype != np.int16:
+        raise TraceError(
+            f"bias must be an int16 array of shape ({cout},), not {bias.dtype!r} {bias.shape!r}"
+        )
+    return np.ascontiguousarray(bias)
+
+
+def _conv_geometry(shape, weights, padding, groups):
+    H, W, C = shape
+    cout, kh, kw, cin_g = weights.shape
+    if C % groups or cout % groups:
+        raise WorkloadError(
+            f"groups={groups!r} must divide C_in={C!r} and C_out={cout!r}"
+        )
+    if cin_g != C // groups:
+        raise TraceError(
+            f"weights have {cin_g!r} input channels per group, "
+            f"expected C_in / groups = {C // groups!r}"
+        )
+    Ho1 = H + 2 * padding - kh + 1
+    Wo1 = W + 2 * padding - kw + 1
+    if Ho1 < 1 or Wo1 < 1:
+        raise WorkloadError(
+            f"kernel {kh}x{kw} with padding {padding!r} does not fit the {H}x{W} input"
+        )
+    return Ho1, Wo1
+
+
+def _pool_geometry(shape, k, stride, padding):
+    if isinstance(k, (tuple, list)):
+        if len(k) != 2:
+            raise WorkloadError(f"pooling kernel must be an int or (kh, kw), not {k!r}")
+        kh, kw = (_check_int("pooling kernel", v, 1) for v in k)
+    else:
+        kh = kw = _check_int("pooling kernel", k, 1)
+    stride = _check_int("stride", stride, 1)
+    padding = _check_int("padding", padding, 0)
+    if padding >= min(kh, kw):
+        raise WorkloadError(
+            f"pooling padding must be smaller than the kernel {kh}x{kw}, not {padding!r}"
+        )
+    H, W, _ = shape
+    if kh > H + 2 * padding or kw > W + 2 * padding:
+        raise WorkloadError(
+            f"pooling kernel {kh}x{kw} with padding {padding!r} does not fit the {H}x{W} input"
+        )
+    Ho = (H + 2 * padding - kh) // stride + 1
+    Wo = (W + 2 * padding - kw) // stride + 1
+    return kh, kw, stride, padding, Ho, Wo
+
+
+# ---------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------
+
+
+def conv_accumulate(
+    sm: np.ndarray,
+    nz: np.ndarray,
+    row_sm_ptr: np.ndarray,
+    row_nz_ptr: np.ndarray,
+    H: int,
+    W: int,
+    C: int,
+    weights: np.ndarray,
+    groups: int = 1,
+    padding: int = 0,
+) -> np.ndarray:
+    """Stride-1 convolution accumulators of a compressed input, without bias.
+
+    Only the non-zeros of the stream are touched. Input channel ``c`` belongs
+    to group ``c // (C / groups)`` and feeds that group's ``C_out / groups``
+    output channels.
+
+    Parameters
+    ----------
+    sm, nz, row_sm_ptr, row_nz_ptr : the stream of an ``(H, W, C)`` map, as
+        returned by :func:`simulator._format.encode`. It is not re-validated.
+    H, W, C : shape of the uncompressed input.
+    weights : int16 ``(C_out, kh, kw, C / groups)``.
+    groups : convolution groups.
+    padding : symmetric zero padding, pixels.
+
+    Returns
+    -------
+    int64 array ``(H + 2p - kh + 1, W + 2p - kw + 1, C_out)``: sums of
+    products, in units of 2**-16 (Q16.16).
+    """
+    sm, nz, row_sm_ptr, row_nz_ptr = _as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
+    H, W, C = _check_int("H", H, 1), _check_int("W", W, 1), _check_int("C", C, 1)
+    if row_sm_ptr.shape[0] != H + 1:
+        raise TraceError(
+            f"row pointers must have length H + 1 = {H + 1!r}, not {row_sm_ptr.shape[0]!r}"
+        )
+    weights = _as_weights(weights)
+    groups = _check_int("groups", groups, 1)
+    padding = _check_int("padding", padding, 0)
+    Ho1, Wo1 = _conv_geometry((H, W, C), weights, padding, groups)
+    # NOTE: (C_out, kh, kw, Cin_g) -> (kh, kw, Cin_g, C_out) so that the
+    # kernel's innermost loop over output channels reads contiguous weights.
+    wt = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))
+    return _conv_acc_kernel(
+        sm, nz, row_sm_ptr, row_nz_ptr, H, W, C, wt, groups, padding, Ho1, Wo1
+    )
+
+
+def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str | None) -> np.ndarray:
+    """Q8.8 output of accumulators: ``act(sat16((acc + (bias << 8)) >> 8))``.
+
+    Parameters
+    ----------
+    acc : int64 array ``(..., C_out)`` of sums of products (Q16.16).
+    bias : int16 ``(C_out,)`` in Q8.8, or ``None`` for no bias.
+    activation : 0/None, 1/"relu" or 2/"relu6".
+
+    Returns
+    -------
+    int16 array of the same shape as ``acc``.
+    """
+    acc = np.asarray(acc)
+    if acc.dtype != np.int64 or acc.ndim < 1:
+        raise TraceError(f"accumulators must be an int64 array, not {acc.dtype!r} {acc.shape!r}")
+    cout = acc.shape[-1]
+    bias = _as_bias(bias, cout)
+    code = activation_code(activation)
+    acc2 = np.ascontiguousarray(acc).reshape(-1, cout)
+    return _requantize_kernel(acc2, bias, code).reshape(acc.shape)
+
+
+def conv2d_accumulators(
+    act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1
+) -> np.ndarray:
+    """Accumulators (no bias) of a strided convolution: stride-1 result decimated ``[::s, ::s]``.
+
+    Returns int64 ``(Ho, Wo, C_out)`` with ``Ho = (H + 2p - kh) // s + 1``.
+    """
+    act = _as_act(act)
+    stride = _check_int("stride", stride, 1)
+    H, W, C = act.shape
+    sm, nz, rsp, rnp = encode(act)
+    acc = conv_accumulate(sm, nz, rsp, rnp, H, W, C, weights, groups, padding)
+    if stride == 1:
+        return acc
+    return np.ascontiguousarray(acc[::stride, ::stride])
+
+
+def conv2d(
+    act: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    activation: int | str | None = ACT_NONE,
+) -> np.ndarray:
+    """Q8.8 convolution as NullHop computes it: encode, accumulate non-zeros, requantize, decimate.
+
+    Parameters
+    ----------
+    act : int16 ``(H, W, C)``.
+    weights : int16 ``(C_out, kh, kw, C / groups)``.
+    bias : int16 ``(C_out,)`` or ``None``.
+    stride, padding, groups : as in the usual convolution; padding in pixels.
+    activation : 0/None, 1/"relu" or 2/"relu6".
+
+    Returns
+    -------
+    int16 ``(Ho, Wo, C_out)``, ``Ho = (H + 2p - kh) // stride + 1``.
+    """
+    weights = _as_weights(weights)
+    bias = _as_bias(bias, weights.shape[0])
+    code = activation_code(activation)
+    acc = conv2d_accumulators(act, weights, stride, padding, groups)
+    return requantize(acc, bias, code)
+
+
+def maxpool(act: np.ndarray, k, stride: int = 2, padding: int = 0) -> np.ndarray:
+    """Max pooling; padded cells are ignored (-inf semantics).
+
+    ``k`` is an int or ``(kh, kw)``; ``padding`` must be smaller than the
+    kernel so every window holds a real pixel. Output ``(Ho, Wo, C)`` int16.
+    """
+    act = _as_act(act)
+    kh, kw, stride, padding, Ho, Wo = _pool_geometry(act.shape, k, stride, padding)
+    return _maxpool_kernel(act, kh, kw, stride, padding, Ho, Wo)
+
+
+def avgpool(act: np.ndarray, k, stride: int | None = None, padding: int = 0) -> np.ndarray:
+    """Average pooling, count_include_pad=False, rounded half up: ``floor((2 sum + n) / (2 n))``.
+
+    ``k`` is an int or ``(kh, kw)``; ``stride`` defaults to the kernel height.
+    Output ``(Ho, Wo, C)`` int16.
+    """
+    act = _as_act(act)
+    if stride is None:
+        stride = k[0] if isinstance(k, (tuple, list)) else k
+    kh, kw, stride, padding, Ho, Wo = _pool_geometry(act.shape, k, stride, padding)
+    return _avgpool_kernel(act, kh, kw, stride, padding, Ho, Wo)
+
+
+def add(a: np.ndarray, b: np.ndarray, activation: int | str | None = ACT_NONE) -> np.ndarray:
+    """Element-wise Q8.8 add: int32 sum, saturate to int16, then the activation."""
+    a = _as_act(a)
+    b = _as_act(b)
+    if a.shape != b.shape:
+        raise TraceError(f"add operands differ in shape: {a.shape!r} and {b.shape!r}")
+    return _add_kernel(a, b, activation_code(activation))
+
+
+def fc(
+    x: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    activation: int | str | None = ACT_NONE,
+) -> np.ndarray:
+    """Fully connected layer over ``x`` flattened in HWC order (on the host, nullhop.md §8).
+
+    Walks the compressed stream of ``x`` so only non-zero inputs are
+    multiplied, then requantizes exactly as :func:`conv2d`.
+
+    Parameters
+    ----------
+    x : int16 ``(H, W, C)``.
+    weights : int16 ``(C_out, 1, 1, H * W * C)`` (any ``(C_out, a, b, c)``
+        with ``a * b * c == H * W * C`` is flattened the same way).
+    bias : int16 ``(C_out,)`` or ``None``.
+    activation : 0/None, 1/"relu" or 2/"relu6".
+
+    Returns
+    -------
+    int16 ``(1, 1, C_out)``.
+    """
+    x = _as_act(x)
+    weights = _as_weights(weights)
+    cout = weights.shape[0]
+    n = x.size
+    if weights[0].size != n:
+        raise TraceError(
+            f"fc weights {weights.shape!r} do not match the {n!r} inputs of {x.shape!r}"
+        )
+    bias = _as_bias(bias, cout)
+    code = activation_code(activation)
+    # NOTE: (C_out, N) -> (N, C_out) so the weights of one input are contiguous.
+    wT = np.ascontiguousarray(weights.reshape(cout, n).T)
+    H, W, C = x.shape
+    sm, nz, rsp, rnp = encode(x)
+    acc = _fc_acc_kernel(sm, nz, rsp, rnp, W * C, wT)
+    return requantize(acc.reshape(1, 1, cout), bias, code)

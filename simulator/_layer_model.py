@@ -1,0 +1,176 @@
+"""Turns one mapped layer and its real data into per-pass work and time.
+
+Plain Python over numpy arrays: it asks the numba kernels in ``_cycles`` for
+exact per-stripe counts, converts them into per-unit service times using the
+configuration (docs/architecture.md, "Per-unit timing"), and lets the simpy
+pipeline in ``_engine`` schedule them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dataflows import ScheduledLayer
+from workloads._errors import MappingError
+
+from ._config import AcceleratorConfig
+from ._cycles import ceil_div, row_stream_elements, stripe_mac_work, stripe_windows
+from ._engine import UnitStats, simulate_pipeline
+
+__all__ = ["UNITS", "LayerTiming", "time_layer", "dma_cycles"]
+
+#: Units of the NullHop pipeline, upstream first.
+UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
+
+
+@dataclass
+class LayerTiming:
+    """Cycles and action counts of one accelerator layer (all passes)."""
+
+    cycles: int = 0
+    passes: int = 0
+    macs_useful: int = 0
+    mac_ops: int = 0
+    resident: bool = False
+    dram_read_bytes: dict[str, int] = field(default_factory=lambda: {
+        "activations": 0, "weights": 0, "biases": 0, "config": 0})
+    dram_write_bytes: dict[str, int] = field(default_factory=lambda: {"activations": 0})
+    onchip: dict[str, int] = field(default_factory=lambda: {
+        "input_memory_write_bytes": 0, "input_memory_read_bytes": 0,
+        "kernel_memory_write_words": 0, "kernel_memory_read_words": 0,
+        "pre_buffer_write_words": 0, "pre_buffer_read_words": 0,
+        "output_buffer_write_bytes": 0})
+    units: dict[str, UnitStats] = field(default_factory=lambda: {u: UnitStats() for u in UNITS})
+
+
+def dma_cycles(beats, cfg: AcceleratorConfig):
+    """Cycles one DMA transfer of ``beats`` beats occupies its channel.
+
+    A transfer pays ``dma.latency_cycles`` once, then streams at
+    ``dma.bandwidth_bytes_per_cycle``; an empty transfer costs nothing.
+    """
+    beats = np.asarray(beats, dtype=np.int64)
+    nbytes = beats * cfg.dma.beat_bytes
+    stream = np.ceil(nbytes / cfg.dma.bandwidth_bytes_per_cycle).astype(np.int64)
+    return np.where(beats > 0, cfg.dma.latency_cycles + stream, 0)
+
+
+def _output_rows(out: np.ndarray, first: int, count: int, compressed: bool, cfg: AcceleratorConfig):
+    """Per output row: 16-bit stream elements and DMA beats for one pass's channels."""
+    sl = np.ascontiguousarray(out[:, :, first:first + count])
+    elements = row_stream_elements(sl, cfg.array.sm_word_pixels, compressed)
+    beats = -(-elements // cfg.dma.values_per_beat)
+    return elements, beats
+
+
+def _per_stripe(values: np.ndarray, rows_per_stripe: int, n_stripes: int) -> np.ndarray:
+    out = np.zeros(n_stripes, dtype=np.int64)
+    idx = np.minimum(np.arange(len(values)) // rows_per_stripe, n_stripes - 1)
+    np.add.at(out, idx, values)
+    return out
+
+
+def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray,
+               cfg: AcceleratorConfig) -> LayerTiming:
+    """Simulate one accelerator layer.
+
+    Parameters
+    ----------
+    sched : the scheduled layer (mapping, fused pool, compression flags).
+    act_in : int16 (H, W, C) input as the array sees it (FC: (1, 1, N)).
+    out_written : int16 output as the PRE writes it: stride-1, after the fused
+        pool if any (host decimation for stride > 1 comes later).
+    cfg : the accelerator configuration.
+    """
+    mp = sched.mapping
+    layer = sched.layer
+    h, w, c = act_in.shape
+    kh, kw = mp.kernel
+    pad = mp.padding
+    n_macs = cfg.array.num_macs
+    t = LayerTiming(passes=mp.passes)
+
+    # Input side: identical for every pass.
+    mac_cycles, taps_c, processed = stripe_mac_work(act_in, kh, kw, pad, mp.m, mp.channels_per_lane,
+                                                    not sched.compressed_input)
+    n_stripes = len(mac_cycles)
+    row_el = row_stream_elements(act_in, cfg.array.sm_word_pixels, sched.compressed_input)
+    row_beats = -(-row_el // cfg.dma.values_per_beat)
+    lo, hi = stripe_windows(h, kh, pad)
+    cum = np.concatenate(([0], np.cumsum(row_el)))
+    window_el = cum[hi + 1] - cum[lo]
+    dec_rate = cfg.array.decoder_values_per_cycle
+    decoder = np.array([ceil_div(int(row_el[a:b + 1].max()), dec_rate) if b >= a else 0
+                        for a, b in zip(lo, hi)], dtype=np.int64)
+    # Rows first needed by each stripe; the last stripe also takes any unused tail rows.
+    prev_end = np.concatenate(([0], hi[:-1] + 1))
+    new_hi = hi.copy()
+    new_hi[-1] = h - 1
+    cumb = np.concatenate(([0], np.cumsum(row_beats)))
+    read_beats = cumb[new_hi + 1] - cumb[np.minimum(prev_end, new_hi + 1)]
+    image_bytes = int(row_el.sum()) * 2
+    mem_bytes = cfg.memory.input_memory_kib * 1024
+    t.resident = image_bytes <= mem_bytes
+    if t.resident:
+        in_fifo = max(1, n_stripes)
+    else:
+        window_bytes = int(window_el.max()) * 2
+        if window_bytes > mem_bytes:
+            raise MappingError(
+                f"layer {layer.name!r}: memory.input_memory_kib={cfg.memory.input_memory_kib} is too small "
+                f"for one stripe ({kh + 1} input rows need {math.ceil(window_bytes / 1024)} KiB)")
+        in_fifo = max(1, mem_bytes // window_bytes)
+
+    # Output side.
+    rows_out_stripe = np.minimum(2, (h + 2 * pad - kh + 1) - 2 * np.arange(n_stripes))
+    wo1 = w + 2 * pad - kw + 1
+    words_per_px = ceil_div(ceil_div(mp.out_per_pass, 16), cfg.array.pre_words_per_cycle)
+    pre = rows_out_stripe * wo1 * words_per_px + int(math.log2(mp.m)) + 1
+    out_rows_per_stripe = 1 if sched.fused_pool is not None else 2
+    cin_g = mp.conv_in_channels // mp.groups
+    cout_g = mp.out_channels // mp.groups
+    for p in range(mp.passes):
+        first, count = mp.pass_channels(p)
+        stream = p == 0 or not t.resident
+        el, beats = _output_rows(out_written, first, count, sched.compressed_output, cfg)
+        enc = -(-_per_stripe(el, out_rows_per_stripe, n_stripes) // cfg.array.encoder_values_per_cycle)
+        wr_beats = _per_stripe(beats, out_rows_per_stripe, n_stripes)
+        rd_beats = read_beats if stream else np.zeros(n_stripes, dtype=np.int64)
+        macs_used = count * mp.m
+        w_beats = macs_used * ceil_div(mp.contiguous_kernels, cfg.dma.values_per_beat)
+        b_beats = ceil_div(n_macs, cfg.dma.values_per_beat)
+        load_beats = cfg.dma.config_beats_per_pass + b_beats + w_beats
+        load = int(dma_cycles(load_beats, cfg))
+        timing = simulate_pipeline(
+            list(UNITS),
+            [dma_cycles(rd_beats, cfg), decoder, mac_cycles, pre, enc, dma_cycles(wr_beats, cfg)],
+            [in_fifo, cfg.memory.decoder_fifo_stripes, cfg.memory.pre_fifo_stripes, 1,
+             cfg.memory.output_fifo_stripes],
+            load_cycles=load, load_unit="dma_read")
+        t.cycles += timing.cycles
+        for u in UNITS:
+            t.units[u].add(timing.units[u])
+        bb = cfg.dma.beat_bytes
+        t.dram_read_bytes["activations"] += int(rd_beats.sum()) * bb
+        t.dram_read_bytes["weights"] += int(w_beats) * bb
+        t.dram_read_bytes["biases"] += int(b_beats) * bb
+        t.dram_read_bytes["config"] += int(cfg.dma.config_beats_per_pass) * bb
+        t.dram_write_bytes["activations"] += int(wr_beats.sum()) * bb
+        if stream:
+            t.onchip["input_memory_write_bytes"] += image_bytes
+        t.onchip["input_memory_read_bytes"] += int(window_el.sum()) * 2
+        t.onchip["kernel_memory_write_words"] += macs_used * mp.contiguous_kernels
+        t.onchip["kernel_memory_read_words"] += int(processed) * count
+        acc_words = int(rows_out_stripe.sum()) * wo1 * macs_used
+        t.onchip["pre_buffer_write_words"] += acc_words
+        t.onchip["pre_buffer_read_words"] += acc_words
+        t.onchip["output_buffer_write_bytes"] += int(el.sum()) * 2
+        t.mac_ops += int(processed) * count
+        # Useful MACs: taps of each non-zero input channel x the outputs of its group in this pass.
+        g_of_c = np.arange(mp.conv_in_channels) // cin_g
+        lo_o, hi_o = g_of_c * cout_g, (g_of_c + 1) * cout_g
+        overlap = np.clip(np.minimum(hi_o, first + count) - np.maximum(lo_o, first), 0, None)
+        t.macs_useful += int((taps_c * overlap).sum())
+    return t

@@ -1,0 +1,187 @@
+"""Plain-numpy reference of the Q8.8 layer math, independent of the compressed-stream kernels.
+
+This module deliberately shares no code with :mod:`simulator._functional` or
+:mod:`simulator._format` and uses no numba: it works on dense, zero-padded
+tensors and writes the Q8.8 rules again with numpy operations, so that a
+bug in one implementation shows up as a mismatch against the other.
+
+Conventions are the same as :mod:`simulator._functional`: int16 ``(H, W, C)``
+activations, int16 ``(C_out, kh, kw, C_in / groups)`` weights, int16
+``(C_out,)`` biases, Q8.8 throughout; activation 0/None, 1/"relu",
+2/"relu6".
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from workloads._errors import TraceError, WorkloadError
+
+__all__ = [
+    "ref_conv2d_accumulators",
+    "ref_conv2d",
+    "ref_maxpool",
+    "ref_avgpool",
+    "ref_add",
+    "ref_fc",
+]
+
+_INT16_MIN = -(2**15)
+_INT16_MAX = 2**15 - 1
+_RELU6_MAX = 6 * 256  # 6.0 in Q8.8
+
+
+def _act_code(activation) -> int:
+    table = {None: 0, 0: 0, "none": 0, 1: 1, "relu": 1, 2: 2, "relu6": 2}
+    if isinstance(activation, bool) or activation not in table:
+        raise WorkloadError(
+            f"activation must be 0, 1, 2, None, 'relu' or 'relu6', not {activation!r}"
+        )
+    return table[activation]
+
+
+def _activate(q: np.ndarray, activation) -> np.ndarray:
+    """Apply the activation to an already saturated int64 array."""
+    code = _act_code(activation)
+    if code == 1:
+        q = np.maximum(q, 0)
+    elif code == 2:
+        q = np.clip(q, 0, _RELU6_MAX)
+    return q
+
+
+def _check_exact(n_terms: int) -> None:
+    if n_terms >= 2**23:
+        raise WorkloadError(
+            f"{n_terms!r} products per output may not sum exactly in float64 (limit 2**23)"
+        )
+
+
+def _kernel_hw(k) -> tuple[int, int]:
+    if isinstance(k, (tuple, list)):
+        kh, kw = k
+        return int(kh), int(kw)
+    return int(k), int(k)
+
+
+def _check_act(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 3 or x.dtype != np.int16:
+        raise TraceError(f"activations must be int16 (H, W, C), not {x.dtype!r} {x.shape!r}")
+    return x
+
+
+def ref_conv2d_accumulators(
+    act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1
+) -> np.ndarray:
+    """Dense int64 accumulators (no bias) of a strided, grouped, zero-padded convolution.
+
+    Returns int64 ``(Ho, Wo, C_out)``, ``Ho = (H + 2p - kh) // stride + 1``.
+    """
+    x = _check_act(act)
+    w = np.asarray(weights)
+    H, W, C = x.shape
+    cout, kh, kw, cin_g = w.shape
+    if C % groups or cout % groups or cin_g * groups != C:
+        raise WorkloadError(
+            f"groups={groups!r} does not fit C_in={C!r}, C_out={cout!r}, weights {w.shape!r}"
+        )
+    cout_g = cout // groups
+    Ho1 = H + 2 * padding - kh + 1
+    Wo1 = W + 2 * padding - kw + 1
+    if Ho1 < 1 or Wo1 < 1:
+        raise WorkloadError(f"kernel {kh}x{kw} with padding {padding!r} does not fit {H}x{W}")
+    xp = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=np.float64)
+    xp[padding:padding + H, padding:padding + W] = x
+    wf = w.astype(np.float64)
+    # Exactness of float64: every product is an integer with |x * w| <= 2**30,
+    # so a sum of n products has magnitude <= n * 2**30, below 2**53 for any
+    # n < 2**23 (NullHop layers have n <= 7 * 7 * 4096 < 2**18, i.e. sums
+    # below 2**48). Every partial sum, in whatever order BLAS adds and with
+    # or without FMA, is then an integer exactly representable in float64:
+    # no rounding ever happens and the cast to int64 is exact.
+    _check_exact(kh * kw * cin_g)
+    acc = np.zeros((Ho1, Wo1, cout), dtype=np.float64)
+    for g in range(groups):
+        ci = slice(g * cin_g, (g + 1) * cin_g)
+        co = slice(g * cout_g, (g + 1) * cout_g)
+        for ky in range(kh):
+            for kx in range(kw):
+                acc[:, :, co] += xp[ky:ky + Ho1, kx:kx + Wo1, ci] @ wf[co, ky, kx, :].T
+    return acc.astype(np.int64)[::stride, ::stride]
+
+
+def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
+    cout = acc.shape[-1]
+    b = np.zeros(cout, dtype=np.int64) if bias is None else np.asarray(bias).astype(np.int64)
+    # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8.
+    q = np.floor_divide(acc + b * 256, 256)
+    q = np.clip(q, _INT16_MIN, _INT16_MAX)
+    return _activate(q, activation).astype(np.int16)
+
+
+def ref_conv2d(
+    act: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    activation=0,
+) -> np.ndarray:
+    """Reference Q8.8 convolution: ``act(clip(floor((acc + 256 * bias) / 256)))``, int16 ``(Ho, Wo, C_out)``."""
+    acc = ref_conv2d_accumulators(act, weights, stride, padding, groups)
+    return _requantize(acc, bias, activation)
+
+
+def _pool_windows(x: np.ndarray, k, stride: int, padding: int, fill):
+    """Yield the (kh * kw) strided tap views of ``x`` padded with ``fill``."""
+    kh, kw = _kernel_hw(k)
+    if padding >= min(kh, kw):
+        raise WorkloadError(f"pooling padding {padding!r} must be smaller than the kernel {kh}x{kw}")
+    H, W, C = x.shape
+    Ho = (H + 2 * padding - kh) // stride + 1
+    Wo = (W + 2 * padding - kw) // stride + 1
+    xp = np.full((H + 2 * padding, W + 2 * padding, C), fill, dtype=np.int64)
+    xp[padding:padding + H, padding:padding + W] = x
+    for ky in range(kh):
+        for kx in range(kw):
+            yield xp[ky:ky + stride * (Ho - 1) + 1:stride, kx:kx + stride * (Wo - 1) + 1:stride]
+
+
+def ref_maxpool(act: np.ndarray, k, stride: int = 2, padding: int = 0) -> np.ndarray:
+    """Reference max pool; padding cells hold a value below int16 so they never win."""
+    x = _check_act(act)
+    out = None
+    for tap in _pool_windows(x, k, stride, padding, fill=_INT16_MIN - 1):
+        out = tap.copy() if out is None else np.maximum(out, tap)
+    return out.astype(np.int16)
+
+
+def ref_avgpool(act: np.ndarray, k, stride: int | None = None, padding: int = 0) -> np.ndarray:
+    """Reference average pool: count_include_pad=False, round half up, saturate."""
+    x = _check_act(act)
+    if stride is None:
+        stride = _kernel_hw(k)[0]
+    ones = np.ones(x.shape[:2] + (1,), dtype=np.int16)
+    total = sum(_pool_windows(x, k, stride, padding, fill=0))
+    count = sum(_pool_windows(ones, k, stride, padding, fill=0))
+    q = np.floor_divide(2 * total + count, 2 * count)
+    return np.clip(q, _INT16_MIN, _INT16_MAX).astype(np.int16)
+
+
+def ref_add(a: np.ndarray, b: np.ndarray, activation=0) -> np.ndarray:
+    """Reference element-wise add: exact sum, clip to int16, activation."""
+    s = _check_act(a).astype(np.int64) + _check_act(b).astype(np.int64)
+    return _activate(np.clip(s, _INT16_MIN, _INT16_MAX), activation).astype(np.int16)
+
+
+def ref_fc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, activation=0) -> np.ndarray:
+    """Reference fully connected layer over ``x`` flattened in HWC order; int16 ``(1, 1, C_out)``."""
+    x = _check_act(x)
+    w = np.asarray(weights)
+    cout = w.shape[0]
+    # Exact in float64 for the same reason as the convolution.
+    _check_exact(w[0].size)
+    acc = w.reshape(cout, -1).astype(np.float64) @ x.reshape(-1).astype(np.float64)
+    return _requantize(acc.astype(np.int64).reshape(1, 1, cout), bias, activation)

@@ -1,0 +1,248 @@
+"""Results: per-layer records, network totals, table / JSON / CSV output.
+
+This is the reporting layer: the only place that formats text for people.
+Files are written atomically (temporary file in the same directory, then
+``os.replace``), so an interrupted run never leaves a half-written result.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from workloads._errors import SparsesimError
+
+__all__ = ["LayerResult", "Result", "write_atomic"]
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path.
+
+    Raises :class:`SparsesimError` naming the path when it cannot be written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    return path
+
+
+@dataclass
+class LayerResult:
+    """What one layer cost. Cycles are accelerator clock cycles.
+
+    ``where`` is ``accelerator``, ``host`` (computed functionally, not timed)
+    or ``fused`` (folded into the previous conv). Ratios are 0 for layers that
+    take no accelerator cycles.
+    """
+
+    name: str
+    op: str
+    where: str
+    note: str
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    input_density: float
+    output_density: float
+    weight_density: float
+    macs_dense: int
+    macs_useful: int = 0
+    mac_ops: int = 0
+    m: int = 0
+    passes: int = 0
+    input_resident: bool = False
+    cycles: int = 0
+    latency_us: float = 0.0
+    mac_utilization: float = 0.0
+    efficiency: float = 0.0
+    effective_gops: float = 0.0
+    dram_read_bytes: dict[str, int] = field(default_factory=dict)
+    dram_write_bytes: dict[str, int] = field(default_factory=dict)
+    onchip: dict[str, int] = field(default_factory=dict)
+    units: dict[str, dict[str, int]] = field(default_factory=dict)
+    functional_check: str = "off"
+
+    @property
+    def dram_bytes(self) -> int:
+        """All DRAM bytes read and written by the layer."""
+        return sum(self.dram_read_bytes.values()) + sum(self.dram_write_bytes.values())
+
+    def flat(self) -> dict[str, object]:
+        """One flat row (nested counters become ``group.key`` columns)."""
+        row: dict[str, object] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, dict):
+                for kk, vv in v.items():
+                    if isinstance(vv, dict):
+                        for k3, v3 in vv.items():
+                            row[f"{k}.{kk}.{k3}"] = v3
+                    else:
+                        row[f"{k}.{kk}"] = vv
+            elif isinstance(v, tuple):
+                row[k] = "x".join(str(x) for x in v)
+            else:
+                row[k] = v
+        return row
+
+
+def _ratios(macs_dense: int, macs_useful: int, cycles: int, num_macs: int, clock_mhz: float):
+    if cycles <= 0:
+        return 0.0, 0.0, 0.0, 0.0
+    latency_us = cycles / clock_mhz
+    util = macs_useful / (num_macs * cycles)
+    eff = macs_dense / (num_macs * cycles)
+    gops = 2.0 * macs_dense / (latency_us * 1e3)
+    return latency_us, util, eff, gops
+
+
+@dataclass
+class Result:
+    """A simulated network: layers, totals, and how it was produced."""
+
+    network: str
+    accelerator: str
+    config: dict
+    profile: str
+    trace: str
+    seed: int
+    layers: list[LayerResult]
+
+    @property
+    def num_macs(self) -> int:
+        a = self.config["array"]
+        return int(a["num_clusters"]) * int(a["macs_per_cluster"])
+
+    @property
+    def clock_mhz(self) -> float:
+        return float(self.config["array"]["clock_mhz"])
+
+    def layer(self, name: str) -> LayerResult:
+        """The record of layer ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def totals(self) -> dict[str, object]:
+        """Network totals over accelerator layers (host layers are not timed)."""
+        acc = [l for l in self.layers if l.where == "accelerator"]
+        cycles = sum(l.cycles for l in acc)
+        dense = sum(l.macs_dense for l in acc)
+        useful = sum(l.macs_useful for l in acc)
+        lat, util, eff, gops = _ratios(dense, useful, cycles, self.num_macs, self.clock_mhz)
+        read: dict[str, int] = {}
+        write: dict[str, int] = {}
+        units: dict[str, dict[str, int]] = {}
+        for l in acc:
+            for k, v in l.dram_read_bytes.items():
+                read[k] = read.get(k, 0) + v
+            for k, v in l.dram_write_bytes.items():
+                write[k] = write.get(k, 0) + v
+            for u, st in l.units.items():
+                d = units.setdefault(u, {})
+                for k, v in st.items():
+                    d[k] = d.get(k, 0) + v
+        return {
+            "cycles": cycles, "latency_ms": lat / 1e3, "macs_dense": dense, "macs_useful": useful,
+            "mac_utilization": util, "efficiency": eff, "effective_gops": gops,
+            "dram_read_bytes": read, "dram_write_bytes": write,
+            "dram_bytes": sum(read.values()) + sum(write.values()),
+            "units": units,
+            "host_layers": [l.name for l in self.layers if l.where == "host"],
+            "host_macs": sum(l.macs_dense for l in self.layers if l.where == "host"),
+        }
+
+    # ----------------------------------------------------------------- output
+    def to_dict(self) -> dict:
+        """JSON-ready dictionary (deterministic key order)."""
+        return {"network": self.network, "accelerator": self.accelerator, "profile": self.profile,
+                "trace": self.trace, "seed": self.seed, "config": self.config,
+                "totals": self.totals, "layers": [asdict(l) for l in self.layers]}
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """Return the JSON text; also write it atomically to ``path`` if given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        if path is not None:
+            write_atomic(path, text)
+        return text
+
+    def rows(self) -> list[dict[str, object]]:
+        """Flat per-layer rows (the CSV and DataFrame content)."""
+        return [{"network": self.network, **l.flat()} for l in self.layers]
+
+    def to_csv(self, path: str | os.PathLike | None = None) -> str:
+        """Return per-layer CSV text; also write it atomically to ``path`` if given."""
+        rows = self.rows()
+        cols: list[str] = []
+        for r in rows:
+            cols.extend(k for k in r if k not in cols)
+        buf = io.StringIO()
+        wr = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        wr.writeheader()
+        wr.writerows(rows)
+        if path is not None:
+            write_atomic(path, buf.getvalue())
+        return buf.getvalue()
+
+    def to_dataframe(self):
+        """Per-layer pandas DataFrame (needs the ``tables`` extra: pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise SparsesimError("Result.to_dataframe() needs pandas: pip install 'sparsesim[tables]'") from None
+        return pd.DataFrame(self.rows())
+
+    def format_table(self) -> str:
+        """Human-readable per-layer table with totals."""
+        hdr = (f"{'layer':<22} {'where':<5} {'m':>2} {'pass':>4} {'in dens':>7} {'cycles':>12} {'lat us':>9} "
+               f"{'util':>6} {'effic':>7} {'GOp/s':>7} {'DRAM KiB':>9}")
+        lines = [f"sparsesim: {self.network} on {self.accelerator} ({self.num_macs} MACs @ {self.clock_mhz:g} MHz)"
+                 f", profile {self.profile}, trace {self.trace}, seed {self.seed}", hdr, "-" * len(hdr)]
+        for l in self.layers:
+            where = {"accelerator": "acc", "host": "host", "fused": "fused"}[l.where]
+            if l.where == "accelerator":
+                lines.append(
+                    f"{l.name[:22]:<22} {where:<5} {l.m:>2} {l.passes:>4} {l.input_density:>7.3f} {l.cycles:>12,d} "
+                    f"{l.latency_us:>9.1f} {l.mac_utilization:>6.1%} {l.efficiency:>7.1%} {l.effective_gops:>7.1f} "
+                    f"{l.dram_bytes / 1024:>9.1f}")
+            else:
+                lines.append(f"{l.name[:22]:<22} {where:<5} {'':>2} {'':>4} {l.input_density:>7.3f} {'-':>12} "
+                             f"{'-':>9} {'':>6} {'':>7} {'':>7} {'':>9}  {l.note}")
+        t = self.totals
+        lines.append("-" * len(hdr))
+        lines.append(
+            f"{'total (accelerator)':<22} {'':<5} {'':>2} {'':>4} {'':>7} {t['cycles']:>12,d} "
+            f"{t['latency_ms'] * 1e3:>9.1f} {t['mac_utilization']:>6.1%} {t['efficiency']:>7.1%} "
+            f"{t['effective_gops']:>7.1f} {t['dram_bytes'] / 1024:>9.1f}")
+        lines.append(f"latency {t['latency_ms']:.3f} ms, {t['macs_dense'] / 1e9:.3f} G dense MACs on the accelerator, "
+                     f"{t['macs_useful'] / 1e9:.3f} G useful; DRAM read "
+                     f"{sum(t['dram_read_bytes'].values()) / 2**20:.2f} MiB, written "
+                     f"{sum(t['dram_write_bytes'].values()) / 2**20:.2f} MiB")
+        if t["host_layers"]:
+            lines.append(f"host (not timed): {len(t['host_layers'])} layers, {t['host_macs'] / 1e6:.1f} M MACs")
+        return "\n".join(lines)
+
+
+def finite(x: float) -> float:
+    """``x`` if finite else 0.0 (keeps JSON valid)."""
+    return x if math.isfinite(x) else 0.0

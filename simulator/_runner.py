@@ -1,0 +1,275 @@
+"""Runs a whole network: traces -> functional math -> timing -> results.
+
+The loop is plain Python over layers. For each layer it obtains the input
+activations (propagated from the previous layers, or synthetic), computes the
+output on the compressed stream with the numba kernels, optionally checks it
+bit for bit against the plain numpy reference, and, for accelerator layers,
+asks ``_layer_model`` for cycles and action counts.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from dataflows import Geometry, ScheduledLayer, schedule_network
+from workloads._errors import FunctionalMismatchError, WorkloadError
+from workloads._network import Layer, Network
+from workloads._profiles import DensityProfile, default_profile_for, get_profile
+from workloads._synthetic import child_seed, image_input, synthetic_activation, synthetic_bias, synthetic_weights
+from workloads._zoo import get_network
+
+from . import _functional as fn
+from . import _reference as ref
+from ._config import AcceleratorConfig, config_to_dict, load_config, with_overrides
+from ._layer_model import UNITS, time_layer
+from ._report import LayerResult, Result, _ratios
+
+__all__ = ["Simulator", "simulate", "TRACE_MODES"]
+
+#: Where layer inputs come from: the previous layers' real outputs, or
+#: independent synthetic maps at the profile's density.
+TRACE_MODES = ("propagated", "synthetic")
+
+
+def _density(a: np.ndarray) -> float:
+    return float(np.count_nonzero(a)) / a.size if a.size else 0.0
+
+
+#: Below this many output positions per channel, bias calibration uses one
+#: threshold for the whole layer instead of one per channel.
+_MIN_CHANNEL_SAMPLES = 16
+
+
+def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
+    """Per-channel Q8.8 bias so that about ``target`` of each channel's outputs are > 0.
+
+    An output is positive iff ``acc + 256 * b >= 256`` (floor shift by 8), so
+    ``b = ceil((256 - q) / 256)`` where ``q`` is the k-th largest accumulator,
+    ``k = round(target * n)``. Biases saturate to int16.
+    """
+    cout = acc.shape[-1]
+    flat = acc.reshape(-1, cout)
+    if flat.shape[0] < _MIN_CHANNEL_SAMPLES:
+        # Too few positions per channel (FC, tiny maps): one layer-wide threshold.
+        flat = flat.reshape(-1, 1)
+    n = flat.shape[0]
+    k = int(round(target * n))
+    if k <= 0:
+        # Everything must be <= 0: push below the maximum.
+        q = flat.max(axis=0) + 256
+    else:
+        q = np.partition(flat, n - k, axis=0)[n - k]
+    b = -((q - 256) // 256)  # ceil((256 - q) / 256)
+    return np.broadcast_to(np.clip(b, -32768, 32767).astype(np.int16), (cout,)).copy()
+
+
+class Simulator:
+    """Simulates networks on one accelerator configuration.
+
+    Parameters
+    ----------
+    accel : preset name, path to a TOML file, or an :class:`AcceleratorConfig`.
+    overrides : dotted-key overrides applied on top (``{"dma.latency_cycles": 50}``).
+
+    Examples
+    --------
+    >>> sim = Simulator("nullhop")
+    >>> result = sim.run("roshambonet")
+    >>> result.totals["cycles"] > 0
+    True
+    """
+
+    def __init__(self, accel: AcceleratorConfig | str | os.PathLike = "nullhop",
+                 overrides: Mapping[str, object] | None = None) -> None:
+        cfg = accel if isinstance(accel, AcceleratorConfig) else load_config(accel)
+        if overrides:
+            cfg = with_overrides(cfg, overrides)
+        self.config = cfg
+
+    @property
+    def geometry(self) -> Geometry:
+        """The mapping-relevant view of the configuration."""
+        a, mem = self.config.array, self.config.memory
+        return Geometry(num_macs=a.num_macs, kernel_memory_words_per_mac=mem.kernel_memory_words_per_mac,
+                        max_macs_per_channel=a.max_macs_per_channel, max_kernel_size=a.max_kernel_size,
+                        run_fc_on_accelerator=a.run_fc_on_accelerator)
+
+    def run(self, network: Network | str, *, profile: str | DensityProfile | None = None, seed: int = 0,
+            trace: str = "propagated", check: bool = True,
+            progress: Callable[[int, int, str], None] | None = None) -> Result:
+        """Simulate ``network`` layer by layer.
+
+        Parameters
+        ----------
+        network : a :class:`Network` or a zoo name (``sparsesim list``).
+        profile : density profile name or object; default depends on the network.
+        seed : seeds weights, biases and synthetic activations (same seed, same result).
+        trace : ``"propagated"`` (real photo through the network) or ``"synthetic"``.
+        check : compare every layer's output bit for bit with the numpy reference.
+        progress : optional callback ``(done, total, layer_name)``.
+        """
+        net = get_network(network) if isinstance(network, str) else network
+        if trace not in TRACE_MODES:
+            raise WorkloadError(f"trace must be one of {', '.join(TRACE_MODES)}, got {trace!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise WorkloadError(f"seed must be a non-negative integer, got {seed!r}")
+        prof = profile if isinstance(profile, DensityProfile) else get_profile(
+            profile or default_profile_for(net.name))
+        schedule = schedule_network(net, self.geometry)
+        records = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check).run(progress)
+        return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
+                      profile=prof.name, trace=trace, seed=int(seed), layers=records)
+
+
+def simulate(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop", *,
+             overrides: Mapping[str, object] | None = None, **kwargs) -> Result:
+    """One-call form of ``Simulator(accel, overrides).run(network, **kwargs)``."""
+    return Simulator(accel, overrides).run(network, **kwargs)
+
+
+class _NetworkRun:
+    """State of one network run (tensors alive for later consumers)."""
+
+    def __init__(self, net: Network, schedule: list[ScheduledLayer], cfg: AcceleratorConfig,
+                 prof: DensityProfile, seed: int, trace: str, check: bool) -> None:
+        self.net, self.schedule, self.cfg, self.prof = net, schedule, cfg, prof
+        self.seed, self.trace, self.check = seed, trace, check
+        self.tensors: dict[str, np.ndarray] = {}
+        self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
+        consumers = net.consumers()
+        self.remaining = {k: len(v) for k, v in consumers.items()}
+
+    # -- data -----------------------------------------------------------------
+    def _inputs(self, layer: Layer) -> list[np.ndarray]:
+        if self.trace == "propagated":
+            out = []
+            for src in layer.inputs:
+                if src == "input" and "input" not in self.tensors:
+                    self.tensors["input"] = image_input(self.net.input_shape)
+                out.append(self.tensors[src])
+            return out
+        d = self.prof.input_density_for(self.net, layer)
+        return [image_input(self.net.input_shape) if src == "input"
+                else synthetic_activation(shape, d, child_seed(self.seed, layer.name, "input", i))
+                for i, (src, shape) in enumerate(zip(layer.inputs, layer.in_shapes))]
+
+    def _release(self, layer: Layer) -> None:
+        for src in layer.inputs:
+            self.remaining[src] -= 1
+            if self.remaining[src] == 0:
+                self.tensors.pop(src, None)
+
+    def _mismatch(self, layer: Layer, got: np.ndarray, want: np.ndarray) -> None:
+        if got.shape != want.shape or not np.array_equal(got, want):
+            bad = int(np.count_nonzero(got != want)) if got.shape == want.shape else -1
+            raise FunctionalMismatchError(
+                f"layer {layer.name!r}: compressed-stream output differs from the numpy reference "
+                f"({bad} of {want.size} values; shapes {got.shape} vs {want.shape})")
+
+    # -- layers ---------------------------------------------------------------
+    def _weighted(self, layer: Layer, x: np.ndarray):
+        """Weights, bias, int64 accumulators and the Q8.8 output of a conv/fc layer."""
+        wd = self.prof.weight_density_for(layer)
+        w = synthetic_weights(layer.weight_shape, child_seed(self.seed, layer.name, "weights"), density=wd)
+        if layer.op == "fc":
+            x = x.reshape(1, 1, -1)
+            acc = fn.conv2d_accumulators(x, w, 1, 0, 1)
+        else:
+            acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups)
+        dec = acc[::layer.stride, ::layer.stride] if layer.stride > 1 else acc
+        if self.trace == "propagated" and layer.activation is not None:
+            bias = _calibrate_bias(dec, self.prof.output_density_for(layer.name))
+        else:
+            bias = synthetic_bias(layer.out_channels, child_seed(self.seed, layer.name, "bias"))
+        out1 = fn.requantize(acc, bias, layer.activation)
+        return w, bias, x, out1, wd
+
+    def _conv_like(self, s: ScheduledLayer, x: np.ndarray) -> tuple[LayerResult, np.ndarray]:
+        layer = s.layer
+        w, bias, x_arr, out1, wd = self._weighted(layer, x)
+        written = out1
+        if s.fused_pool is not None:
+            written = fn.maxpool(out1, 2, 2, 0)
+        out = out1[::layer.stride, ::layer.stride] if layer.stride > 1 else out1
+        status = "off"
+        if self.check:
+            if layer.op == "fc":
+                want = ref.ref_fc(x_arr, w, bias, layer.activation)
+            else:
+                want = ref.ref_conv2d(x_arr, w, bias, stride=layer.stride, padding=layer.padding,
+                                      groups=layer.groups, activation=layer.activation)
+            self._mismatch(layer, out, want)
+            if s.fused_pool is not None:
+                self._mismatch(s.fused_pool, written, ref.ref_maxpool(out1, 2, 2, 0))
+            status = "bit-exact"
+        if layer.op == "fc":
+            out = out.reshape(layer.out_shape)
+        rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason,
+                          in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=_density(x),
+                          output_density=_density(out), weight_density=_density(w),
+                          macs_dense=layer.macs, functional_check=status)
+        if s.where == "accelerator":
+            t = time_layer(s, x_arr, written, self.cfg)
+            a = self.cfg.array
+            lat, util, eff, gops = _ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
+            rec.m, rec.passes, rec.input_resident = s.mapping.m, s.mapping.passes, t.resident
+            rec.macs_useful, rec.mac_ops, rec.cycles = t.macs_useful, t.mac_ops, t.cycles
+            rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
+            rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
+            rec.onchip = t.onchip
+            rec.units = {u: t.units[u].as_dict() for u in UNITS}
+        if s.fused_pool is not None:
+            self.fused_out[s.fused_pool.name] = (written, _density(out1))
+        return rec, out
+
+    def _host(self, s: ScheduledLayer, xs: list[np.ndarray]) -> tuple[LayerResult, np.ndarray]:
+        layer = s.layer
+        if layer.op in ("conv", "fc"):
+            return self._conv_like(s, xs[0])
+        if layer.op == "maxpool":
+            out = fn.maxpool(xs[0], layer.kernel, layer.stride, layer.padding)
+            want = (lambda: ref.ref_maxpool(xs[0], layer.kernel, layer.stride, layer.padding))
+        elif layer.op == "avgpool":
+            out = fn.avgpool(xs[0], layer.kernel, layer.stride, layer.padding)
+            want = (lambda: ref.ref_avgpool(xs[0], layer.kernel, layer.stride, layer.padding))
+        elif layer.op == "add":
+            out = fn.add(xs[0], xs[1], layer.activation)
+            want = (lambda: ref.ref_add(xs[0], xs[1], layer.activation))
+        elif layer.op == "concat":
+            out = np.concatenate(xs, axis=2)
+            want = (lambda: np.concatenate([np.asarray(x) for x in xs], axis=2))
+        else:  # pragma: no cover - Network validates ops
+            raise WorkloadError(f"layer {layer.name!r}: unsupported op {layer.op!r}")
+        status = "off"
+        if self.check:
+            self._mismatch(layer, out, want())
+            status = "bit-exact"
+        rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason, in_shape=layer.in_shape,
+                          out_shape=layer.out_shape, input_density=_density(xs[0]), output_density=_density(out),
+                          weight_density=0.0, macs_dense=layer.macs, functional_check=status)
+        return rec, out
+
+    def run(self, progress) -> list[LayerResult]:
+        records: list[LayerResult] = []
+        total = len(self.schedule)
+        for i, s in enumerate(self.schedule):
+            layer = s.layer
+            if s.where == "fused":
+                out, in_density = self.fused_out.pop(layer.name)
+                records.append(LayerResult(
+                    name=layer.name, op=layer.op, where="fused", note=s.reason, in_shape=layer.in_shape,
+                    out_shape=layer.out_shape, input_density=in_density, output_density=_density(out), weight_density=0.0, macs_dense=0,
+                    functional_check="bit-exact" if self.check else "off"))
+            else:
+                xs = self._inputs(layer)
+                rec, out = self._conv_like(s, xs[0]) if s.where == "accelerator" else self._host(s, xs)
+                records.append(rec)
+            if self.trace == "propagated":
+                self.tensors[layer.name] = out
+                self._release(layer)
+            if progress is not None:
+                progress(i + 1, total, layer.name)
+        return records

@@ -1,0 +1,99 @@
+"""Command line: ``sparsesim run | list``. Parses arguments and calls the API.
+
+Errors in user input print one line on stderr and exit with status 2
+(``--debug`` shows the traceback instead).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from workloads import list_networks, list_profiles
+from workloads._errors import SparsesimError
+
+from ._config import list_presets, parse_set
+from ._runner import TRACE_MODES, Simulator
+
+
+class _ArgumentError(SparsesimError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would exit itself; keep one-line errors ours
+        raise _ArgumentError(f"{self.prog}: {message}")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sparsesim`` argument parser."""
+    p = _Parser(prog="sparsesim", description="Cycle-accurate simulator of sparse CNN accelerators (NullHop).")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="simulate a network and print per-layer results")
+    r.add_argument("network", help="zoo network name (see `sparsesim list`)")
+    r.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set dma.bandwidth_bytes_per_cycle=4 (repeatable)")
+    r.add_argument("--profile", default=None, help="density profile (default: the network's published one)")
+    r.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    r.add_argument("--trace", choices=TRACE_MODES, default="propagated",
+                   help="propagated: real photo through the network; synthetic: independent maps per layer")
+    r.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the bit-exact comparison with the numpy reference")
+    r.add_argument("--json", metavar="FILE", help="write the full result as JSON")
+    r.add_argument("--csv", metavar="FILE", help="write per-layer rows as CSV")
+    r.add_argument("--quiet", action="store_true", help="do not print the table")
+    p.add_argument("--version", action="version", version="sparsesim 0.1.0")
+    sub.add_parser("list", help="list networks, accelerator presets and density profiles")
+    return p
+
+
+def _run(args) -> int:
+    sim = Simulator(args.accel, parse_set(args.overrides))
+    result = sim.run(args.network, profile=args.profile, seed=args.seed, trace=args.trace, check=args.check)
+    if args.json:
+        result.to_json(args.json)
+    if args.csv:
+        result.to_csv(args.csv)
+    if not args.quiet:
+        print(result.format_table())
+    return 0
+
+
+def _list() -> int:
+    print("networks: " + ", ".join(list_networks()))
+    print("presets:  " + ", ".join(list_presets()))
+    print("profiles: " + ", ".join(list_profiles()) + ", uniform-<density>")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sparsesim`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return _run(args) if args.command == "run" else _list()
+    except SparsesimError as exc:
+        if debug:
+            raise
+        print(f"sparsesim: error: {exc}".replace("sparsesim: error: sparsesim: ", "sparsesim: error: "),
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sparsesim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

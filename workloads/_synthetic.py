@@ -1,0 +1,370 @@
+"""Seeded synthetic activations, weights and biases, and the sample photo input.
+
+Everything here is pure NumPy and deterministic: the same arguments and seed
+give bit-identical arrays on every run. Tensors use sparsesim's layout and
+number format: activations ``(H, W, C)`` (channel fastest), weights
+``(C_out, kh, kw, C_in / groups)``, all int16 Q8.8 (1.0 = 256 LSB).
+
+How the synthetic activations get their structure is described in
+``docs/traces.md``; in short, zeros form spatial blobs (a thresholded smooth
+random field per channel), channel densities vary around the target, and the
+overall non-zero count is exact.
+"""
+from __future__ import annotations
+
+import functools
+import zlib
+
+import numpy as np
+
+from ._errors import TraceError
+
+__all__ = [
+    "FRAC_BITS",
+    "child_seed",
+    "image_input",
+    "sample_image",
+    "synthetic_activation",
+    "synthetic_bias",
+    "synthetic_weights",
+]
+
+#: Fractional bits of the Q8.8 format (nullhop.md §4): 1.0 == 256 LSB.
+FRAC_BITS = 8
+_ONE = 1 << FRAC_BITS
+_I16_MIN, _I16_MAX = np.iinfo(np.int16).min, np.iinfo(np.int16).max
+
+#: Mean non-zero activation magnitude, in units of 1.0 (= 256 LSB). **Assumption**:
+#: post-BN/ReLU activations are O(1); exact scale does not affect sparsity.
+_ACT_MEAN = 1.0
+#: Spread (log-space std) of the per-channel activation scale. **Assumption**.
+_ACT_CHANNEL_LOG_STD = 0.5
+#: Std of synthetic biases, in units of 1.0 (0.05 = ~13 LSB). **Assumption**.
+_BIAS_STD = 0.05
+#: channel_spread below this is treated as 0 (the Beta concentration would overflow).
+_MIN_SPREAD = 1e-6
+#: Gaussian kernel support used for padding the random field, in sigmas.
+_FIELD_PAD_SIGMAS = 3.0
+
+#: ImageNet normalisation (torchvision convention), per RGB channel.
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+#: ITU-R BT.601 luma weights, used for 1-channel inputs.
+_LUMA = np.array([0.299, 0.587, 0.114])
+#: The photo bundled with matplotlib (``mpl-data/sample_data``).
+_SAMPLE_PHOTO = "grace_hopper.jpg"
+
+Seed = int | np.random.SeedSequence
+
+
+# -- seeding --------------------------------------------------------------------------------------------------
+
+def _key_word(key: str | int) -> int:
+    """Stable 32-bit word for one key (``zlib.crc32``, never Python's salted ``hash()``)."""
+    if isinstance(key, bool) or not isinstance(key, (str, int)):
+        raise TraceError(f"seed keys must be str or int, not {key!r}")
+    tag = "i" if isinstance(key, int) else "s"  # 3 and "3" are different keys
+    return zlib.crc32(f"{tag}:{key}".encode())
+
+
+def child_seed(seed: Seed, *keys: str | int) -> np.random.SeedSequence:
+    """Derive an independent, reproducible seed for e.g. one layer's trace.
+
+    ``child_seed(7, "vgg16", "conv1_2", "act")`` always gives the same
+    :class:`numpy.random.SeedSequence`; different keys give statistically
+    independent streams. Keys are appended to the sequence's ``spawn_key``, so
+    ``child_seed(child_seed(s, "a"), "b") == child_seed(s, "a", "b")``.
+    """
+    if isinstance(seed, np.random.SeedSequence):
+        base_entropy, base_key, pool = seed.entropy, tuple(seed.spawn_key), seed.pool_size
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        base_entropy, base_key, pool = int(seed), (), 4
+    else:
+        raise TraceError(f"seed must be a non-negative int or a SeedSequence, not {seed!r}")
+    words = tuple(_key_word(k) for k in keys)
+    return np.random.SeedSequence(base_entropy, spawn_key=base_key + words, pool_size=pool)
+
+
+def _rng(seed: Seed) -> np.random.Generator:
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.default_rng(seed)
+    return np.random.default_rng(child_seed(seed))
+
+
+# -- validation -----------------------------------------------------------------------------------------------
+
+def _check_shape(shape, n: int, what: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(s) for s in shape)
+        ok = len(dims) == n and all(d >= 1 and d == s for d, s in zip(dims, shape))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise TraceError(f"{what} must be {n} positive ints, not {shape!r}")
+    return dims
+
+
+def _check_density(density: object) -> float:
+    if isinstance(density, bool) or not isinstance(density, (int, float, np.floating, np.integer)):
+        raise TraceError(f"density must be a number in [0, 1], not {density!r}")
+    d = float(density)
+    if not 0.0 <= d <= 1.0:
+        raise TraceError(f"density must be in [0, 1], not {density!r}")
+    return d
+
+
+def _target_count(density: float, n: int) -> int:
+    """``round(density * n)`` with halves rounded up (not banker's rounding)."""
+    return min(n, int(np.floor(density * n + 0.5)))
+
+
+def _top_k_mask(values: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the ``k`` largest entries of 1-D ``values``; exact ties at the
+    threshold go to the lowest flat indices, so the result is deterministic. O(n)."""
+    n = values.size
+    if k >= n:
+        return np.ones(n, dtype=bool)
+    if k <= 0:
+        return np.zeros(n, dtype=bool)
+    thr = np.partition(values, n - k)[n - k]  # k-th largest value
+    mask = values > thr
+    ties = np.flatnonzero(values == thr)[: k - int(np.count_nonzero(mask))]
+    mask[ties] = True
+    return mask
+
+
+def _to_q88(x: np.ndarray) -> np.ndarray:
+    """Round to nearest Q8.8 and saturate to int16."""
+    return np.clip(np.rint(x * _ONE), _I16_MIN, _I16_MAX).astype(np.int16)
+
+
+# -- activations ----------------------------------------------------------------------------------------------
+
+def _smooth_field(rng: np.random.Generator, h: int, w: int, c: int, sigma: float) -> np.ndarray:
+    """White Gaussian noise per channel, blurred spatially with a Gaussian of std ``sigma`` px.
+
+    The blur is a multiplication by the Gaussian's transfer function
+    ``exp(-2 pi^2 sigma^2 f^2)`` in the 2-D FFT domain. The noise is drawn
+    ``3 sigma`` larger on every side and cropped after filtering, so the FFT's
+    periodic wrap-around does not connect opposite edges.
+    """
+    # Capped at the tensor size: for sigma >> H, W the field is nearly flat anyway.
+    pad = min(int(np.ceil(_FIELD_PAD_SIGMAS * sigma)), max(h, w))
+    hp, wp = h + 2 * pad, w + 2 * pad
+    noise = rng.standard_normal((hp, wp, c), dtype=np.float32)
+    fy = np.fft.fftfreq(hp)[:, None, None]
+    fx = np.fft.rfftfreq(wp)[None, :, None]
+    transfer = np.exp(-2.0 * np.pi**2 * sigma**2 * (fy**2 + fx**2)).astype(np.float32)
+    spec = np.fft.rfft2(noise, axes=(0, 1))
+    spec *= transfer
+    field = np.fft.irfft2(spec, s=(hp, wp), axes=(0, 1))
+    return field[pad:pad + h, pad:pad + w, :]
+
+
+def _channel_densities(rng: np.random.Generator, density: float, c: int, spread: float) -> np.ndarray:
+    """Per-channel target densities ~ Beta with mean ``density``.
+
+    ``spread`` is the std of a channel's density as a fraction of the largest
+    possible std ``sqrt(d (1 - d))``: the Beta concentration is
+    ``1 / spread**2 - 1``. At ``spread = 0.5`` and ``d < 1/3`` the Beta has
+    an integrable peak at 0, which produces near-dead channels, as seen in real
+    ReLU networks (at d = 0.3, ~3-6 % of channels have < 2 % non-zeros; at
+    d = 0.19, ~20 %). The draws are then rescaled so their mean is exactly ``d``.
+    """
+    kappa = 1.0 / spread**2 - 1.0 if spread > _MIN_SPREAD else np.inf
+    if not (0.0 < density * kappa < np.inf and 0.0 < (1.0 - density) * kappa < np.inf):
+        return np.full(c, density)  # no spread (or a degenerate Beta): every channel at the target
+    d_c = rng.beta(density * kappa, (1.0 - density) * kappa, size=c)
+    # Rescale so the channel mean is the target: the final exact-count step then only moves
+    # a few pixels and does not shift (and so revive) the near-dead channels. Scaling keeps
+    # dead channels at ~0; a few passes absorb the mass lost by clipping at 1.
+    for _ in range(4):
+        m = d_c.mean()
+        if m <= 0.0 or abs(m - density) < 1e-12:
+            break
+        d_c = np.minimum(1.0, d_c * (density / m))
+    return d_c
+
+
+def synthetic_activation(shape: tuple[int, int, int], density: float, seed: Seed, *,
+                         correlation_px: float = 2.0, channel_spread: float = 0.5) -> np.ndarray:
+    """A post-ReLU activation tensor with spatially clustered zeros.
+
+    Parameters
+    ----------
+    shape : ``(H, W, C)``.
+    density : fraction of non-zeros in [0, 1]. The result has exactly
+        ``round(density * H * W * C)`` non-zeros (halves round up).
+    seed : int or :class:`numpy.random.SeedSequence` (see :func:`child_seed`).
+    correlation_px : std, in pixels, of the Gaussian blur of each channel's
+        random field; sets the size of the zero / non-zero blobs. ``0`` gives
+        spatially independent zeros (the i.i.d. fallback).
+    channel_spread : in [0, 1); std of the per-channel density relative to
+        ``sqrt(density (1 - density))``. ``0`` gives every channel the same density.
+
+    Returns
+    -------
+    ``(H, W, C)`` int16 Q8.8 array; non-zeros are positive, >= 1 LSB,
+    exponential with mean ~1.0 (256 LSB) times a log-normal per-channel scale.
+
+    Method
+    ------
+    Per channel a smooth Gaussian random field is ranked, giving each pixel its
+    within-channel quantile ``u`` in (0, 1). A pixel is non-zero when
+    ``u + d_c`` exceeds a threshold, ``d_c`` being the channel's drawn density
+    (Beta around ``density``, rescaled to mean exactly ``density``): with
+    threshold 1 each channel has density ``d_c`` and its zeros are the low
+    regions of the field (blobs). The global threshold is then set so that
+    exactly ``round(density * N)`` pixels pass; this moves every channel's
+    threshold by the same small amount (typically under one pixel per channel), so the pixels flipped are the
+    ones closest to their channel's threshold.
+    """
+    h, w, c = _check_shape(shape, 3, "activation shape")
+    d = _check_density(density)
+    if not correlation_px >= 0.0 or not np.isfinite(correlation_px):
+        raise TraceError(f"correlation_px must be a finite number >= 0, not {correlation_px!r}")
+    if not 0.0 <= channel_spread < 1.0:
+        raise TraceError(f"channel_spread must be in [0, 1), not {channel_spread!r}")
+    n = h * w * c
+    k = _target_count(d, n)
+    if k == 0:
+        return np.zeros((h, w, c), dtype=np.int16)
+
+    rng = _rng(seed)
+    d_c = _channel_densities(rng, d, c, channel_spread)
+    if correlation_px > 0.0:
+        field = _smooth_field(rng, h, w, c, float(correlation_px)).reshape(h * w, c)
+    else:
+        field = rng.standard_normal((h * w, c), dtype=np.float32)
+
+    # Within-channel quantile of every pixel (ranks are unique, so no ties in u).
+    order = np.argsort(field, axis=0, kind="stable")
+    ranks = np.empty((h * w, c), dtype=np.float64)
+    np.put_along_axis(ranks, order, np.arange(h * w, dtype=np.float64)[:, None], axis=0)
+    score = (ranks + 0.5) / (h * w) + d_c[None, :]
+
+    # Exactly k non-zeros: the k highest scores.
+    mask = _top_k_mask(score.ravel(), k)
+
+    scale = _ACT_MEAN * np.exp(rng.normal(-0.5 * _ACT_CHANNEL_LOG_STD**2, _ACT_CHANNEL_LOG_STD, size=c))
+    mags = rng.standard_exponential((h * w, c), dtype=np.float32) * scale[None, :].astype(np.float32)
+    values = np.clip(np.rint(mags.ravel() * _ONE), 1, _I16_MAX).astype(np.int16)
+    out = np.where(mask, values, np.int16(0))
+    return out.reshape(h, w, c)
+
+
+# -- weights and biases ---------------------------------------------------------------------------------------
+
+def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: float = 1.0) -> np.ndarray:
+    """He-normal weights in Q8.8, magnitude-pruned to ``density``.
+
+    Parameters
+    ----------
+    shape : ``(C_out, kh, kw, C_in / groups)``; fan-in is ``kh * kw * C_in / groups``.
+    seed : int or :class:`numpy.random.SeedSequence`.
+    density : fraction of non-zero weights in [0, 1]; exactly
+        ``round(density * size)`` weights are non-zero (halves round up).
+
+    Returns
+    -------
+    int16 array of ``shape``. Real values ``w ~ N(0, 2 / fan_in)`` are rounded
+    to the nearest Q8.8 step and saturated. The ``round(density * size)``
+    largest ``|w|`` are kept (ties by flat index, lowest first) and the rest are
+    set to 0.
+
+    Notes
+    -----
+    With a large fan-in the He std is only a few LSB (fc6 of VGG16:
+    ``256 * sqrt(2 / 25088) = 2.3`` LSB), so some kept weights round to 0.
+    Each such weight is set to ``+-1`` LSB with the sign of its real value, so
+    kept weights are never zero and the density is exact. This slightly widens
+    the distribution of tiny weights; the std stays within a few percent of He.
+    Memory is ~10 bytes per weight (float32 draw, int16 result, partition copy).
+    """
+    cout, kh, kw, cin = _check_shape(shape, 4, "weight shape")
+    d = _check_density(density)
+    n = cout * kh * kw * cin
+    k = _target_count(d, n)
+    rng = _rng(seed)
+    std = np.sqrt(2.0 / (kh * kw * cin))
+    real = rng.standard_normal(n, dtype=np.float32) * np.float32(std)
+    q = _to_q88(real)
+    keep = _top_k_mask(np.abs(real), k)
+    q[~keep] = 0
+    fix = keep & (q == 0)
+    q[fix] = np.where(real[fix] < 0, -1, 1).astype(np.int16)
+    return q.reshape(cout, kh, kw, cin)
+
+
+def synthetic_bias(n: int, seed: Seed) -> np.ndarray:
+    """``n`` small biases, ``N(0, 0.05^2)`` in Q8.8 (std ~13 LSB), as int16."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise TraceError(f"bias length must be a non-negative int, not {n!r}")
+    return _to_q88(_rng(seed).normal(0.0, _BIAS_STD, size=int(n)))
+
+
+# -- sample photo ---------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _load_photo() -> np.ndarray:
+    """The bundled photo as float64 RGB in [0, 1], shape (H, W, 3); cached, read-only."""
+    import matplotlib.cbook as cbook
+    import matplotlib.image as mimage
+
+    path = cbook.get_sample_data(_SAMPLE_PHOTO, asfileobj=False)
+    img = np.asarray(mimage.imread(path))
+    if img.dtype == np.uint8:
+        img = img / 255.0
+    img = np.asarray(img, dtype=np.float64)[..., :3]
+    img.setflags(write=False)
+    return img
+
+
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` box-filter resampling matrix: output pixel i averages the input
+    interval ``[i, i + 1) * n_in / n_out`` with fractional overlaps (area resize)."""
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    j = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def _crop_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Center-crop ``img`` to the aspect ratio ``h : w``, then area-resize to ``(h, w)``."""
+    ih, iw = img.shape[:2]
+    if ih * w > iw * h:  # too tall
+        ch, cw = max(1, round(iw * h / w)), iw
+    else:
+        ch, cw = ih, max(1, round(ih * w / h))
+    top, left = (ih - ch) // 2, (iw - cw) // 2
+    crop = img[top:top + ch, left:left + cw]
+    return np.einsum("ij,jkc,lk->ilc", _area_matrix(ch, h), crop, _area_matrix(cw, w), optimize=True)
+
+
+def image_input(shape: tuple[int, int, int]) -> np.ndarray:
+    """The sample photo as a network input of ``shape = (H, W, C)``, int16 Q8.8.
+
+    ``C == 3`` gives RGB, ``C == 1`` grayscale (BT.601 luma); other channel
+    counts raise :class:`TraceError`. The photo is center-cropped to the
+    ``H : W`` aspect ratio, area-resized, normalised with the ImageNet
+    mean/std (for grayscale, the luma-weighted mean/std - **Assumption**) and
+    rounded to Q8.8. Deterministic.
+    """
+    h, w, c = _check_shape(shape, 3, "image input shape")
+    if c not in (1, 3):
+        raise TraceError(f"image input must have 1 (grayscale) or 3 (RGB) channels, not {c!r}")
+    rgb = _crop_resize(_load_photo(), h, w)
+    if c == 3:
+        x = (rgb - _IMAGENET_MEAN) / _IMAGENET_STD
+    else:
+        x = ((rgb @ _LUMA - _LUMA @ _IMAGENET_MEAN) / (_LUMA @ _IMAGENET_STD))[..., None]
+    return _to_q88(x)
+
+
+def sample_image(size: int = 224, *, grayscale: bool = False) -> np.ndarray:
+    """matplotlib's bundled photo (Grace Hopper) as a ``(size, size, 3)`` int16 Q8.8 input.
+
+    ``grayscale=True`` gives ``(size, size, 1)``. See :func:`image_input`.
+    """
+    return image_input((size, size, 1 if grayscale else 3))
