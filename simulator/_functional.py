@@ -26,7 +26,7 @@ from numba import njit, prange
 
 from workloads._errors import TraceError, WorkloadError
 
-from ._format import _as_act, _as_stream, encode
+from ._format import _as_act, _as_stream, encode, sm_words_per_row
 
 __all__ = [
     "ACT_NONE",
@@ -49,8 +49,6 @@ ACT_RELU = 1
 ACT_RELU6 = 2
 #: 6.0 in Q8.8.
 RELU6_MAX = 6 * 256
-#: Fractional bits of the Q8.8 format (``MANTISSA_NUM_BITS``, nullhop.md §4 [C]).
-FRAC_BITS = 8
 
 _ACT_NAMES = {None: ACT_NONE, "none": ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 
@@ -366,6 +364,15 @@ def conv_accumulate(
         raise TraceError(
             f"row pointers must have length H + 1 = {H + 1!r}, not {row_sm_ptr.shape[0]!r}"
         )
+    # O(1) consistency checks that keep the unchecked kernel inside its
+    # arrays; check_stream() does the full O(n) validation.
+    if sm.shape[0] != H * sm_words_per_row(W, C) or row_sm_ptr[H] != sm.shape[0]:
+        raise TraceError(
+            f"stream has {sm.shape[0]!r} SM words, expected H * ceil(W * C / 16) = "
+            f"{H * sm_words_per_row(W, C)!r} for a {(H, W, C)!r} map"
+        )
+    if row_nz_ptr[H] != nz.shape[0] or row_sm_ptr[0] != 0 or row_nz_ptr[0] != 0:
+        raise TraceError("row pointers do not span the sm and nz arrays")
     weights = _as_weights(weights)
     groups = _check_int("groups", groups, 1)
     padding = _check_int("padding", padding, 0)

@@ -129,7 +129,10 @@ def ref_conv2d(
     groups: int = 1,
     activation=0,
 ) -> np.ndarray:
-    """Reference Q8.8 convolution: ``act(clip(floor((acc + 256 * bias) / 256)))``, int16 ``(Ho, Wo, C_out)``."""
+    """Reference Q8.8 convolution, int16 ``(Ho, Wo, C_out)``.
+
+    ``out = act(clip(floor((acc + 256 * bias) / 256), -32768, 32767))``.
+    """
     acc = ref_conv2d_accumulators(act, weights, stride, padding, groups)
     return _requantize(acc, bias, activation)
 

@@ -238,6 +238,14 @@ class Result:
                      f"{t['macs_useful'] / 1e9:.3f} G useful; DRAM read "
                      f"{sum(t['dram_read_bytes'].values()) / 2**20:.2f} MiB, written "
                      f"{sum(t['dram_write_bytes'].values()) / 2**20:.2f} MiB")
+        if t["units"] and t["cycles"]:
+            parts = []
+            for u, st in t["units"].items():
+                parts.append(f"{u} {st['busy'] / t['cycles']:.0%} busy"
+                             + "".join(f", {st[k] / t['cycles']:.0%} {k[6:]}-stall"
+                                       for k in ("stall_input", "stall_output", "stall_weights")
+                                       if st[k] / t["cycles"] >= 0.005))
+            lines.append("units: " + "; ".join(parts))
         if t["host_layers"]:
             lines.append(f"host (not timed): {len(t['host_layers'])} layers, {t['host_macs'] / 1e6:.1f} M MACs")
         return "\n".join(lines)

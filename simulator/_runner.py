@@ -99,7 +99,8 @@ class Simulator:
 
     def run(self, network: Network | str, *, profile: str | DensityProfile | None = None, seed: int = 0,
             trace: str = "propagated", check: bool = True,
-            progress: Callable[[int, int, str], None] | None = None) -> Result:
+            progress: Callable[[int, int, str], None] | None = None,
+            observer: Callable[[ScheduledLayer, np.ndarray, np.ndarray], None] | None = None) -> Result:
         """Simulate ``network`` layer by layer.
 
         Parameters
@@ -110,6 +111,8 @@ class Simulator:
         trace : ``"propagated"`` (real photo through the network) or ``"synthetic"``.
         check : compare every layer's output bit for bit with the numpy reference.
         progress : optional callback ``(done, total, layer_name)``.
+        observer : optional callback ``(scheduled_layer, act_in, out_written)`` called for
+            every accelerator layer with exactly the data its timing is computed from.
         """
         net = get_network(network) if isinstance(network, str) else network
         if trace not in TRACE_MODES:
@@ -119,7 +122,7 @@ class Simulator:
         prof = profile if isinstance(profile, DensityProfile) else get_profile(
             profile or default_profile_for(net.name))
         schedule = schedule_network(net, self.geometry)
-        records = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check).run(progress)
+        records = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer).run(progress)
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
                       profile=prof.name, trace=trace, seed=int(seed), layers=records)
 
@@ -134,8 +137,9 @@ class _NetworkRun:
     """State of one network run (tensors alive for later consumers)."""
 
     def __init__(self, net: Network, schedule: list[ScheduledLayer], cfg: AcceleratorConfig,
-                 prof: DensityProfile, seed: int, trace: str, check: bool) -> None:
+                 prof: DensityProfile, seed: int, trace: str, check: bool, observer=None) -> None:
         self.net, self.schedule, self.cfg, self.prof = net, schedule, cfg, prof
+        self.observer = observer
         self.seed, self.trace, self.check = seed, trace, check
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
@@ -212,6 +216,8 @@ class _NetworkRun:
                           output_density=_density(out), weight_density=_density(w),
                           macs_dense=layer.macs, functional_check=status)
         if s.where == "accelerator":
+            if self.observer is not None:
+                self.observer(s, x_arr, written)
             t = time_layer(s, x_arr, written, self.cfg)
             a = self.cfg.array
             lat, util, eff, gops = _ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from simulator._format import (
@@ -106,7 +106,7 @@ def activations(draw, max_hw=9):
 # ---------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(x=activations(max_hw=12))
 def test_encode_decode_round_trip(x):
     H, W, C = x.shape
@@ -216,7 +216,7 @@ def test_encode_rejects_wrong_dtype():
 # ---------------------------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(layer=conv_layers())
 def test_conv2d_bit_exact(layer):
     L = layer
@@ -231,6 +231,10 @@ def test_conv2d_bit_exact(layer):
     assert acc.dtype == np.int64
     np.testing.assert_array_equal(acc, want_acc)
 
+    q = (acc + (b.astype(np.int64) << 8)) >> 8
+    event(f"groups: {'1' if L['groups'] == 1 else 'depthwise' if L['groups'] == L['C'] else 'middle'}")
+    event(f"saturates: {bool((q > 32767).any() or (q < -32768).any())}")
+
     got = conv2d(x, w, b, activation=L["activation"], **kw_)
     want = ref_conv2d(x, w, b, activation=L["activation"], **kw_)
     assert got.dtype == np.int16 and got.shape == want.shape
@@ -240,7 +244,7 @@ def test_conv2d_bit_exact(layer):
     np.testing.assert_array_equal(got, want)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(layer=conv_layers())
 def test_conv_accumulate_is_stride1_and_decimation(layer):
     L = layer
@@ -368,7 +372,7 @@ def test_conv_errors_are_specific():
 POOLS = st.sampled_from([(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0), ((2, 3), 2, 1)])
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(x=activations(max_hw=11), pool=POOLS)
 def test_pooling_bit_exact(x, pool):
     k, s, p = pool
@@ -379,7 +383,7 @@ def test_pooling_bit_exact(x, pool):
     np.testing.assert_array_equal(avgpool(x, k, s, p), ref_avgpool(x, k, s, p))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(C=CHANNELS, density=DENSITIES, mode=VALUE_MODES, seed=SEEDS)
 def test_global_avgpool_7x7(C, density, mode, seed):
     x = _values(np.random.default_rng(seed), (7, 7, C), density, mode)
@@ -405,7 +409,7 @@ def test_pooling_hand_cases():
         maxpool(neg, 2, 2, 2)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(x=activations(), mode=VALUE_MODES, activation=st.sampled_from([0, 1, 2, None, "relu", "relu6"]),
        seed=SEEDS)
 def test_add_bit_exact(x, mode, activation, seed):
@@ -421,7 +425,7 @@ def test_add_saturates():
     assert add(a, b, 2).ravel().tolist() == [1536, 0, 1536, 0]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(x=activations(max_hw=5), cout=st.sampled_from([1, 2, 10, 33]), w_density=DENSITIES,
        mode=VALUE_MODES, activation=st.sampled_from([0, 1, 2]), seed=SEEDS)
 def test_fc_bit_exact(x, cout, w_density, mode, activation, seed):
@@ -443,3 +447,10 @@ def test_fc_hand_case():
     w[0, 0, 0, 2] = 3 * Q
     w[1, 0, 0, 2] = -Q
     assert fc(x, w, np.array([Q, 0], dtype=np.int16), 0).ravel().tolist() == [7 * Q, -2 * Q]
+
+
+def test_conv_accumulate_rejects_mismatched_stream():
+    sm, nz, rsp, rnp = encode(np.ones((2, 2, 8), dtype=np.int16))
+    w = np.ones((1, 1, 1, 16), dtype=np.int16)
+    with pytest.raises(TraceError, match=r"^stream has 2 SM words, expected H \* ceil\(W \* C / 16\) = 4"):
+        conv_accumulate(sm, nz, rsp, rnp, 2, 2, 16, w, 1, 0)

@@ -246,7 +246,8 @@ def test_list_profiles():
 
 @pytest.mark.parametrize("network, profile", [
     ("vgg16", "han2015_vgg16"), ("VGG19", "han2015_vgg16"), ("resnet50", "distiller_resnet50_agp80"),
-    ("resnet18", "distiller_resnet50_agp80"), ("mobilenet_v1", "distiller_mobilenet_v1_agp"),
+    ("resnet18", "uniform-0.5"), ("mobilenet_v1", "distiller_mobilenet_v1_agp"),
+    ("mobilenet_v2", "uniform-0.5"),
     ("roshambo", "uniform-0.5"), ("face_detector", "uniform-0.5"), ("vgg11", "uniform-0.5"),
 ])
 def test_default_profile_for(network, profile):
@@ -310,3 +311,27 @@ def test_bad_profile_values_are_named():
         DensityProfile(name="bad", source="test", weight_density={"fc": "4%"})
     with pytest.raises(WorkloadError, match=r"^uniform profile density must be in \[0, 1\], not -0.1$"):
         uniform_profile(-0.1)
+
+
+@pytest.mark.parametrize("network, total, nonzero, rel", [
+    ("mobilenet_v1", 4_209_088, 2_038_208, 0.0),
+    ("resnet50", 25_502_912, 5_108_133, 1e-4),
+])
+def test_zoo_networks_match_distiller_totals(network, total, nonzero, rel):
+    """The shape-based rules also hold on the zoo's own layer names."""
+    from workloads._zoo import get_network
+
+    net = get_network(network)
+    got_total, got_nonzero = weight_totals(net, get_profile(default_profile_for(net.name)))
+    assert got_total == total
+    assert got_nonzero == pytest.approx(nonzero, rel=rel)
+
+
+def test_zoo_vgg16_input_densities_resolve():
+    from workloads._zoo import get_network
+
+    net = get_network("vgg16")
+    p = get_profile(default_profile_for(net.name))
+    assert p.input_density_for(net, "conv1_1") == 1.0
+    assert p.input_density_for(net, "conv2_1") == 0.89
+    assert p.input_density_for(net, "fc6") == 0.19

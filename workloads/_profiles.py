@@ -394,15 +394,16 @@ def default_profile_for(network_name: str) -> str:
     """Name of the profile to use for a network when none is given.
 
     vgg16/vgg19 -> ``han2015_vgg16`` (VGG19's extra layers use the conv means);
-    resnet* -> ``distiller_resnet50_agp80``; mobilenet* ->
-    ``distiller_mobilenet_v1_agp``; anything else -> ``uniform-0.5``
-    (**Assumption**: typical post-ReLU density, dense weights).
+    resnet50 -> ``distiller_resnet50_agp80``; mobilenet_v1 ->
+    ``distiller_mobilenet_v1_agp``; anything else (resnet18, mobilenet_v2,
+    user networks) -> ``uniform-0.5`` (**Assumption**: typical post-ReLU
+    density, dense weights), because no profile was published for them.
     """
     n = network_name.lower()
     if n.startswith(("vgg16", "vgg19")):
         return "han2015_vgg16"
-    if n.startswith("resnet"):
+    if n == "resnet50":
         return "distiller_resnet50_agp80"
-    if n.startswith("mobilenet"):
+    if n == "mobilenet_v1":
         return "distiller_mobilenet_v1_agp"
     return "uniform-0.5"
