@@ -65,6 +65,27 @@ def _output_rows(out: np.ndarray, first: int, count: int, compressed: bool, cfg:
     return elements, beats
 
 
+def _kept_taps_1d(n_in: int, k: int, pad: int, stride: int) -> np.ndarray:
+    """Per input index: kernel taps that land on outputs kept after stride decimation."""
+    n_out1 = n_in + 2 * pad - k + 1
+    i = np.arange(n_in)[:, None]
+    o = np.arange(0, n_out1, stride)[None, :]
+    tap = i - o + pad
+    return ((tap >= 0) & (tap < k)).sum(axis=1)
+
+
+def _useful_taps_per_channel(act: np.ndarray, kh: int, kw: int, pad: int, stride: int) -> np.ndarray:
+    """Taps of each input channel's non-zero pixels that produce kept outputs.
+
+    Stride > 1 is computed at stride 1 and decimated on the host [C], so only the
+    products feeding kept outputs are useful.
+    """
+    h, w, _ = act.shape
+    ny = _kept_taps_1d(h, kh, pad, stride)
+    nx = _kept_taps_1d(w, kw, pad, stride)
+    return np.einsum("hwc,h,w->c", (act != 0).astype(np.int64), ny, nx)
+
+
 def _per_stripe(values: np.ndarray, rows_per_stripe: int, n_stripes: int) -> np.ndarray:
     out = np.zeros(n_stripes, dtype=np.int64)
     idx = np.minimum(np.arange(len(values)) // rows_per_stripe, n_stripes - 1)
@@ -93,7 +114,7 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     t = LayerTiming(passes=mp.passes)
 
     # Input side: identical for every pass.
-    mac_cycles, taps_c, processed = stripe_mac_work(act_in, kh, kw, pad, mp.m, mp.channels_per_lane,
+    mac_cycles, _, processed = stripe_mac_work(act_in, kh, kw, pad, mp.m, mp.channels_per_lane,
                                                     not sched.compressed_input)
     n_stripes = len(mac_cycles)
     row_el = row_stream_elements(act_in, cfg.array.sm_word_pixels, sched.compressed_input)
@@ -129,6 +150,7 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     words_per_px = ceil_div(ceil_div(mp.out_per_pass, 16), cfg.array.pre_words_per_cycle)
     pre = rows_out_stripe * wo1 * words_per_px + int(math.log2(mp.m)) + 1
     out_rows_per_stripe = 1 if sched.fused_pool is not None else 2
+    taps_c = _useful_taps_per_channel(act_in, kh, kw, pad, mp.stride)
     cin_g = mp.conv_in_channels // mp.groups
     cout_g = mp.out_channels // mp.groups
     for p in range(mp.passes):
