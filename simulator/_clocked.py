@@ -79,7 +79,8 @@ class ClockedTiming:
     cycles : clock cycles of all passes (kernel loads included).
     units : per unit (``CLOCKED_UNITS``), cycles per class (``COUNTERS``), summed over passes.
     macs_useful : multiply-accumulates on non-zero pixels times connected output
-        channels, counted tap by tap as the lanes retire them.
+        channels, counted tap by tap as the lanes retire them; with stride > 1
+        only taps feeding outputs the host keeps after decimation count.
     passes : number of passes.
     pass_cycles : cycles of each pass.
     resident : whether the input image stays in the input memory for all passes.
@@ -125,14 +126,16 @@ def _dma_step(ch, lat_left, acc, target, bw_num):
 
 
 @njit(cache=True)
-def _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, nx,
-                     q_taps, q_use, q_len, q_pos, q_left):
+def _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, stride, nx,
+                     nx_kept, q_taps, q_kept, q_use, q_len, q_pos, q_left):
     """Queue, per lane, the pixels of input column ``ix`` in the stripe's window.
 
     A pixel is delivered when it is non-zero (or always, for an uncompressed
     first-layer input); it costs one cycle per tap it performs: the output rows
-    of the stripe it feeds times the valid output columns (``nx[ix]``).
-    Returns True when the column has any work.
+    of the stripe it feeds times the valid output columns (``nx[ix]``). Of those
+    taps, ``q_kept`` feed outputs the host keeps after stride decimation (all of
+    them at stride 1); only these count as useful MACs, and a lane performs them
+    first. Returns True when the column has any work.
     """
     m = q_len.shape[0]
     c = nonzero.shape[2]
@@ -143,11 +146,15 @@ def _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, use
     any_work = False
     for iy in range(lo, hi + 1):
         ny = 0
+        ny_kept = 0
         for oy in range(oy0, oy0 + rows):
             ky = iy - oy + pad
             if 0 <= ky < kh:
                 ny += 1
+                if oy % stride == 0:
+                    ny_kept += 1
         taps = ny * nx[ix]
+        kept = ny_kept * nx_kept[ix]
         if taps == 0:
             continue
         for ch in range(c):
@@ -155,6 +162,7 @@ def _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, use
             if nz or dense_input:
                 ln = lane_of_c[ch]
                 q_taps[ln, q_len[ln]] = taps
+                q_kept[ln, q_len[ln]] = kept
                 q_use[ln, q_len[ln]] = useful_c[ch] if nz else 0
                 q_len[ln] += 1
                 any_work = True
@@ -165,13 +173,13 @@ def _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, use
 
 
 @njit(cache=True)
-def _mac_next_column(start, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, nx,
-                     q_taps, q_use, q_len, q_pos, q_left):
+def _mac_next_column(start, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, stride, nx,
+                     nx_kept, q_taps, q_kept, q_use, q_len, q_pos, q_left):
     """First column ``>= start`` with work, its queues loaded; -1 if none (columns with no work take 0 cycles)."""
     w = nonzero.shape[1]
     for ix in range(start, w):
-        if _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, nx,
-                            q_taps, q_use, q_len, q_pos, q_left):
+        if _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, stride, nx,
+                            nx_kept, q_taps, q_kept, q_use, q_len, q_pos, q_left):
             return ix
     return -1
 
@@ -179,7 +187,7 @@ def _mac_next_column(start, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, 
 @njit(cache=True)
 def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, caps,
                 row_el, win_lo, win_hi, dec_rate,
-                nonzero, dense_input, lane_of_c, useful_c, m, kh, pad, nx, out_lo, out_rows,
+                nonzero, dense_input, lane_of_c, useful_c, m, kh, pad, stride, nx, nx_kept, out_lo, out_rows,
                 pre_words, pre_rate, pre_tree, wo1,
                 enc_el, enc_rate):
     """Step one pass clock by clock.
@@ -196,7 +204,8 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     nonzero : (H, W, C) bool bitmap; dense_input : deliver zeros too (first layer).
     lane_of_c : (C,) lane of each input channel; useful_c : (C,) connected output
         channels of this pass per channel; m : lanes per output channel.
-    kh, pad : kernel height and padding, in pixels; nx : (W,) valid output columns per input column.
+    kh, pad, stride : kernel height, padding (pixels) and the layer's stride (host decimation).
+    nx, nx_kept : (W,) valid output columns per input column, and those kept after decimation.
     out_lo, out_rows : (S,) first stride-1 output row and row count of each stripe.
     pre_words : 16-channel words per output pixel; pre_rate : words per cycle;
         pre_tree : adder-tree cycles per stripe; wo1 : stride-1 output width.
@@ -223,6 +232,7 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     # MAC array: per lane a pixel queue (taps, useful MACs per tap) of the current column.
     qcap = (h + 1) * c
     q_taps = np.zeros((m, qcap), dtype=np.int64)
+    q_kept = np.zeros((m, qcap), dtype=np.int64)
     q_use = np.zeros((m, qcap), dtype=np.int64)
     q_len = np.zeros(m, dtype=np.int64)
     q_pos = np.zeros(m, dtype=np.int64)
@@ -289,8 +299,8 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                     elif k == _MAC:
                         mac_s = i
                         mac_col = _mac_next_column(0, win_lo[i], win_hi[i], out_lo[i], out_rows[i], nonzero,
-                                                   dense_input, lane_of_c, useful_c, kh, pad, nx,
-                                                   q_taps, q_use, q_len, q_pos, q_left)
+                                                   dense_input, lane_of_c, useful_c, kh, pad, stride, nx, nx_kept,
+                                                   q_taps, q_kept, q_use, q_len, q_pos, q_left)
                         zero = mac_col < 0
                     elif k == _PRE:
                         pre_px_left = out_rows[i] * wo1
@@ -346,8 +356,10 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                 busy_lanes = 0
                 for ln in range(m):
                     if q_left[ln] > 0:
+                        j = q_pos[ln]
+                        if q_taps[ln, j] - q_left[ln] < q_kept[ln, j]:   # a tap feeding a kept output
+                            macs += q_use[ln, j]
                         q_left[ln] -= 1                       # one tap retired on this lane
-                        macs += q_use[ln, q_pos[ln]]
                         if q_left[ln] == 0:
                             q_pos[ln] += 1
                             if q_pos[ln] < q_len[ln]:
@@ -357,7 +369,8 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                 if busy_lanes == 0:                           # the column retires
                     mac_col = _mac_next_column(mac_col + 1, win_lo[mac_s], win_hi[mac_s], out_lo[mac_s],
                                                out_rows[mac_s], nonzero, dense_input, lane_of_c, useful_c,
-                                               kh, pad, nx, q_taps, q_use, q_len, q_pos, q_left)
+                                               kh, pad, stride, nx, nx_kept, q_taps, q_kept, q_use, q_len,
+                                               q_pos, q_left)
                     if mac_col < 0:
                         state[_MAC] = _HOLD
             if state[_PRE] == _BUSY:
@@ -497,6 +510,8 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
     p2 = _next_pow2(c)
     lane_of_c = np.array([ch if p2 <= m else ch // (p2 // m) for ch in range(c)], dtype=np.int64)
     nx = np.array([sum(1 for ox in range(wo1) if 0 <= ix - ox + pad < kw) for ix in range(w)], dtype=np.int64)
+    nx_kept = np.array([sum(1 for ox in range(0, wo1, mp.stride) if 0 <= ix - ox + pad < kw) for ix in range(w)],
+                       dtype=np.int64)
     nonzero = act != 0
     cin_g = c // mp.groups
     cout_g = mp.out_channels // mp.groups
@@ -535,7 +550,8 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         cycles, stats, macs = _clock_pass(
             int(d.latency_cycles), bw_num, bw_den, load_bytes, rb, write_bytes, caps,
             row_el, win_lo, win_hi, int(a.decoder_values_per_cycle),
-            nonzero, not sched.compressed_input, lane_of_c, useful_c, m, kh, pad, nx, out_lo, out_rows,
+            nonzero, not sched.compressed_input, lane_of_c, useful_c, m, kh, pad, int(mp.stride), nx, nx_kept,
+            out_lo, out_rows,
             pre_words, int(a.pre_words_per_cycle), pre_tree, wo1,
             enc_el, int(a.encoder_values_per_cycle))
         timing.cycles += int(cycles)

@@ -18,6 +18,7 @@ from dataflows import Geometry, ScheduledLayer, schedule_network
 from workloads._errors import FunctionalMismatchError, WorkloadError
 from workloads._network import Layer, Network
 from workloads._profiles import DensityProfile, default_profile_for, get_profile
+from workloads._trace import Trace
 from workloads._synthetic import child_seed, image_input, synthetic_activation, synthetic_bias, synthetic_weights
 from workloads._zoo import get_network
 
@@ -98,7 +99,7 @@ class Simulator:
                         run_fc_on_accelerator=a.run_fc_on_accelerator)
 
     def run(self, network: Network | str, *, profile: str | DensityProfile | None = None, seed: int = 0,
-            trace: str = "propagated", check: bool = True,
+            trace: str | Trace = "propagated", check: bool = True,
             progress: Callable[[int, int, str], None] | None = None,
             observer: Callable[[ScheduledLayer, np.ndarray, np.ndarray], None] | None = None) -> Result:
         """Simulate ``network`` layer by layer.
@@ -108,21 +109,29 @@ class Simulator:
         network : a :class:`Network` or a zoo name (``sparsesim list``).
         profile : density profile name or object; default depends on the network.
         seed : seeds weights, biases and synthetic activations (same seed, same result).
-        trace : ``"propagated"`` (real photo through the network) or ``"synthetic"``.
+        trace : ``"propagated"`` (real photo through the network), ``"synthetic"``, or a
+            :class:`~workloads.Trace` with the network's real weights (and, optionally,
+            captured per-layer inputs; other inputs are propagated from ``trace.image``).
         check : compare every layer's output bit for bit with the numpy reference.
         progress : optional callback ``(done, total, layer_name)``.
         observer : optional callback ``(scheduled_layer, act_in, out_written)`` called for
             every accelerator layer with exactly the data its timing is computed from.
         """
         net = get_network(network) if isinstance(network, str) else network
-        if trace not in TRACE_MODES:
-            raise WorkloadError(f"trace must be one of {', '.join(TRACE_MODES)}, got {trace!r}")
+        user = None
+        if isinstance(trace, Trace):
+            trace.validate(net)
+            user, trace = trace, "trace"
+        elif trace not in TRACE_MODES:
+            raise WorkloadError(f"trace must be one of {', '.join(TRACE_MODES)} or a Trace, got {trace!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise WorkloadError(f"seed must be a non-negative integer, got {seed!r}")
         prof = profile if isinstance(profile, DensityProfile) else get_profile(
             profile or default_profile_for(net.name))
         schedule = schedule_network(net, self.geometry)
-        records = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer).run(progress)
+        run = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer)
+        run.user = user
+        records = run.run(progress)
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
                       profile=prof.name, trace=trace, seed=int(seed), layers=records)
 
@@ -140,6 +149,7 @@ class _NetworkRun:
                  prof: DensityProfile, seed: int, trace: str, check: bool, observer=None) -> None:
         self.net, self.schedule, self.cfg, self.prof = net, schedule, cfg, prof
         self.observer = observer
+        self.user: Trace | None = None
         self.seed, self.trace, self.check = seed, trace, check
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
@@ -148,11 +158,14 @@ class _NetworkRun:
 
     # -- data -----------------------------------------------------------------
     def _inputs(self, layer: Layer) -> list[np.ndarray]:
-        if self.trace == "propagated":
+        if self.user is not None and len(layer.inputs) == 1 and layer.name in self.user.inputs:
+            return [self.user.inputs[layer.name]]
+        if self.trace in ("propagated", "trace"):
             out = []
             for src in layer.inputs:
                 if src == "input" and "input" not in self.tensors:
-                    self.tensors["input"] = image_input(self.net.input_shape)
+                    self.tensors["input"] = (self.user.image if self.user is not None
+                                             else image_input(self.net.input_shape))
                 out.append(self.tensors[src])
             return out
         d = self.prof.input_density_for(self.net, layer)
@@ -176,15 +189,21 @@ class _NetworkRun:
     # -- layers ---------------------------------------------------------------
     def _weighted(self, layer: Layer, x: np.ndarray):
         """Weights, bias, int64 accumulators and the Q8.8 output of a conv/fc layer."""
-        wd = self.prof.weight_density_for(layer)
-        w = synthetic_weights(layer.weight_shape, child_seed(self.seed, layer.name, "weights"), density=wd)
+        if self.user is not None:
+            w = self.user.weights[layer.name].reshape(layer.weight_shape)
+            wd = _density(w)
+        else:
+            wd = self.prof.weight_density_for(layer)
+            w = synthetic_weights(layer.weight_shape, child_seed(self.seed, layer.name, "weights"), density=wd)
         if layer.op == "fc":
             x = x.reshape(1, 1, -1)
             acc = fn.conv2d_accumulators(x, w, 1, 0, 1)
         else:
             acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups)
         dec = acc[::layer.stride, ::layer.stride] if layer.stride > 1 else acc
-        if self.trace == "propagated" and layer.activation is not None:
+        if self.user is not None:
+            bias = self.user.biases.get(layer.name, np.zeros(layer.out_channels, dtype=np.int16))
+        elif self.trace == "propagated" and layer.activation is not None:
             bias = _calibrate_bias(dec, self.prof.output_density_for(layer.name))
         else:
             bias = synthetic_bias(layer.out_channels, child_seed(self.seed, layer.name, "bias"))
@@ -273,7 +292,7 @@ class _NetworkRun:
                 xs = self._inputs(layer)
                 rec, out = self._conv_like(s, xs[0]) if s.where == "accelerator" else self._host(s, xs)
                 records.append(rec)
-            if self.trace == "propagated":
+            if self.trace != "synthetic":
                 self.tensors[layer.name] = out
                 self._release(layer)
             if progress is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from simulator import ConfigError, list_presets
+from simulator import ConfigError, list_presets, simulate
 from simulator.cli import main
 from workloads import WorkloadError, list_networks, list_profiles
 
@@ -165,12 +166,19 @@ def test_debug_reraises(capsys):
 
 
 # ------------------------------------------------------------ console script
-def test_console_script_runs():
+def test_console_script_runs(tmp_path):
     exe = Path(sys.executable).parent / "sparsesim"
     assert exe.exists(), exe
     proc = subprocess.run([str(exe), "run", "facedet", "--quiet"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
+    # Same result in another process with another string-hash seed (no hash()-based seeding).
+    j = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    proc = subprocess.run([str(exe), "run", "facedet", "--quiet", "--seed", "3", "--json", str(j)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert j.read_text(encoding="utf-8") == simulate("facedet", seed=3).to_json()
     bad = subprocess.run([str(exe), "run", "nosuchnet"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.startswith("sparsesim: error: ") and len(bad.stderr.splitlines()) == 1

@@ -115,6 +115,16 @@ def test_write_atomic_writes_and_leaves_no_temp(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out.txt"]
 
 
+def test_write_atomic_file_mode_like_a_plain_write(tmp_path):
+    # A result file written atomically should get the same permissions as one written
+    # with open() (0o666 minus the umask), not mkstemp's private 0o600.
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    target = tmp_path / "atomic.txt"
+    write_atomic(target, "x")
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
 def test_write_atomic_creates_parent_dirs(tmp_path):
     target = tmp_path / "a" / "b" / "c.json"
     write_atomic(str(target), "{}")

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from simulator import ConfigError, Simulator, simulate
+from simulator import ConfigError, MappingError, Simulator, simulate
 from workloads import NetworkBuilder, WorkloadError
 
 UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
@@ -194,6 +194,42 @@ def test_useful_macs_recomputed_from_observed_input(rosh):
         assert result.layer(layer.name).macs_useful == expect, layer.name
 
 
+def _useful_macs(act_in, layer):
+    """Useful MACs: every non-zero input pixel x every (kept output, tap) it feeds x C_out/groups."""
+    kh, kw = layer.kernel
+    p, s = layer.padding, layer.stride
+    nz = np.pad((act_in != 0).astype(np.int64), ((p, p), (p, p), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(nz, (kh, kw), axis=(0, 1))[::s, ::s]
+    return int(win.sum()) * (layer.out_channels // layer.groups)
+
+
+def test_useful_macs_with_padding_stride_and_groups():
+    # Stride 2 is computed at stride 1 and decimated on the host: only products that
+    # feed kept outputs are useful (docs/architecture.md §1, §4.4).
+    b = NetworkBuilder("shapes", (16, 16, 3))
+    b.conv("first", 16, 3, padding=1)
+    b.conv("strided", 32, 3, stride=2, padding=1)
+    b.conv("grouped", 32, 3, padding=1, groups=4)
+    b.conv("odd", 16, 5, padding=2, activation=None)
+    rec = _Recorder()
+    r = Simulator().run(b.build(), seed=7, observer=rec)
+    assert [s.layer.name for s, _, _ in rec.calls] == ["first", "strided", "grouped", "odd"]
+    for s, act_in, _ in rec.calls:
+        l = r.layer(s.layer.name)
+        assert l.functional_check == "bit-exact"
+        assert l.macs_useful == _useful_macs(act_in, s.layer), l.name
+        assert l.macs_useful <= l.macs_dense, l.name
+        assert l.macs_useful <= l.mac_ops <= N_MACS * l.units["mac_array"]["busy"], l.name
+        assert 0 < l.mac_utilization <= 1
+        for u in UNITS:
+            assert sum(l.units[u].values()) == l.cycles
+    # The first layer reads the (nearly dense) photo: useful MACs approach the products that do not
+    # fall on padding, C_out x C_in x (sum of valid taps per row) x (per column) = 16 x 3 x 46 x 46,
+    # with 46 = 16 * 3 - 2 (one tap lost at each border).
+    first = r.layer("first")
+    assert 0.99 * 16 * 3 * 46 * 46 <= first.macs_useful <= 16 * 3 * 46 * 46 < first.macs_dense
+
+
 # -------------------------------------------------------------- DRAM formulas
 def _load_cycles(load_beats, latency=100, bw=8, beat_bytes=8):
     return latency + math.ceil(load_beats * beat_bytes / bw)
@@ -239,6 +275,33 @@ def test_multi_pass_layer_bytes_and_residency():
     assert l.dram_write_bytes["activations"] == (8 * 512 + 8 * 288) * 8
     for u in UNITS:
         assert sum(l.units[u].values()) == l.cycles
+
+
+def test_streamed_input_is_read_again_every_pass():
+    # 32x32x3 raw input = 3072 values = 6 KiB > 1 KiB of input memory: not resident, so the
+    # image is streamed for each of the 2 passes (§4.2): 32 rows x ceil(32*3/2) = 48 beats per pass.
+    # The largest window (4 rows x 96 values x 2 bytes = 768 bytes) fits in 1 KiB.
+    b = NetworkBuilder("stream", (32, 32, 3))
+    b.conv("wide", 200, 3, padding=1)
+    net = b.build()
+    small = Simulator("nullhop", {"memory.input_memory_kib": 1}).run(net, check=False)
+    big = Simulator("nullhop").run(net, check=False)
+    ls, lb = small.layer("wide"), big.layer("wide")
+    assert (ls.passes, ls.input_resident, lb.input_resident) == (2, False, True)
+    assert ls.dram_read_bytes["activations"] == 2 * 32 * 48 * 8
+    assert lb.dram_read_bytes["activations"] == 1 * 32 * 48 * 8
+    assert ls.dram_read_bytes["weights"] == lb.dram_read_bytes["weights"]
+    for u in UNITS:
+        assert sum(ls.units[u].values()) == ls.cycles
+
+
+def test_window_larger_than_input_memory_is_rejected():
+    # 64x64x3 raw rows: a 4-row window is 4 x 192 values x 2 bytes = 1536 bytes > 1 KiB.
+    b = NetworkBuilder("toowide", (64, 64, 3))
+    b.conv("big_rows", 16, 3, padding=1)
+    with pytest.raises(MappingError) as info:
+        Simulator("nullhop", {"memory.input_memory_kib": 1}).run(b.build(), check=False)
+    assert "big_rows" in str(info.value) and "memory.input_memory_kib" in str(info.value)
 
 
 def test_fc_on_accelerator_runs():

@@ -5,11 +5,12 @@ from ._network import ACTIVATIONS, OPS, Layer, Network, NetworkBuilder
 from ._profiles import DensityProfile, default_profile_for, get_profile, list_profiles, uniform_profile
 from ._synthetic import (child_seed, image_input, sample_image, synthetic_activation, synthetic_bias,
                          synthetic_weights)
+from ._trace import TRACE_FORMAT, Trace, load_trace, quantize_q88, save_trace
 from ._zoo import get_network, list_networks
 
 __all__ = [
     "ACTIVATIONS", "OPS", "ConfigError", "DensityProfile", "FunctionalMismatchError", "Layer", "MappingError",
     "Network", "NetworkBuilder", "SparsesimError", "TraceError", "WorkloadError", "child_seed",
     "default_profile_for", "get_network", "get_profile", "image_input", "list_networks", "list_profiles",
-    "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
+    "TRACE_FORMAT", "Trace", "load_trace", "quantize_q88", "save_trace", "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
 ]

@@ -1,0 +1,178 @@
+"""User-supplied traces: real weights, biases and captured activations.
+
+A :class:`Trace` holds int16 Q8.8 arrays keyed by layer name. It comes from an
+ONNX model (``from_onnx``), from a ``.npz`` trace file (:func:`load_trace`), or
+is built in Python. The simulator uses a trace's weights and biases for every
+conv/fc layer, and a layer's captured input when the trace has one (else the
+input is propagated from the previous layers, starting at ``trace.image``).
+
+``.npz`` schema (all arrays int16 unless noted; loaded with
+``allow_pickle=False``):
+
+============================  =============================================
+key                           contents
+============================  =============================================
+``format``                    unicode scalar ``"sparsesim-trace-1"``
+``network``                   unicode scalar, the network name
+``image``                     ``(H, W, C)`` network input (optional)
+``weights/<layer>``           ``(C_out, kh, kw, C_in/groups)`` conv/fc weights
+``bias/<layer>``              ``(C_out,)`` biases (optional, default 0)
+``input/<layer>``             ``(H, W, C)`` the layer's captured input (optional)
+============================  =============================================
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import TraceError
+from ._network import Network
+
+__all__ = ["Trace", "load_trace", "save_trace", "quantize_q88", "TRACE_FORMAT"]
+
+TRACE_FORMAT = "sparsesim-trace-1"
+_Q = 256.0
+
+
+def quantize_q88(x: np.ndarray, *, what: str = "array") -> tuple[np.ndarray, int]:
+    """Round real values to Q8.8 int16 (nearest, ties to even) and saturate.
+
+    Returns the int16 array and how many values saturated (|x| beyond the Q8.8
+    range [-128, 128 - 2**-8]). NaN or inf raise :class:`TraceError` naming ``what``.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        raise TraceError(f"{what}: {bad} value(s) are NaN or infinite; Q8.8 needs finite numbers")
+    q = np.rint(a * _Q)
+    sat = int(np.count_nonzero((q < -32768) | (q > 32767)))
+    return np.clip(q, -32768, 32767).astype(np.int16), sat
+
+
+@dataclass
+class Trace:
+    """Per-layer Q8.8 data for one network.
+
+    Attributes
+    ----------
+    network : network name the trace belongs to.
+    image : int16 ``(H, W, C)`` network input, or ``None``.
+    weights, biases, inputs : int16 arrays keyed by layer name (see module doc).
+    saturated : per array key, how many values saturated when quantizing.
+    """
+
+    network: str
+    image: np.ndarray | None = None
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    biases: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    saturated: dict[str, int] = field(default_factory=dict)
+
+    def validate(self, network: Network, *, where: str = "trace") -> None:
+        """Check names, dtypes and shapes against ``network``; raise :class:`TraceError`."""
+        layers = {l.name: l for l in network.layers}
+
+        def arr(key: str, a) -> np.ndarray:
+            if not isinstance(a, np.ndarray):
+                raise TraceError(f"{where}: {key} must be a numpy array, got {type(a).__name__}")
+            if a.dtype != np.int16:
+                raise TraceError(f"{where}: {key} has dtype {a.dtype}, expected int16 (Q8.8)")
+            return a
+
+        if self.image is not None:
+            if arr("image", self.image).shape != tuple(network.input_shape):
+                raise TraceError(f"{where}: image has shape {self.image.shape}, network {network.name!r} "
+                                 f"expects {tuple(network.input_shape)}")
+        for kind, table in (("weights", self.weights), ("bias", self.biases), ("input", self.inputs)):
+            for name, a in table.items():
+                key = f"{kind}/{name}"
+                if name not in layers:
+                    raise TraceError(f"{where}: {key} names no layer of network {network.name!r}")
+                layer = layers[name]
+                arr(key, a)
+                if kind == "weights":
+                    if layer.op not in ("conv", "fc"):
+                        raise TraceError(f"{where}: {key}: layer {name!r} is a {layer.op}, which has no weights")
+                    want = layer.weight_shape
+                    if layer.op == "fc" and a.ndim == 2:
+                        want = (want[0], want[3])
+                elif kind == "bias":
+                    want = (layer.out_channels,)
+                else:
+                    want = tuple(layer.in_shape)
+                if tuple(a.shape) != tuple(want):
+                    raise TraceError(f"{where}: {key} has shape {tuple(a.shape)}, layer {name!r} expects {tuple(want)}")
+        missing = [l.name for l in network.layers if l.op in ("conv", "fc") and l.name not in self.weights]
+        if missing:
+            raise TraceError(f"{where}: no weights for layer(s) {', '.join(missing[:5])}"
+                             f"{' ...' if len(missing) > 5 else ''} (key 'weights/<layer>')")
+        if self.image is None:
+            first = [l.name for l in network.layers if "input" in l.inputs and l.name not in self.inputs]
+            if first:
+                raise TraceError(f"{where}: no 'image' and no captured input for layer {first[0]!r}")
+
+
+def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
+    """Write ``trace`` as an uncompressed ``.npz`` file (atomically); returns the path."""
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {"format": np.array(TRACE_FORMAT), "network": np.array(trace.network)}
+    if trace.image is not None:
+        arrays["image"] = trace.image
+    for kind, table in (("weights", trace.weights), ("bias", trace.biases), ("input", trace.inputs)):
+        for name, a in table.items():
+            arrays[f"{kind}/{name}"] = a
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TraceError(f"cannot write trace {str(path)!r}: {exc.strerror or exc}") from None
+    return path
+
+
+def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace:
+    """Read a ``.npz`` trace (never unpickles) and validate it against ``network`` if given."""
+    path = Path(path)
+    where = str(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise TraceError(f"{where}: trace file not found") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise TraceError(f"{where}: not a readable .npz trace ({exc})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise TraceError(f"{where}: not a .npz archive (a single .npy array?)")
+    with npz:
+        try:
+            data = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            # Object arrays need pickle, which is refused.
+            raise TraceError(f"{where}: unreadable array ({exc})") from None
+    fmt = data.pop("format", None)
+    if fmt is None or fmt.shape != () or str(fmt) != TRACE_FORMAT:
+        raise TraceError(f"{where}: missing or unknown 'format' entry; expected {TRACE_FORMAT!r}")
+    net_name = data.pop("network", None)
+    if net_name is None or net_name.shape != ():
+        raise TraceError(f"{where}: missing 'network' entry (a string scalar)")
+    trace = Trace(network=str(net_name))
+    image = data.pop("image", None)
+    trace.image = image
+    for key, a in data.items():
+        kind, _, name = key.partition("/")
+        table = {"weights": trace.weights, "bias": trace.biases, "input": trace.inputs}.get(kind)
+        if table is None or not name:
+            raise TraceError(f"{where}: unexpected array {key!r}; allowed: image, weights/<layer>, "
+                             "bias/<layer>, input/<layer>")
+        table[name] = a
+    for key, a in [("image", trace.image)] + [(f"weights/{k}", v) for k, v in trace.weights.items()]:
+        if a is not None and a.dtype != np.int16:
+            raise TraceError(f"{where}: {key} has dtype {a.dtype}, expected int16 (Q8.8)")
+    if network is not None:
+        trace.validate(network, where=where)
+    return trace
