@@ -116,6 +116,7 @@ def _dma_step(ch, lat_left, acc, target, bw_num):
     """One cycle of DMA channel ``ch``: latency first, then ``bw_num`` scaled bytes.
 
     ``acc`` and ``target`` are in bytes x ``bw_den`` so the comparison is exact.
+    Mutates the caller's registers ``lat_left`` and ``acc`` (cycles, scaled bytes).
     Returns True when the transfer has finished at the end of this cycle.
     """
     if lat_left[ch] > 0:
@@ -135,7 +136,8 @@ def _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, use
     of the stripe it feeds times the valid output columns (``nx[ix]``). Of those
     taps, ``q_kept`` feed outputs the host keeps after stride decimation (all of
     them at stride 1); only these count as useful MACs, and a lane performs them
-    first. Returns True when the column has any work.
+    first. Fills the caller's queue registers ``q_*`` in place. Returns True when
+    the column has any work.
     """
     m = q_len.shape[0]
     c = nonzero.shape[2]
@@ -216,8 +218,14 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     cycles : cycles of the pass; stats : (6, 5) int64 per unit and class;
     macs : useful MACs retired in this pass.
     """
+    # NOTE: one flat numba loop with the six units written out in place, and state held in
+    # small int64 arrays instead of per-unit objects: numba has no cheap dynamic dispatch, and
+    # real layers need tens of millions of iterations. Each unit's code is one labelled block.
     n = read_bytes.shape[0]
-    h, w, c = nonzero.shape
+    c = nonzero.shape[2]
+    max_win = 1
+    for s in range(n):
+        max_win = max(max_win, win_hi[s] - win_lo[s] + 1)
     state = np.zeros(6, dtype=np.int64)          # all units start in _WAIT
     handed = np.zeros(6, dtype=np.int64)         # work units handed off so far
     occ = np.zeros(5, dtype=np.int64)            # FIFO occupancy after units 0..4
@@ -227,10 +235,10 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     acc = np.zeros(2, dtype=np.int64)
     target = np.zeros(2, dtype=np.int64)
     # Decoder: one remaining-elements register per IDP manager.
-    mgr_left = np.zeros(h + 1, dtype=np.int64)
+    mgr_left = np.zeros(max_win, dtype=np.int64)
     n_mgr = 0
     # MAC array: per lane a pixel queue (taps, useful MACs per tap) of the current column.
-    qcap = (h + 1) * c
+    qcap = max_win * c
     q_taps = np.zeros((m, qcap), dtype=np.int64)
     q_kept = np.zeros((m, qcap), dtype=np.int64)
     q_use = np.zeros((m, qcap), dtype=np.int64)

@@ -8,6 +8,7 @@ pipeline in ``_engine`` schedule them.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,10 +20,24 @@ from ._config import AcceleratorConfig
 from ._cycles import ceil_div, row_stream_elements, stripe_mac_work, stripe_windows
 from ._engine import UnitStats, simulate_pipeline
 
-__all__ = ["UNITS", "LayerTiming", "time_layer", "dma_cycles"]
+__all__ = ["UNITS", "ACTIONS", "LayerTiming", "time_layer", "dma_cycles"]
 
 #: Units of the NullHop pipeline, upstream first.
 UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
+
+#: Countable actions of a layer, the input of the energy model. ``*_words`` are
+#: 16-bit words; MAC slots are MAC x cycle pairs.
+ACTIONS = (
+    "mac_ops",                  # multiply-accumulates performed (zero activations skipped)
+    "mac_gated_slots",          # MAC slots idle while the array is busy (lane imbalance, unused MACs)
+    "input_memory_write_words", "input_memory_read_words",
+    "sm_read_words",            # sparsity-map words among the input-memory reads (metadata)
+    "kernel_memory_write_words", "kernel_memory_read_words",
+    "pre_buffer_write_words", "pre_buffer_read_words",
+    "output_buffer_write_words", "output_buffer_read_words",
+    "sm_write_words",           # sparsity-map words among the output-buffer writes (metadata)
+    "dram_read_bytes", "dram_write_bytes",
+)
 
 
 @dataclass
@@ -37,12 +52,8 @@ class LayerTiming:
     dram_read_bytes: dict[str, int] = field(default_factory=lambda: {
         "activations": 0, "weights": 0, "biases": 0, "config": 0})
     dram_write_bytes: dict[str, int] = field(default_factory=lambda: {"activations": 0})
-    onchip: dict[str, int] = field(default_factory=lambda: {
-        "input_memory_write_bytes": 0, "input_memory_read_bytes": 0,
-        "kernel_memory_write_words": 0, "kernel_memory_read_words": 0,
-        "pre_buffer_write_words": 0, "pre_buffer_read_words": 0,
-        "output_buffer_write_bytes": 0})
     units: dict[str, UnitStats] = field(default_factory=lambda: {u: UnitStats() for u in UNITS})
+    actions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
 
 
 def dma_cycles(beats, cfg: AcceleratorConfig):
@@ -53,7 +64,10 @@ def dma_cycles(beats, cfg: AcceleratorConfig):
     """
     beats = np.asarray(beats, dtype=np.int64)
     nbytes = beats * cfg.dma.beat_bytes
-    stream = np.ceil(nbytes / cfg.dma.bandwidth_bytes_per_cycle).astype(np.int64)
+    # Exact rational ceil: the bandwidth as written (0.7 means 7/10), so that
+    # float rounding never adds a cycle.
+    bw = Fraction(repr(float(cfg.dma.bandwidth_bytes_per_cycle)))
+    stream = -(-(nbytes * bw.denominator) // bw.numerator)
     return np.where(beats > 0, cfg.dma.latency_cycles + stream, 0)
 
 
@@ -118,6 +132,7 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
                                                     not sched.compressed_input)
     n_stripes = len(mac_cycles)
     row_el = row_stream_elements(act_in, cfg.array.sm_word_pixels, sched.compressed_input)
+    row_sm = ceil_div(w * c, cfg.array.sm_word_pixels) if sched.compressed_input else 0
     row_beats = -(-row_el // cfg.dma.values_per_beat)
     lo, hi = stripe_windows(h, kh, pad)
     cum = np.concatenate(([0], np.cumsum(row_el)))
@@ -149,6 +164,8 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     wo1 = w + 2 * pad - kw + 1
     words_per_px = ceil_div(ceil_div(mp.out_per_pass, 16), cfg.array.pre_words_per_cycle)
     pre = rows_out_stripe * wo1 * words_per_px + int(math.log2(mp.m)) + 1
+    window_rows = int((hi - lo + 1).clip(min=0).sum())
+    out_w = out_written.shape[1]
     out_rows_per_stripe = 1 if sched.fused_pool is not None else 2
     taps_c = _useful_taps_per_channel(act_in, kh, kw, pad, mp.stride)
     cin_g = mp.conv_in_channels // mp.groups
@@ -180,16 +197,25 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
         t.dram_read_bytes["biases"] += int(b_beats) * bb
         t.dram_read_bytes["config"] += int(cfg.dma.config_beats_per_pass) * bb
         t.dram_write_bytes["activations"] += int(wr_beats.sum()) * bb
-        if stream:
-            t.onchip["input_memory_write_bytes"] += image_bytes
-        t.onchip["input_memory_read_bytes"] += int(window_el.sum()) * 2
-        t.onchip["kernel_memory_write_words"] += macs_used * mp.contiguous_kernels
-        t.onchip["kernel_memory_read_words"] += int(processed) * count
         acc_words = int(rows_out_stripe.sum()) * wo1 * macs_used
-        t.onchip["pre_buffer_write_words"] += acc_words
-        t.onchip["pre_buffer_read_words"] += acc_words
-        t.onchip["output_buffer_write_bytes"] += int(el.sum()) * 2
         t.mac_ops += int(processed) * count
+        a = t.actions
+        a["mac_ops"] += int(processed) * count
+        a["mac_gated_slots"] += n_macs * int(mac_cycles.sum()) - int(processed) * count
+        a["input_memory_write_words"] += int(row_el.sum()) if stream else 0
+        a["input_memory_read_words"] += int(window_el.sum())
+        a["sm_read_words"] += row_sm * window_rows
+        a["kernel_memory_write_words"] += macs_used * mp.contiguous_kernels
+        a["kernel_memory_read_words"] += int(processed) * count
+        a["pre_buffer_write_words"] += acc_words
+        a["pre_buffer_read_words"] += acc_words
+        a["output_buffer_write_words"] += int(el.sum())
+        a["output_buffer_read_words"] += int(el.sum())
+        if sched.compressed_output:
+            a["sm_write_words"] += ceil_div(out_w * count, cfg.array.sm_word_pixels) * out_written.shape[0]
+        a["dram_read_bytes"] += (int(rd_beats.sum()) + int(w_beats) + int(b_beats)
+                                 + int(cfg.dma.config_beats_per_pass)) * bb
+        a["dram_write_bytes"] += int(wr_beats.sum()) * bb
         # Useful MACs: taps of each non-zero input channel x the outputs of its group in this pass.
         g_of_c = np.arange(mp.conv_in_channels) // cin_g
         lo_o, hi_o = g_of_c * cout_g, (g_of_c + 1) * cout_g

@@ -32,17 +32,26 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
     except OSError as exc:
         raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
+        # Never leave the temporary file behind, whatever interrupted us.
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        if isinstance(exc, UnicodeError):
+            raise SparsesimError(f"cannot write {str(path)!r}: text is not valid UTF-8 ({exc.reason})") from None
+        raise
     return path
 
 
@@ -77,7 +86,7 @@ class LayerResult:
     effective_gops: float = 0.0
     dram_read_bytes: dict[str, int] = field(default_factory=dict)
     dram_write_bytes: dict[str, int] = field(default_factory=dict)
-    onchip: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
     units: dict[str, dict[str, int]] = field(default_factory=dict)
     functional_check: str = "off"
 

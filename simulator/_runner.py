@@ -244,7 +244,7 @@ class _NetworkRun:
             rec.macs_useful, rec.mac_ops, rec.cycles = t.macs_useful, t.mac_ops, t.cycles
             rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
             rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
-            rec.onchip = t.onchip
+            rec.actions = dict(t.actions)
             rec.units = {u: t.units[u].as_dict() for u in UNITS}
         if s.fused_pool is not None:
             self.fused_out[s.fused_pool.name] = (written, _density(out1))

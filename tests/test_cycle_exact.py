@@ -23,11 +23,13 @@ from simulator import Simulator, with_overrides
 from simulator._clocked import ClockedTiming, clocked_layer
 from simulator._config import AcceleratorConfig
 from simulator._layer_model import time_layer
+from simulator._validate import validate_network
+from workloads._errors import WorkloadError
 from workloads._network import NetworkBuilder
 
-#: Bandwidths in bytes/cycle, starved to ample. All are exact binary fractions, so the
-#: event model's float ``ceil(bytes / bw)`` is exact too (see test_decimal_bandwidth_*).
-BANDWIDTHS = [0.25, 0.5, 0.75, 1.0, 1.25, 2.0, 2.5, 3.0, 4.0, 8.0, 12.5, 16.0, 64.0]
+#: Bandwidths in bytes/cycle, starved to ample, including decimals that are not binary
+#: fractions (0.3, 0.7, 1.1): both models must read them as the decimal written.
+BANDWIDTHS = [0.25, 0.3, 0.5, 0.7, 0.75, 1.0, 1.1, 1.25, 2.0, 2.5, 3.0, 4.0, 8.0, 12.5, 16.0, 64.0]
 #: (beat_bytes, values_per_beat): the NullHop AXI word and a few others.
 BEATS = [(8, 2), (8, 2), (8, 4), (4, 2), (16, 2)]
 #: Input channels: small, non-powers of two; CIN_WIDE: > 128 (a few examples).
@@ -128,7 +130,8 @@ def cases(draw) -> Case:
     k = draw(st.integers(1, 7)) if kind == "conv" else 1
     pad = draw(st.integers(0, k // 2))
     lo_hw = max(k, 6 if stream else 1, 2 if kind == "fc" else 1)
-    h = draw(st.integers(lo_hw, 14 if kind == "conv" else 6))
+    tall = kind == "conv" and draw(st.integers(0, 7)) == 0      # more stripes: deeper FIFO interplay
+    h = draw(st.integers(lo_hw, (24 if tall else 14) if kind == "conv" else 6))
     w = draw(st.integers(lo_hw, 14 if kind == "conv" else 6))
     wide = draw(st.integers(0, 9)) == 0
     cin = draw(st.sampled_from(CIN_WIDE if wide else (CIN_SMALL[6:] if stream else CIN_SMALL)))
@@ -294,11 +297,37 @@ def test_reference_reads_decimal_bandwidth_exactly() -> None:
     assert ref.units["decoder"]["stall_weights"] == 1840   # 161 x 8 bytes / (7/10 B/cycle), exactly
 
 
-@pytest.mark.xfail(strict=True, reason="event model evaluates ceil(bytes / bandwidth) in float: at 0.7 B/cycle "
-                   "a 161-beat load (1288 bytes) gives ceil(1840.0000000000002) = 1841, the doc's formula "
-                   "1840 (docs/architecture.md §4.2)")
 def test_decimal_bandwidth_is_exact_in_event_model() -> None:
+    # Regression: a float ceil(1288 / 0.7) = ceil(1840.0000000000002) gave 1841 cycles.
     sched, x, out, cfg = materialise(DECIMAL_BW)
     ev = time_layer(sched, x, out, cfg)
     ref = clocked_layer(sched, x, out, cfg)
     assert ev.cycles == ref.cycles, _message(DECIMAL_BW, ev, ref)
+
+
+# ---------------------------------------------------------------------------
+# validate_network: real propagated activations, whole networks
+# ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("network", ["roshambonet", "resnet18", "mobilenet_v2", "vgg16"])
+def test_validate_network_agrees_on_every_layer(network: str) -> None:
+    report = validate_network(network, max_rows=None)
+    assert report.all_agree, report.format_table()
+    assert all(r.shape == "full" for r in report.rows)
+
+
+def test_validate_crops_and_stops_after_the_selected_layers() -> None:
+    report = validate_network("roshambonet", layers=["layer2", "layer1"], max_rows=9)
+    assert [r.layer for r in report.rows] == ["layer1", "layer2"]
+    assert report.all_agree, report.format_table()
+    first = report.rows[0]
+    assert first.shape.startswith("rows 0..") and first.input_shape[0] < 64
+    assert report.to_dict()["all_agree"] is True
+    assert "2/2 layers agree" in report.format_table()
+
+
+def test_validate_rejects_unknown_layers_naming_the_valid_ones() -> None:
+    with pytest.raises(WorkloadError, match=r"^layer 'nope' is not a layer of the network; accelerator layers of "
+                                            r"'roshambonet' are: layer1, layer2, "):
+        validate_network("roshambonet", layers=["nope"])

@@ -1,0 +1,250 @@
+"""Properties of the event model ``time_layer``, checked against independent arithmetic.
+
+Every expectation here is computed in the test from docs/architecture.md
+(§3 pipeline, §4 per-unit formulas), never from the simulator's own code:
+
+* an all-zero compressed input costs only the fixed overheads (loads, DMA,
+  SM-word decoding, PRE, encoding of an all-zero output), which a ten-line
+  max-plus recurrence of the §3.1 hand-off rules reproduces exactly;
+* more DMA bandwidth never costs cycles;
+* zeroing input pixels never costs MAC, decoder or total cycles;
+* useful MACs equal a plain loop over the non-zero pixels;
+* a dense, compute-bound layer runs within 2% of dense MACs / num_macs.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from dataflows import schedule_network
+from simulator import Simulator, with_overrides
+from simulator._config import AcceleratorConfig
+from simulator._layer_model import time_layer
+from workloads._errors import MappingError
+from workloads._network import NetworkBuilder
+
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=False)
+
+
+def _layer(h, w, cin, cout, k, pad, *, stride=1, pool=False, first=False, groups=1, cfg=None):
+    """Schedule a one-conv network (optionally after a 1x1 conv, optionally pooled); return the conv."""
+    cfg = cfg or AcceleratorConfig()
+    b = NetworkBuilder("inv", (h, w, cin))
+    if not first:
+        b.conv("prev", cin, 1)
+    b.conv("layer", cout, k, stride=stride, padding=pad, groups=groups)
+    if pool:
+        b.maxpool("pool")
+    return next(s for s in schedule_network(b.build(), Simulator(cfg).geometry) if s.layer.name == "layer")
+
+
+def _random(rng, shape, density):
+    mag = rng.integers(1, 2000, size=shape)
+    return np.where(rng.random(shape) < density, mag, 0).astype(np.int16)
+
+
+def _out_shape(sched, h, w):
+    kh, kw = sched.mapping.kernel
+    p = sched.mapping.padding
+    ho1, wo1 = h + 2 * p - kh + 1, w + 2 * p - kw + 1
+    return (ho1 // 2, wo1 // 2) if sched.fused_pool is not None else (ho1, wo1)
+
+
+@st.composite
+def small_layers(draw, *, allow_first=True):
+    k = draw(st.integers(1, 7))
+    pad = draw(st.integers(0, k // 2))
+    h = draw(st.integers(max(k, 3), 14))
+    w = draw(st.integers(max(k, 3), 14))
+    cin = draw(st.sampled_from([1, 3, 8, 13, 16, 33, 64, 150]))
+    cout = draw(st.sampled_from([8, 16, 24, 64, 100, 128, 200]))
+    stride = draw(st.sampled_from([1, 1, 2]))
+    ho1, wo1 = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+    pool = stride == 1 and ho1 % 2 == 0 and wo1 % 2 == 0 and draw(st.booleans())
+    first = allow_first and draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    return dict(h=h, w=w, cin=cin, cout=cout, k=k, pad=pad, stride=stride, pool=pool, first=first, seed=seed)
+
+
+def _pipeline_end(durations: list[list[int]], caps: list[int], start: int) -> int:
+    """When the last unit hands off its last work unit, by the §3.1 rules as a recurrence.
+
+    A unit takes item i at max(its hand-off of i-1, the upstream hand-off of i); it
+    hands i off at max(finish, the time the downstream unit took item i - capacity).
+    """
+    n_units, n = len(durations), len(durations[0])
+    take = [[0] * n for _ in range(n_units)]
+    hand = [[0] * n for _ in range(n_units)]
+    for i in range(n):
+        for k in range(n_units):
+            ready = start if k == 0 else hand[k - 1][i]
+            take[k][i] = max(ready, hand[k][i - 1] if i else start)
+            finish = take[k][i] + durations[k][i]
+            j = i - caps[k] if k < n_units - 1 else -1
+            hand[k][i] = max(finish, take[k + 1][j]) if j >= 0 else finish
+    return hand[-1][-1]
+
+
+def _dma(nbytes: int, cfg) -> int:
+    d = cfg.dma
+    return d.latency_cycles + math.ceil(nbytes / d.bandwidth_bytes_per_cycle) if nbytes else 0
+
+
+def _zero_input_cycles(sched, h, w, cfg) -> int:
+    """Cycles of an all-zero compressed input and all-zero compressed output (§4)."""
+    mp, a, d, mem = sched.mapping, cfg.array, cfg.dma, cfg.memory
+    kh, kw = mp.kernel
+    p, cin, m = mp.padding, mp.conv_in_channels, mp.m
+    ho1, wo1 = h + 2 * p - kh + 1, w + 2 * p - kw + 1
+    n = (ho1 + 1) // 2
+    sm_words = math.ceil(w * cin / 16)                        # per input row; no non-zeros
+    row_bytes = math.ceil(sm_words / d.values_per_beat) * d.beat_bytes
+    rows_out = [min(2, ho1 - 2 * s) for s in range(n)]
+    lo = [max(0, 2 * s - p) for s in range(n)]
+    hi = [min(h - 1, 2 * s + rows_out[s] - 1 - p + kh - 1) for s in range(n)]
+    new_rows = [hi[0] + 1] + [hi[s] - hi[s - 1] for s in range(1, n)]
+    new_rows[-1] += h - 1 - hi[-1]
+    image = h * sm_words * 2
+    window = max(hi[s] - lo[s] + 1 for s in range(n)) * sm_words * 2
+    resident = image <= mem.input_memory_kib * 1024
+    in_cap = n if resident else mem.input_memory_kib * 1024 // window
+    decoder = math.ceil(sm_words / a.decoder_values_per_cycle)
+    pre = [r * wo1 * math.ceil(math.ceil(mp.out_per_pass / 16) / a.pre_words_per_cycle) + int(math.log2(m)) + 1
+           for r in rows_out]
+    pooled = sched.fused_pool is not None
+    wout = wo1 // 2 if pooled else wo1
+    total = 0
+    for q in range(mp.passes):
+        count = min(mp.out_per_pass, mp.out_channels - q * mp.out_per_pass)
+        out_words = math.ceil(wout * count / 16)             # per written row; no non-zeros
+        out_rows = [1] * n if pooled else rows_out
+        enc = [math.ceil(r * out_words / a.encoder_values_per_cycle) for r in out_rows]
+        wr = [_dma(r * math.ceil(out_words / d.values_per_beat) * d.beat_bytes, cfg) for r in out_rows]
+        rd = [_dma(r * row_bytes, cfg) if (q == 0 or not resident) else 0 for r in new_rows]
+        load_beats = (d.config_beats_per_pass + math.ceil(a.num_macs / d.values_per_beat)
+                      + count * m * math.ceil(mp.contiguous_kernels / d.values_per_beat))
+        start = _dma(load_beats * d.beat_bytes, cfg)
+        total += _pipeline_end([rd, [decoder] * n, [0] * n, pre, enc, wr],
+                               [in_cap, mem.decoder_fifo_stripes, mem.pre_fifo_stripes, 1,
+                                mem.output_fifo_stripes], start)
+    return total
+
+
+@SETTINGS
+@given(p=small_layers(allow_first=False), bw=st.sampled_from([0.25, 1.0, 2.5, 8.0, 64.0]),
+       lat=st.integers(0, 200), depth=st.integers(1, 3), rate=st.integers(1, 3))
+def test_all_zero_input_costs_only_fixed_overheads(p, bw, lat, depth, rate):
+    cfg = with_overrides(AcceleratorConfig(), {
+        "dma.bandwidth_bytes_per_cycle": bw, "dma.latency_cycles": lat, "memory.decoder_fifo_stripes": depth,
+        "memory.output_fifo_stripes": depth, "array.decoder_values_per_cycle": rate,
+        "array.encoder_values_per_cycle": rate})
+    sched = _layer(p["h"], p["w"], p["cin"], p["cout"], p["k"], p["pad"], stride=p["stride"], pool=p["pool"],
+                   cfg=cfg)
+    x = np.zeros((p["h"], p["w"], p["cin"]), dtype=np.int16)
+    out = np.zeros(_out_shape(sched, p["h"], p["w"]) + (p["cout"],), dtype=np.int16)
+    t = time_layer(sched, x, out, cfg)
+    assert t.units["mac_array"].busy == 0
+    assert t.macs_useful == 0
+    assert t.cycles == _zero_input_cycles(sched, p["h"], p["w"], cfg)
+
+
+@SETTINGS
+@given(p=small_layers(), density=st.floats(0.0, 1.0),
+       bws=st.lists(st.sampled_from([0.25, 0.5, 1.0, 2.0, 2.5, 8.0, 16.0, 64.0, 512.0]), min_size=2, max_size=4,
+                    unique=True),
+       lat=st.integers(0, 200))
+def test_more_dma_bandwidth_never_costs_cycles(p, density, bws, lat):
+    rng = np.random.default_rng(p["seed"])
+    cycles = []
+    for bw in sorted(bws):
+        cfg = with_overrides(AcceleratorConfig(), {"dma.bandwidth_bytes_per_cycle": bw, "dma.latency_cycles": lat})
+        sched = _layer(p["h"], p["w"], p["cin"], p["cout"], p["k"], p["pad"], stride=p["stride"], pool=p["pool"],
+                       first=p["first"], cfg=cfg)
+        if not cycles:
+            x = _random(rng, (p["h"], p["w"], p["cin"]), density)
+            out = _random(rng, _out_shape(sched, p["h"], p["w"]) + (p["cout"],), 0.5)
+        cycles.append(time_layer(sched, x, out, cfg).cycles)
+    assert cycles == sorted(cycles, reverse=True), (sorted(bws), cycles)
+
+
+@SETTINGS
+@given(p=small_layers(allow_first=False), density=st.floats(0.05, 1.0), drop=st.floats(0.0, 1.0),
+       mem_frac=st.floats(0.0, 1.0))
+def test_fewer_non_zeros_never_cost_compute_cycles(p, density, drop, mem_frac):
+    rng = np.random.default_rng(p["seed"])
+    x = _random(rng, (p["h"], p["w"], p["cin"]), density)
+    # Input memory from 1 KiB up to about the compressed image: resident and streamed layers.
+    image = sum(math.ceil(p["w"] * p["cin"] / 16) + int(np.count_nonzero(row)) for row in x) * 2
+    cfg = with_overrides(AcceleratorConfig(), {"memory.input_memory_kib": 1 + int(mem_frac * (image // 1024))})
+    sched = _layer(p["h"], p["w"], p["cin"], p["cout"], p["k"], p["pad"], stride=p["stride"], pool=p["pool"],
+                   cfg=cfg)
+    out = _random(rng, _out_shape(sched, p["h"], p["w"]) + (p["cout"],), 0.5)
+    sparser = np.where(rng.random(x.shape) < drop, 0, x).astype(np.int16)
+    try:
+        dense_t = time_layer(sched, x, out, cfg)
+    except MappingError:  # one stripe window does not fit the small memory: nothing to compare
+        event("window does not fit")
+        return
+    event("resident" if dense_t.resident else "streamed")
+    sparse_t = time_layer(sched, sparser, out, cfg)
+    assert sparse_t.units["mac_array"].busy <= dense_t.units["mac_array"].busy
+    assert sparse_t.units["decoder"].busy <= dense_t.units["decoder"].busy
+    assert sparse_t.cycles <= dense_t.cycles
+
+
+def _useful_macs_loop(x: np.ndarray, k: int, pad: int, stride: int, cout: int, groups: int) -> int:
+    """Σ over non-zero pixels of the taps feeding kept (decimated) outputs x connected output channels."""
+    h, w, _ = x.shape
+    ho1, wo1 = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+    nnz = np.count_nonzero(x, axis=2)
+    total = 0
+    for iy in range(h):
+        for ix in range(w):
+            if not nnz[iy, ix]:
+                continue
+            taps = 0
+            for ky in range(k):
+                for kx in range(k):
+                    oy, ox = iy + pad - ky, ix + pad - kx
+                    if 0 <= oy < ho1 and 0 <= ox < wo1 and oy % stride == 0 and ox % stride == 0:
+                        taps += 1
+            total += int(nnz[iy, ix]) * taps * (cout // groups)
+    return total
+
+
+@SETTINGS
+@given(p=small_layers(), density=st.floats(0.0, 1.0), groups=st.sampled_from([1, 1, 2, "dw"]))
+def test_useful_macs_equal_a_loop_over_non_zero_pixels(p, density, groups):
+    cin, cout = p["cin"], p["cout"]
+    if groups == "dw":
+        groups, cout = cin, cin
+    elif cin % groups or cout % groups:
+        groups = 1
+    sched = _layer(p["h"], p["w"], cin, cout, p["k"], p["pad"], stride=p["stride"], pool=p["pool"],
+                   first=p["first"], groups=groups)
+    rng = np.random.default_rng(p["seed"])
+    x = _random(rng, (p["h"], p["w"], cin), density)
+    out = _random(rng, _out_shape(sched, p["h"], p["w"]) + (cout,), 0.5)
+    t = time_layer(sched, x, out, AcceleratorConfig())
+    assert t.macs_useful == _useful_macs_loop(x, p["k"], p["pad"], p["stride"], cout, groups)
+
+
+@settings(max_examples=6, deadline=None, derandomize=False)
+@given(size=st.integers(26, 32), pad=st.sampled_from([0, 1]), seed=st.integers(0, 2**32 - 1))
+def test_dense_compute_bound_layer_runs_at_peak(size, pad, seed):
+    # 3x3, C_in = C_out = 128 (m = 1, one pass), density 1, ample DMA, no latency.
+    cfg = with_overrides(AcceleratorConfig(), {"dma.bandwidth_bytes_per_cycle": 512.0, "dma.latency_cycles": 0})
+    sched = _layer(size, size, 128, 128, 3, pad, cfg=cfg)
+    rng = np.random.default_rng(seed)
+    x = _random(rng, (size, size, 128), 1.0)
+    out = _random(rng, _out_shape(sched, size, size) + (128,), 0.5)
+    t = time_layer(sched, x, out, cfg)
+    # Dense MACs the array must perform: every pixel x its valid taps x C_out (= layer MACs at pad 0).
+    dense = _useful_macs_loop(np.ones((size, size, 1), dtype=np.int16), 3, pad, 1, 128, 1) * 128
+    if pad == 0:
+        assert dense == sched.layer.macs
+    ideal = dense / cfg.array.num_macs
+    assert ideal <= t.cycles <= 1.02 * ideal, (t.cycles, ideal)
