@@ -13,10 +13,18 @@ from ._config import (AcceleratorConfig, ArrayConfig, DmaConfig, MemoryConfig, P
                       field_names, get_preset, list_presets, load_config, parse_set, with_overrides)
 from ._report import LayerResult, Result
 from ._runner import TRACE_MODES, Simulator, simulate
+from ._plots import (plot_cycle_breakdown, plot_dram_traffic, plot_energy_breakdown, plot_file, plot_sweep,
+                     plot_utilization)
+from ._progress import network_progress, progress_bar
+from ._sweep import SweepResult, load_sweep, parse_grid, sweep
+from ._validate import ValidationReport, validate_network
 
 __all__ = [
     "AcceleratorConfig", "ArrayConfig", "ConfigError", "DmaConfig", "FunctionalMismatchError", "LayerResult",
     "MappingError", "MemoryConfig", "PrecisionConfig", "Result", "Simulator", "SparsesimError", "TRACE_MODES",
-    "TraceError", "WorkloadError", "config_to_dict", "field_names", "get_preset", "list_presets", "load_config",
-    "parse_set", "simulate", "with_overrides",
+    "TraceError", "ValidationReport", "WorkloadError", "config_to_dict", "field_names", "get_preset", "list_presets", "load_config",
+    "parse_set", "simulate", "validate_network", "with_overrides",
+    # sweeps, plots, progress bars
+    "SweepResult", "load_sweep", "network_progress", "parse_grid", "plot_cycle_breakdown", "plot_dram_traffic",
+    "plot_energy_breakdown", "plot_file", "plot_sweep", "plot_utilization", "progress_bar", "sweep",
 ]

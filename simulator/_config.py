@@ -10,6 +10,7 @@ mirror the TOML file layout::
     [memory]                  # -> MemoryConfig
     [dma]                     # -> DmaConfig
     [precision]               # -> PrecisionConfig
+    [energy]                  # -> EnergyConfig
 
 Every default is the published NullHop design. Each field's comment carries
 its provenance tag from ``nullhop.md`` (``[C]`` driver code, ``[P]`` paper
@@ -39,6 +40,7 @@ __all__ = [
     "AcceleratorConfig",
     "ArrayConfig",
     "DmaConfig",
+    "EnergyConfig",
     "MemoryConfig",
     "PrecisionConfig",
     "config_to_dict",
@@ -121,6 +123,15 @@ class MemoryConfig:
         Capacity of the MAC -> PRE hand-off buffer, in stripes. Assumption.
     output_fifo_stripes : int
         Capacity of the PRE -> output DMA buffer, in stripes. Assumption.
+    pre_buffer_kib : int
+        Capacity of the PRE buffer that receives the retired accumulator
+        columns, in KiB. Used only to pick its SRAM energy per access.
+        Assumption: 4 KiB, eight columns of 2 output rows x 128 MACs x 16 bits
+        (the size is [NF]).
+    output_buffer_kib : int
+        Capacity of the output buffer between the encoder and the output DMA,
+        in KiB. Used only to pick its SRAM energy per access. Assumption: 8 KiB
+        (the size is [NF]; the driver reads the output in 1 KB transfers [C]).
     """
 
     input_memory_kib: int = 512           # [C] IDP_MEMORY_SIZE_KB
@@ -128,6 +139,8 @@ class MemoryConfig:
     decoder_fifo_stripes: int = 2         # Assumption: bounded hand-off buffer, in stripes ([NF])
     pre_fifo_stripes: int = 2             # Assumption: bounded hand-off buffer, in stripes ([NF])
     output_fifo_stripes: int = 2          # Assumption: bounded hand-off buffer, in stripes ([NF])
+    pre_buffer_kib: int = 4               # Assumption: 8 accumulator columns of 2 rows x 128 MACs x 16 bit ([NF])
+    output_buffer_kib: int = 8            # Assumption: size is [NF]; driver reads output in 1 KB transfers [C]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +188,43 @@ class PrecisionConfig:
     frac_bits: int = 8                    # [C] MANTISSA_NUM_BITS / m_nFracBits
 
 
+#: Technology nodes with an energy table (``simulator/energy/default.toml``).
+ENERGY_NODES_NM = (28, 45)
+#: DRAM types with a pJ/bit entry in the energy table.
+DRAM_TYPES = ("LPDDR4", "DDR4", "HBM2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyConfig:
+    """Energy model choices (TOML section ``[energy]``); see docs/energy.md.
+
+    Attributes
+    ----------
+    tech_node_nm : int
+        Logic/SRAM technology node of the per-action energy table, in nm; 28 or
+        45. [P] NullHop: "28-nm process" (post-synthesis simulation).
+    dram_type : str
+        Off-chip memory whose pJ/bit is charged for DMA traffic: ``"LPDDR4"``,
+        ``"DDR4"`` or ``"HBM2"``. Assumption: the NullHop papers do not name
+        an ASIC DRAM ([NF]); LPDDR4 is the mobile-class default.
+    table : str
+        Path of a user TOML file that overrides entries of the built-in table
+        ``simulator/energy/default.toml``; ``""`` uses the built-in table
+        alone. A relative path in a config file is relative to that file;
+        one given with ``--set`` is relative to the working directory.
+    sram_subbank_kib : int
+        ``0`` charges every SRAM access at the energy of the whole memory
+        macro (CACTI, one bank). ``N > 0`` charges accesses to memories larger
+        than N KiB at the energy of an N-KiB sub-bank, the Eyeriss-like view
+        (energy.md §1.1). Assumption: 0, full macro.
+    """
+
+    tech_node_nm: int = 28                # [P] "28-nm process"
+    dram_type: str = "LPDDR4"             # Assumption: DRAM of the ASIC is [NF]
+    table: str = ""                       # "" = built-in table simulator/energy/default.toml
+    sram_subbank_kib: int = 0             # Assumption: 0 = charge the full macro (energy.md §1.1)
+
+
 @dataclass(frozen=True, kw_only=True)
 class AcceleratorConfig:
     """A complete, validated accelerator configuration.
@@ -195,6 +245,8 @@ class AcceleratorConfig:
         Off-chip interface (bytes per cycle, cycles, beats).
     precision : PrecisionConfig
         Fixed-point format (bits).
+    energy : EnergyConfig
+        Technology node, DRAM type and energy table (docs/energy.md).
     """
 
     name: str = "nullhop"
@@ -202,6 +254,7 @@ class AcceleratorConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     dma: DmaConfig = field(default_factory=DmaConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -213,6 +266,7 @@ _SECTIONS: dict[str, type] = {
     "memory": MemoryConfig,
     "dma": DmaConfig,
     "precision": PrecisionConfig,
+    "energy": EnergyConfig,
 }
 # Keys allowed at the top level of a TOML file besides the sections.
 _TOP_LEVEL_KEYS = ("base", "name")
@@ -311,6 +365,8 @@ def _validate(cfg: AcceleratorConfig) -> None:
     positive_int("memory.decoder_fifo_stripes", m.decoder_fifo_stripes)
     positive_int("memory.pre_fifo_stripes", m.pre_fifo_stripes)
     positive_int("memory.output_fifo_stripes", m.output_fifo_stripes)
+    positive_int("memory.pre_buffer_kib", m.pre_buffer_kib)
+    positive_int("memory.output_buffer_kib", m.output_buffer_kib)
 
     d = cfg.dma
     positive_number("dma.bandwidth_bytes_per_cycle", d.bandwidth_bytes_per_cycle)
@@ -337,6 +393,19 @@ def _validate(cfg: AcceleratorConfig) -> None:
         raise ConfigError(
             f"precision.frac_bits must be 8 (only Q8.8 is supported), got {p.frac_bits!r}"
         )
+
+    e = cfg.energy
+    integer("energy.tech_node_nm", e.tech_node_nm)
+    if e.tech_node_nm not in ENERGY_NODES_NM:
+        raise ConfigError(f"energy.tech_node_nm must be 28 or 45, got {e.tech_node_nm!r}")
+    if e.dram_type not in DRAM_TYPES:
+        raise ConfigError(
+            f"energy.dram_type must be one of {', '.join(DRAM_TYPES)}, got {e.dram_type!r}"
+        )
+    if not isinstance(e.table, str):
+        raise ConfigError(f"energy.table must be a file path string (\"\" for the built-in table), "
+                          f"got {e.table!r}")
+    non_negative_int("energy.sram_subbank_kib", e.sram_subbank_kib)
 
 
 # ---------------------------------------------------------------------------
@@ -517,9 +586,11 @@ def load_config(path_or_preset: str | os.PathLike[str]) -> AcceleratorConfig:
 
     The file may set ``base = "<preset>"`` at the top level (default: the
     built-in defaults, which equal the ``nullhop`` preset) and override any
-    field in its ``[array]``, ``[memory]``, ``[dma]`` and ``[precision]``
-    sections. ``name`` defaults to the file's stem. Integers are accepted for
-    float fields (``bandwidth_bytes_per_cycle = 8``).
+    field in its ``[array]``, ``[memory]``, ``[dma]``, ``[precision]`` and
+    ``[energy]`` sections. ``name`` defaults to the file's stem. Integers are
+    accepted for float fields (``bandwidth_bytes_per_cycle = 8``). A relative
+    ``energy.table`` path is taken relative to the file's directory and
+    stored as an absolute path.
 
     Parameters
     ----------
@@ -561,7 +632,13 @@ def load_config(path_or_preset: str | os.PathLike[str]) -> AcceleratorConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
     stem = os.path.splitext(os.path.basename(path))[0] or "config"
-    return _from_text(raw, path, default_name=stem, stack=())
+    cfg = _from_text(raw, path, default_name=stem, stack=())
+    table = cfg.energy.table
+    if table and not os.path.isabs(table):
+        # Presets never set a table, so a relative one was written in this file.
+        resolved = os.path.abspath(os.path.join(os.path.dirname(path), table))
+        cfg = dataclasses.replace(cfg, energy=dataclasses.replace(cfg.energy, table=resolved))
+    return cfg
 
 
 # ---------------------------------------------------------------------------
@@ -671,7 +748,7 @@ def config_to_dict(cfg: AcceleratorConfig) -> dict[str, object]:
     -------
     dict
         ``{"name": ..., "array": {...}, "memory": {...}, "dma": {...},
-        "precision": {...}}`` with plain ``int``/``float``/``bool``/``str``
+        "precision": {...}, "energy": {...}}`` with plain ``int``/``float``/``bool``/``str``
         values in the fields' units. Derived values such as
         ``ArrayConfig.num_macs`` are not included, so the dict written as TOML
         loads back to an equal config.

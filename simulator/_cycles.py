@@ -9,9 +9,10 @@ docs/architecture.md for the per-cycle behaviour each count encodes.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["stripe_mac_work", "row_stream_elements", "stripe_windows", "ceil_div"]
+__all__ = ["stripe_mac_work", "slot_mac_work", "weight_tap_prefix", "row_stream_elements", "stripe_windows",
+           "ceil_div"]
 
 
 @njit(cache=True)
@@ -132,3 +133,130 @@ def stripe_windows(h: int, kh: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
     lo = np.maximum(0, 2 * s - pad)
     hi = np.minimum(h - 1, 2 * s + rows_out - 1 - pad + kh - 1)
     return lo, hi
+
+
+@njit(cache=True)
+def weight_tap_prefix(weights_full):
+    """Prefix sums over kx of non-zero weights: ``out[k, c, ky, j] = #nz w[k, ky, :j, c]``.
+
+    ``weights_full`` is int16 ``(C_out, kh, kw, C_in)`` with zeros outside each
+    kernel's group (block-diagonal). Returns uint8 ``(C_out, C_in, kh, kw + 1)``.
+    """
+    cout, kh, kw, cin = weights_full.shape
+    out = np.zeros((cout, cin, kh, kw + 1), dtype=np.uint8)
+    for k in range(cout):
+        for ky in range(kh):
+            for c in range(cin):
+                acc = 0
+                for kx in range(kw):
+                    if weights_full[k, ky, kx, c] != 0:
+                        acc += 1
+                    out[k, c, ky, kx + 1] = acc
+    return out
+
+
+@njit(cache=True, parallel=True)
+def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w,
+                  slot_kptr, slot_kernels, slot_lane, slot_pu, n_pus):
+    """MAC-array cycles per stripe for any dataflow, with per-PU busy time.
+
+    Each MAC slot ``s`` serves lane ``slot_lane[s]`` for the output channels
+    ``slot_kernels[slot_kptr[s]:slot_kptr[s+1]]`` (one, or several when kernels
+    are merged). A pixel of its lane costs the slot one cycle per tap it
+    performs: every valid tap (``skip_w`` False) or only taps with a non-zero
+    weight of that kernel (``skip_w`` True), summed over the slot's kernels.
+    Zero pixels are skipped when ``skip_act``. Within a PU, slots synchronise per
+    input column (a column costs the PU the maximum over its slots); PUs run
+    independently through a stripe and meet at its end (Assumption,
+    docs/architecture.md §8).
+
+    Returns
+    -------
+    mac_cycles : int64 (S,) stripe cycles (slowest PU).
+    pu_cycles : int64 (S, n_pus) busy cycles of each PU per stripe.
+    ops : int64 (S,) MAC operations performed per stripe (all slots).
+    """
+    h, w, c = act.shape
+    ho = h + 2 * pad - kh + 1
+    wo = w + 2 * pad - kw + 1
+    n_stripes = (ho + 1) // 2
+    n_slots = slot_lane.shape[0]
+    mac_cycles = np.zeros(n_stripes, dtype=np.int64)
+    pu_cycles = np.zeros((n_stripes, n_pus), dtype=np.int64)
+    ops = np.zeros(n_stripes, dtype=np.int64)
+    # NOTE: lane -> slots table (CSR), built once so the inner loop touches only its lane's slots.
+    lane_cnt = np.zeros(m + 1, dtype=np.int64)
+    for s in range(n_slots):
+        lane_cnt[slot_lane[s] + 1] += 1
+    lane_ptr = np.cumsum(lane_cnt)
+    lane_slots = np.zeros(n_slots, dtype=np.int64)
+    fillp = lane_ptr[:-1].copy()
+    for s in range(n_slots):
+        ln = slot_lane[s]
+        lane_slots[fillp[ln]] = s
+        fillp[ln] += 1
+    # NOTE: stripes are independent (each writes only its own row of the outputs), so prange is race-free.
+    for st in prange(n_stripes):
+        oy0 = 2 * st
+        rows_out = min(2, ho - oy0)
+        iy_lo = max(0, oy0 - pad)
+        iy_hi = min(h - 1, oy0 + rows_out - 1 - pad + kh - 1)
+        slot_work = np.zeros(n_slots, dtype=np.int64)
+        lane_taps = np.zeros(m, dtype=np.int64)
+        pu_col = np.zeros(n_pus, dtype=np.int64)
+        pu_time = np.zeros(n_pus, dtype=np.int64)
+        kys = np.zeros(2, dtype=np.int64)
+        stripe_ops = 0
+        for ix in range(w):
+            kx_lo = max(0, ix + pad - (wo - 1))
+            kx_hi = min(kw - 1, ix + pad)
+            if kx_hi < kx_lo:
+                continue
+            nx = kx_hi - kx_lo + 1
+            slot_work[:] = 0
+            lane_taps[:] = 0
+            for iy in range(iy_lo, iy_hi + 1):
+                ny = 0
+                for oy in range(oy0, oy0 + rows_out):
+                    ky = iy - oy + pad
+                    if ky >= 0 and ky < kh:
+                        kys[ny] = ky
+                        ny += 1
+                if ny == 0:
+                    continue
+                for ch in range(c):
+                    if skip_act and act[iy, ix, ch] == 0:
+                        continue
+                    lane = ch // channels_per_lane
+                    if lane >= m:
+                        lane = m - 1
+                    if not skip_w:
+                        lane_taps[lane] += ny * nx
+                        continue
+                    for q in range(lane_ptr[lane], lane_ptr[lane + 1]):
+                        s = lane_slots[q]
+                        acc = 0
+                        for j in range(slot_kptr[s], slot_kptr[s + 1]):
+                            k = slot_kernels[j]
+                            for t in range(ny):
+                                acc += np.int64(wpre[k, ch, kys[t], kx_hi + 1]) - np.int64(wpre[k, ch, kys[t], kx_lo])
+                        slot_work[s] += acc
+            if not skip_w:
+                for s in range(n_slots):
+                    slot_work[s] = lane_taps[slot_lane[s]] * (slot_kptr[s + 1] - slot_kptr[s])
+            pu_col[:] = 0
+            for s in range(n_slots):
+                stripe_ops += slot_work[s]
+                p = slot_pu[s]
+                if slot_work[s] > pu_col[p]:
+                    pu_col[p] = slot_work[s]
+            for p in range(n_pus):
+                pu_time[p] += pu_col[p]
+        best = 0
+        for p in range(n_pus):
+            pu_cycles[st, p] = pu_time[p]
+            if pu_time[p] > best:
+                best = pu_time[p]
+        mac_cycles[st] = best
+        ops[st] = stripe_ops
+    return mac_cycles, pu_cycles, ops

@@ -156,7 +156,8 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
         if window_bytes > mem_bytes:
             raise MappingError(
                 f"layer {layer.name!r}: memory.input_memory_kib={cfg.memory.input_memory_kib} is too small "
-                f"for one stripe ({kh + 1} input rows need {math.ceil(window_bytes / 1024)} KiB)")
+                f"for one stripe of {int((hi - lo + 1).max())} input rows, which needs "
+                f"{math.ceil(window_bytes / 1024)} KiB")
         in_fifo = max(1, mem_bytes // window_bytes)
 
     # Output side.

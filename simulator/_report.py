@@ -87,6 +87,7 @@ class LayerResult:
     dram_read_bytes: dict[str, int] = field(default_factory=dict)
     dram_write_bytes: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
+    energy_pj: dict[str, float] = field(default_factory=dict)
     units: dict[str, dict[str, int]] = field(default_factory=dict)
     functional_check: str = "off"
 
@@ -134,6 +135,7 @@ class Result:
     trace: str
     seed: int
     layers: list[LayerResult]
+    energy_table: dict = field(default_factory=dict)
 
     @property
     def num_macs(self) -> int:
@@ -179,6 +181,43 @@ class Result:
             "units": units,
             "host_layers": [l.name for l in self.layers if l.where == "host"],
             "host_macs": sum(l.macs_dense for l in self.layers if l.where == "host"),
+            **self._energy_totals(acc, dense, useful, lat),
+        }
+
+    def _energy_totals(self, acc: list[LayerResult], dense: int, useful: int, latency_us: float) -> dict:
+        """Energy totals over accelerator layers (docs/energy.md, "What is reported").
+
+        ``*_core`` figures leave out the DRAM component. TOp/s/W = ops / pJ:
+        ``dense`` counts 2 x dense-equivalent MACs (the paper's convention),
+        ``actual`` counts 2 x MACs performed (``mac_ops``, zeros skipped).
+        """
+        breakdown: dict[str, float] = {}
+        for l in acc:
+            for k, v in l.energy_pj.items():
+                breakdown[k] = breakdown.get(k, 0.0) + v
+        e_pj = sum(breakdown.values())
+        core_pj = e_pj - breakdown.get("dram", 0.0)
+        mac_ops = sum(l.mac_ops for l in acc)
+
+        def ratio(x: float, y: float) -> float:
+            return x / y if y > 0 else 0.0
+
+        info = self.energy_table or {}
+        return {
+            "mac_ops": mac_ops,
+            "energy_uj": e_pj / 1e6,
+            "energy_core_uj": core_pj / 1e6,
+            "energy_breakdown_uj": {k: v / 1e6 for k, v in breakdown.items()},
+            "energy_per_inference_uj": e_pj / 1e6,
+            "pj_per_mac_dense": ratio(e_pj, dense),
+            "pj_per_mac_useful": ratio(e_pj, useful),
+            "average_power_mw": ratio(e_pj, latency_us) / 1e3,        # pJ/us = uW
+            "average_power_core_mw": ratio(core_pj, latency_us) / 1e3,
+            "tops_per_watt_dense": ratio(2 * dense, e_pj),             # op/pJ = TOp/s/W
+            "tops_per_watt_actual": ratio(2 * mac_ops, e_pj),
+            "tops_per_watt_dense_core": ratio(2 * dense, core_pj),
+            "tops_per_watt_actual_core": ratio(2 * mac_ops, core_pj),
+            "energy_table": {k: info[k] for k in ("tech_node_nm", "dram_type", "file", "sram_model") if k in info},
         }
 
     # ----------------------------------------------------------------- output
@@ -186,7 +225,8 @@ class Result:
         """JSON-ready dictionary (deterministic key order)."""
         return {"network": self.network, "accelerator": self.accelerator, "profile": self.profile,
                 "trace": self.trace, "seed": self.seed, "config": self.config,
-                "totals": self.totals, "layers": [asdict(l) for l in self.layers]}
+                "totals": self.totals, "energy_table": self.energy_table,
+                "layers": [asdict(l) for l in self.layers]}
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """Return the JSON text; also write it atomically to ``path`` if given."""
@@ -224,7 +264,7 @@ class Result:
     def format_table(self) -> str:
         """Human-readable per-layer table with totals."""
         hdr = (f"{'layer':<22} {'where':<5} {'m':>2} {'pass':>4} {'in dens':>7} {'cycles':>12} {'lat us':>9} "
-               f"{'util':>6} {'effic':>7} {'GOp/s':>7} {'DRAM KiB':>9}")
+               f"{'util':>6} {'effic':>7} {'GOp/s':>7} {'DRAM KiB':>9} {'E uJ':>9}")
         lines = [f"sparsesim: {self.network} on {self.accelerator} ({self.num_macs} MACs @ {self.clock_mhz:g} MHz)"
                  f", profile {self.profile}, trace {self.trace}, seed {self.seed}", hdr, "-" * len(hdr)]
         for l in self.layers:
@@ -233,16 +273,16 @@ class Result:
                 lines.append(
                     f"{l.name[:22]:<22} {where:<5} {l.m:>2} {l.passes:>4} {l.input_density:>7.3f} {l.cycles:>12,d} "
                     f"{l.latency_us:>9.1f} {l.mac_utilization:>6.1%} {l.efficiency:>7.1%} {l.effective_gops:>7.1f} "
-                    f"{l.dram_bytes / 1024:>9.1f}")
+                    f"{l.dram_bytes / 1024:>9.1f} {sum(l.energy_pj.values()) / 1e6:>9.2f}")
             else:
                 lines.append(f"{l.name[:22]:<22} {where:<5} {'':>2} {'':>4} {l.input_density:>7.3f} {'-':>12} "
-                             f"{'-':>9} {'':>6} {'':>7} {'':>7} {'':>9}  {l.note}")
+                             f"{'-':>9} {'':>6} {'':>7} {'':>7} {'':>9} {'':>9}  {l.note}")
         t = self.totals
         lines.append("-" * len(hdr))
         lines.append(
             f"{'total (accelerator)':<22} {'':<5} {'':>2} {'':>4} {'':>7} {t['cycles']:>12,d} "
             f"{t['latency_ms'] * 1e3:>9.1f} {t['mac_utilization']:>6.1%} {t['efficiency']:>7.1%} "
-            f"{t['effective_gops']:>7.1f} {t['dram_bytes'] / 1024:>9.1f}")
+            f"{t['effective_gops']:>7.1f} {t['dram_bytes'] / 1024:>9.1f} {t['energy_uj']:>9.2f}")
         lines.append(f"latency {t['latency_ms']:.3f} ms, {t['macs_dense'] / 1e9:.3f} G dense MACs on the accelerator, "
                      f"{t['macs_useful'] / 1e9:.3f} G useful; DRAM read "
                      f"{sum(t['dram_read_bytes'].values()) / 2**20:.2f} MiB, written "
@@ -255,6 +295,21 @@ class Result:
                                        for k in ("stall_input", "stall_output", "stall_weights")
                                        if st[k] / t["cycles"] >= 0.005))
             lines.append("units: " + "; ".join(parts))
+        if t["energy_uj"] > 0:
+            info = t["energy_table"]
+            table = (f"{info['tech_node_nm']} nm, {info['dram_type']}, {info['file']} table, "
+                     f"SRAM {info['sram_model']}") if info else "table unknown"
+            lines.append(
+                f"energy {t['energy_per_inference_uj']:.2f} uJ per inference ({table}); "
+                f"{t['pj_per_mac_dense']:.3f} pJ per dense MAC, {t['pj_per_mac_useful']:.3f} pJ per useful MAC; "
+                f"average power {t['average_power_mw']:.1f} mW ({t['average_power_core_mw']:.1f} mW without DRAM)")
+            lines.append(
+                f"TOp/s/W: dense-equivalent ops {t['tops_per_watt_dense']:.3f} "
+                f"(without DRAM {t['tops_per_watt_dense_core']:.3f}); actual ops {t['tops_per_watt_actual']:.3f} "
+                f"(without DRAM {t['tops_per_watt_actual_core']:.3f})")
+            lines.append("energy breakdown: " + ", ".join(
+                f"{k} {v / t['energy_uj']:.1%}" for k, v in t["energy_breakdown_uj"].items()
+                if v / t["energy_uj"] >= 0.0005))
         if t["host_layers"]:
             lines.append(f"host (not timed): {len(t['host_layers'])} layers, {t['host_macs'] / 1e6:.1f} M MACs")
         return "\n".join(lines)

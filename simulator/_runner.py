@@ -25,6 +25,7 @@ from workloads._zoo import get_network
 from . import _functional as fn
 from . import _reference as ref
 from ._config import AcceleratorConfig, config_to_dict, load_config, with_overrides
+from ._energy import layer_energy, load_energy_table, table_report
 from ._layer_model import UNITS, time_layer
 from ._report import LayerResult, Result, _ratios
 
@@ -89,6 +90,7 @@ class Simulator:
         if overrides:
             cfg = with_overrides(cfg, overrides)
         self.config = cfg
+        self.energy_table = load_energy_table(cfg)   # fail early on a bad energy table
 
     @property
     def geometry(self) -> Geometry:
@@ -131,9 +133,11 @@ class Simulator:
         schedule = schedule_network(net, self.geometry)
         run = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer)
         run.user = user
+        run.energy_table = self.energy_table
         records = run.run(progress)
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
-                      profile=prof.name, trace=trace, seed=int(seed), layers=records)
+                      profile=prof.name, trace=trace, seed=int(seed), layers=records,
+                      energy_table=table_report(self.config, self.energy_table))
 
 
 def simulate(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop", *,
@@ -150,6 +154,7 @@ class _NetworkRun:
         self.net, self.schedule, self.cfg, self.prof = net, schedule, cfg, prof
         self.observer = observer
         self.user: Trace | None = None
+        self.energy_table = load_energy_table(cfg)
         self.seed, self.trace, self.check = seed, trace, check
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
@@ -246,6 +251,7 @@ class _NetworkRun:
             rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
             rec.actions = dict(t.actions)
             rec.units = {u: t.units[u].as_dict() for u in UNITS}
+            rec.energy_pj = layer_energy(t.actions, rec.units, t.cycles, self.cfg, self.energy_table)
         if s.fused_pool is not None:
             self.fused_out[s.fused_pool.name] = (written, _density(out1))
         return rec, out

@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="do not print the table")
     p.add_argument("--version", action="version", version="sparsesim 0.1.0")
     sub.add_parser("list", help="list networks, accelerator presets and density profiles")
+    v = sub.add_parser("validate", help="prove cycle accuracy: event model vs clock-stepped reference, per layer")
+    v.add_argument("network", help="zoo network name")
+    v.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable)")
+    v.add_argument("--layers", nargs="+", metavar="LAYER", help="only these layers (default: all accelerator layers)")
+    v.add_argument("--max-rows", type=_nonneg_int, default=None, metavar="N",
+                   help="crop each layer to its first N input rows (default: full layers)")
+    v.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    v.add_argument("--profile", default=None, help="density profile")
+    v.add_argument("--json", metavar="FILE", help="write the agreement table as JSON")
     return p
 
 
@@ -70,6 +81,19 @@ def _run(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    from ._report import write_atomic
+    from ._validate import validate_network
+
+    report = validate_network(args.network, args.accel, overrides=parse_set(args.overrides), layers=args.layers,
+                              max_rows=args.max_rows or None, seed=args.seed, profile=args.profile)
+    if args.json:
+        import json
+        write_atomic(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+    print(report.format_table())
+    return 0 if report.all_agree else 1
+
+
 def _list() -> int:
     print("networks: " + ", ".join(list_networks()))
     print("presets:  " + ", ".join(list_presets()))
@@ -83,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
-        return _run(args) if args.command == "run" else _list()
+        if args.command == "run":
+            return _run(args)
+        if args.command == "validate":
+            return _validate(args)
+        return _list()
     except SparsesimError as exc:
         if debug:
             raise

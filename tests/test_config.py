@@ -99,6 +99,9 @@ def test_nullhop_preset_matches_published_facts():
     assert cfg.memory.kernel_memory_words_per_mac == 4096
     assert (cfg.dma.beat_bytes, cfg.dma.values_per_beat) == (8, 2)
     assert (cfg.precision.total_bits, cfg.precision.frac_bits) == (16, 8)
+    assert cfg.energy.tech_node_nm == 28          # [P] 28-nm process
+    assert cfg.energy.dram_type == "LPDDR4" and cfg.energy.table == ""
+    assert (cfg.memory.pre_buffer_kib, cfg.memory.output_buffer_kib) == (4, 8)
 
 
 def test_nullhop_preset_equals_defaults():
@@ -156,6 +159,18 @@ def test_file_with_base_and_dotted_keys(tmp_path):
     assert cfg.array.num_macs == 64
 
 
+def test_energy_table_path_is_relative_to_the_config_file(tmp_path):
+    sub = tmp_path / "cfgs"
+    sub.mkdir()
+    cfg = load_config(write(sub, '[energy]\ntable = "my_energy.toml"\ndram_type = "HBM2"\n'))
+    assert cfg.energy.table == str(sub / "my_energy.toml")
+    assert cfg.energy.dram_type == "HBM2"
+    absolute = load_config(write(sub, f'[energy]\ntable = "{tmp_path / "x.toml"}"\n', "abs.toml"))
+    assert absolute.energy.table == str(tmp_path / "x.toml")
+    # --set keeps the string as given (relative to the working directory)
+    assert with_overrides(AcceleratorConfig(), {"energy.table": "e.toml"}).energy.table == "e.toml"
+
+
 def test_int_accepted_for_float_field(tmp_path):
     cfg = load_config(write(tmp_path, "[dma]\nbandwidth_bytes_per_cycle = 4\n"))
     assert cfg.dma.bandwidth_bytes_per_cycle == 4.0
@@ -178,7 +193,7 @@ def test_int_accepted_for_float_field(tmp_path):
 def test_round_trip_dict_file_load(tmp_path, cfg):
     d = config_to_dict(cfg)
     json.dumps(d)  # the report format must be JSON-serialisable
-    assert set(d) == {"name", "array", "memory", "dma", "precision"}
+    assert set(d) == {"name", "array", "memory", "dma", "precision", "energy"}
     assert load_config(write(tmp_path, to_toml(d))) == cfg
 
 
@@ -187,9 +202,9 @@ def test_field_names():
     assert names[0] == "name"
     assert "array.macs_per_cluster" in names
     assert "dma.bandwidth_bytes_per_cycle" in names
-    assert len(names) == len(set(names)) == 1 + 10 + 5 + 5 + 2
+    assert len(names) == len(set(names)) == 1 + 10 + 7 + 5 + 2 + 4
     d = config_to_dict(AcceleratorConfig())
-    assert names[1:] == [f"{s}.{k}" for s in ("array", "memory", "dma", "precision") for k in d[s]]
+    assert names[1:] == [f"{s}.{k}" for s in ("array", "memory", "dma", "precision", "energy") for k in d[s]]
 
 
 # ---------------------------------------------------------------------------
@@ -285,6 +300,20 @@ def raises(match_exact: str):
      "precision.total_bits must be 16 (only Q8.8 is supported), got 8"),
     ("[precision]\nfrac_bits = 4\n",
      "precision.frac_bits must be 8 (only Q8.8 is supported), got 4"),
+    ("[memory]\npre_buffer_kib = 0\n",
+     "memory.pre_buffer_kib must be a positive integer, got 0"),
+    ("[memory]\noutput_buffer_kib = -8\n",
+     "memory.output_buffer_kib must be a positive integer, got -8"),
+    ("[energy]\ntech_node_nm = 65\n",
+     "energy.tech_node_nm must be 28 or 45, got 65"),
+    ("[energy]\ntech_node_nm = 28.0\n",
+     "energy.tech_node_nm must be an integer, got 28.0"),
+    ("[energy]\ndram_type = \"DDR5\"\n",
+     "energy.dram_type must be one of LPDDR4, DDR4, HBM2, got 'DDR5'"),
+    ("[energy]\ntable = 3\n",
+     "energy.table must be a file path string (\"\" for the built-in table), got 3"),
+    ("[energy]\nsram_subbank_kib = true\n",
+     "energy.sram_subbank_kib must be an integer, got True"),
     ("name = \"\"\n",
      "name must be a non-empty string, got ''"),
     ("base = \"nullhp\"\n",
@@ -329,7 +358,7 @@ def test_unknown_preset_message():
      "unknown key 'dma.bandwith_bytes_per_cycle' (did you mean 'dma.bandwidth_bytes_per_cycle'?)"),
     ({"base": "nullhop"},
      "unknown key 'base' (valid keys are: name, array.<field>, memory.<field>, dma.<field>, "
-     "precision.<field>)"),
+     "precision.<field>, energy.<field>)"),
     ({"precision": "8"},
      "unknown key 'precision' (precision is a section; use precision.<field>, one of: "
      "total_bits, frac_bits)"),
@@ -343,6 +372,10 @@ def test_unknown_preset_message():
     ({"dma.latency_cycles": True}, "dma.latency_cycles must be an integer, got True"),
     ({"precision.total_bits": "32"},
      "precision.total_bits must be 16 (only Q8.8 is supported), got 32"),
+    ({"energy.tech_node_nm": "65"}, "energy.tech_node_nm must be 28 or 45, got 65"),
+    ({"energy.dram_type": "lpddr4"},
+     "energy.dram_type must be one of LPDDR4, DDR4, HBM2, got 'lpddr4'"),
+    ({"energy.sram_subbank_kib": "-4"}, "energy.sram_subbank_kib must be a non-negative integer, got -4"),
 ])
 def test_override_error_messages(overrides, message):
     with raises(message):
@@ -383,13 +416,14 @@ _scalars = st.one_of(
     st.text(max_size=8),
 )
 _values = st.one_of(_scalars, st.lists(_scalars, max_size=3))
-_section_names = st.sampled_from(["array", "memory", "dma", "precision"])
+_section_names = st.sampled_from(["array", "memory", "dma", "precision", "energy"])
 _field_keys = st.one_of(
     st.sampled_from([k.partition(".")[2] for k in _KEYS]),
     st.text(min_size=1, max_size=12),
 )
 _plausible = st.one_of(
     st.sampled_from([0, 1, 2, 4, 7, 8, 16, 100, 512, 4096]),
+    st.sampled_from([28, 45, "LPDDR4", "HBM2", "", "e.toml"]),
     st.sampled_from([0.5, 8.0, 500.0]),
     st.booleans(),
 )
@@ -397,7 +431,7 @@ _plausible = st.one_of(
 _good_sections = {
     sec: st.dictionaries(st.sampled_from([k.partition(".")[2] for k in _KEYS if k.startswith(sec + ".")]),
                          st.one_of(*[_plausible] * 9, _values), max_size=4)
-    for sec in ("array", "memory", "dma", "precision")
+    for sec in ("array", "memory", "dma", "precision", "energy")
 }
 _good_docs = st.fixed_dictionaries({}, optional={
     **_good_sections,

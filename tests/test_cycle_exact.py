@@ -207,7 +207,7 @@ def _message(c: Case, ev, ref: ClockedTiming) -> str:
     return "\n".join(lines)
 
 
-@settings(max_examples=600, deadline=None, derandomize=False,
+@settings(max_examples=2000, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(c=cases())
 def test_event_model_is_cycle_exact(c: Case) -> None:

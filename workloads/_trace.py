@@ -38,17 +38,26 @@ TRACE_FORMAT = "sparsesim-trace-1"
 _Q = 256.0
 
 
-def quantize_q88(x: np.ndarray, *, what: str = "array") -> tuple[np.ndarray, int]:
+def quantize_q88(x: np.ndarray, *, what: str = "array", keep_nonzero: bool = False) -> tuple[np.ndarray, int]:
     """Round real values to Q8.8 int16 (nearest, ties to even) and saturate.
 
     Returns the int16 array and how many values saturated (|x| beyond the Q8.8
     range [-128, 128 - 2**-8]). NaN or inf raise :class:`TraceError` naming ``what``.
+
+    ``keep_nonzero=True`` keeps the zero pattern exact: a non-zero value that
+    would round to 0 (``0 < |x| <= 2**-9``) becomes +-1 LSB with its sign, so
+    the result has exactly as many non-zeros as ``x`` (saturation never makes a
+    value zero). Used for captured activations, whose density is what the
+    simulator's timing depends on (``docs/bring_your_own.md``).
     """
     a = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         bad = int(np.count_nonzero(~np.isfinite(a)))
         raise TraceError(f"{what}: {bad} value(s) are NaN or infinite; Q8.8 needs finite numbers")
     q = np.rint(a * _Q)
+    if keep_nonzero:
+        tiny = (q == 0) & (a != 0)
+        q[tiny] = np.sign(a[tiny])
     sat = int(np.count_nonzero((q < -32768) | (q > 32767)))
     return np.clip(q, -32768, 32767).astype(np.int16), sat
 
@@ -140,6 +149,8 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
     """Read a ``.npz`` trace (never unpickles) and validate it against ``network`` if given."""
     path = Path(path)
     where = str(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise TraceError(f"{where}: not a .npz (zip) archive")
     try:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -148,12 +159,14 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
         raise TraceError(f"{where}: not a readable .npz trace ({exc})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise TraceError(f"{where}: not a .npz archive (a single .npy array?)")
+    data = {}
     with npz:
-        try:
-            data = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            # Object arrays need pickle, which is refused.
-            raise TraceError(f"{where}: unreadable array ({exc})") from None
+        for k in npz.files:
+            try:
+                data[k] = npz[k]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                # Object arrays need pickle, which is refused.
+                raise TraceError(f"{where}: unreadable array {k!r} ({exc})") from None
     fmt = data.pop("format", None)
     if fmt is None or fmt.shape != () or str(fmt) != TRACE_FORMAT:
         raise TraceError(f"{where}: missing or unknown 'format' entry; expected {TRACE_FORMAT!r}")
@@ -170,9 +183,19 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
             raise TraceError(f"{where}: unexpected array {key!r}; allowed: image, weights/<layer>, "
                              "bias/<layer>, input/<layer>")
         table[name] = a
-    for key, a in [("image", trace.image)] + [(f"weights/{k}", v) for k, v in trace.weights.items()]:
-        if a is not None and a.dtype != np.int16:
+    arrays = [("image", trace.image)] + [
+        (f"{kind}/{k}", v) for kind, table in (("weights", trace.weights), ("bias", trace.biases),
+                                                ("input", trace.inputs)) for k, v in table.items()]
+    for key, a in arrays:
+        if a is None:
+            continue
+        if a.dtype != np.int16:
             raise TraceError(f"{where}: {key} has dtype {a.dtype}, expected int16 (Q8.8)")
+        kind = key.partition("/")[0]
+        ndims = {"image": (3,), "weights": (4, 2), "bias": (1,), "input": (3,)}[kind]
+        if a.ndim not in ndims:
+            raise TraceError(f"{where}: {key} has {a.ndim} dimension(s), expected "
+                             f"{' or '.join(map(str, ndims))}")
     if network is not None:
         trace.validate(network, where=where)
     return trace

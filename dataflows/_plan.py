@@ -1,0 +1,203 @@
+"""Dataflows and pass plans: which output channels each MAC slot and PU computes.
+
+Four dataflows share one MAC array and memory system (docs/architecture.md §8):
+
+============  ==============  ==============  ======================  ==================
+dataflow      skips zero      skips zero      activations in DRAM     weights in DRAM
+              activations     weights
+============  ==============  ==============  ======================  ==================
+``dense``     no              no              uncompressed            uncompressed
+``nullhop``   yes [P]         no              SM + non-zeros [C]      uncompressed [C]
+``rsnn``      no              yes             uncompressed            SM + non-zeros
+``combined``  yes             yes             SM + non-zeros          SM + non-zeros
+============  ==============  ==============  ======================  ==================
+
+The RSNN-style rows are **Assumptions** built from the concepts of the RSNN
+abstract (rsnn.md §2, §4): processing units (PUs) that own output channels,
+a compile-time schedule of non-zero weights instead of mux-based selection,
+load-balance-aware pruning (offline, ``workloads``) and kernel merging (here).
+
+A *pass plan* lists, for one pass, the groups of output channels that share a
+MAC slot group (``m`` MACs, one per input-channel lane) and the PU of each
+group. Without kernel merging every group holds one channel, in channel order
+(NullHop's own assignment [C]). With kernel merging, sparse kernels are packed
+into groups first-fit-decreasing by compressed size, up to the MAC's kernel
+memory, and the groups of a pass are spread over the PUs
+longest-processing-time first (balanced cardinality), so PU loads even out.
+Plain Python over dataclasses and numpy: no timing here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from workloads._errors import MappingError
+
+from ._nullhop import LayerMapping
+
+__all__ = ["DATAFLOWS", "DataflowTraits", "PassPlan", "traits", "plan_passes", "kernel_lane_sizes"]
+
+DATAFLOWS = ("dense", "nullhop", "rsnn", "combined")
+
+
+@dataclass(frozen=True)
+class DataflowTraits:
+    """What a dataflow skips and how it stores data."""
+
+    skip_activations: bool
+    skip_weights: bool
+    compressed_activations: bool
+    compressed_weights: bool
+
+
+_TRAITS = {
+    "dense": DataflowTraits(False, False, False, False),
+    "nullhop": DataflowTraits(True, False, True, False),
+    "rsnn": DataflowTraits(False, True, False, True),
+    "combined": DataflowTraits(True, True, True, True),
+}
+
+
+def traits(dataflow: str) -> DataflowTraits:
+    """The :class:`DataflowTraits` of ``dataflow`` (one of :data:`DATAFLOWS`)."""
+    try:
+        return _TRAITS[dataflow]
+    except KeyError:
+        raise MappingError(f"array.dataflow must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}") from None
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """Output channels of one pass, grouped per MAC slot group, with PU owners.
+
+    ``channels[group_ptr[g]:group_ptr[g+1]]`` are the output channels of group
+    ``g``; its ``m`` MAC slots (slot ``g*m + lane``) belong to the PUs
+    ``slot_pu[g*m : (g+1)*m]``.
+    """
+
+    channels: np.ndarray   # int64, output channel indices
+    group_ptr: np.ndarray  # int64, len = groups + 1
+    slot_pu: np.ndarray    # int64, len = groups * m
+
+    @property
+    def count(self) -> int:
+        """Output channels computed in this pass."""
+        return int(len(self.channels))
+
+    @property
+    def groups(self) -> int:
+        """MAC slot groups used (each of ``m`` MACs)."""
+        return int(len(self.group_ptr) - 1)
+
+
+def kernel_lane_sizes(weights: np.ndarray, mapping: LayerMapping, sm_word_pixels: int = 16) -> np.ndarray:
+    """Compressed kernel-memory words of each (output channel, lane).
+
+    A lane holds ``channels_per_lane`` input channels x kh x kw weights, stored
+    as SM words plus non-zero values (**Assumption**: weights use the same
+    sparsity-map format as activations). Returns int64 ``(C_out, m)``.
+    """
+    cout = weights.shape[0]
+    flat = (weights.reshape(cout, -1, weights.shape[3]) != 0)  # (cout, kh*kw, cin_g)
+    cin = mapping.conv_in_channels
+    groups = mapping.groups
+    cin_g = cin // groups
+    m = mapping.m
+    per_lane = mapping.channels_per_lane
+    out = np.zeros((cout, m), dtype=np.int64)
+    taps = flat.shape[1]
+    for lane in range(m):
+        lo, hi = lane * per_lane, min(cin, (lane + 1) * per_lane)
+        if lane == m - 1:
+            hi = cin
+        if hi <= lo:
+            continue
+        # Block-diagonal: channel c of kernel k is a real weight only in k's group.
+        nnz = np.zeros(cout, dtype=np.int64)
+        for k in range(cout):
+            g = k // (cout // groups)
+            c0, c1 = max(lo, g * cin_g), min(hi, (g + 1) * cin_g)
+            if c1 > c0:
+                nnz[k] = int(flat[k, :, c0 - g * cin_g:c1 - g * cin_g].sum())
+        out[:, lane] = math.ceil((hi - lo) * taps / sm_word_pixels) + nnz
+    return out
+
+
+def _default_plans(mapping: LayerMapping, macs_per_pu: int) -> list[PassPlan]:
+    plans = []
+    for p in range(mapping.passes):
+        first, count = mapping.pass_channels(p)
+        g = np.arange(count, dtype=np.int64)
+        plans.append(PassPlan(channels=first + g, group_ptr=np.arange(count + 1, dtype=np.int64),
+                              slot_pu=np.arange(count * mapping.m, dtype=np.int64) // macs_per_pu))
+    return plans
+
+
+def plan_passes(mapping: LayerMapping, *, num_macs: int, num_pus: int, kernel_memory_words: int,
+                merging: bool = False, weights: np.ndarray | None = None,
+                work: np.ndarray | None = None) -> list[PassPlan]:
+    """Pass plans of a mapped layer.
+
+    Parameters
+    ----------
+    mapping : the layer's :class:`LayerMapping`.
+    num_macs, num_pus : MAC array size and number of PUs (``num_macs % num_pus == 0``).
+    kernel_memory_words : kernel memory per MAC, 16-bit words.
+    merging : pack sparse kernels into shared slot groups (needs ``weights``).
+    weights : int16 ``(C_out, kh, kw, C_in/groups)``; required for merging.
+    work : optional per-output-channel work estimate (e.g. non-zero weights) used to
+        balance PUs when merging; defaults to the compressed sizes.
+    """
+    if num_pus < 1 or num_macs % num_pus:
+        raise MappingError(f"array.num_pus must divide the {num_macs} MACs, got {num_pus!r}")
+    macs_per_pu = num_macs // num_pus
+    if not merging:
+        return _default_plans(mapping, macs_per_pu)
+    if mapping.m > macs_per_pu:
+        raise MappingError(f"kernel merging keeps the m={mapping.m} MACs of a kernel group in one PU, but "
+                           f"array.num_pus={num_pus} leaves only {macs_per_pu} MACs per PU")
+    if weights is None:
+        raise MappingError("kernel merging needs the layer's weights")
+    sizes = kernel_lane_sizes(weights, mapping)           # (cout, m)
+    cost = sizes.max(axis=1)
+    if np.any(cost > kernel_memory_words):
+        k = int(np.argmax(cost))
+        raise MappingError(f"output channel {k} needs {int(cost[k])} kernel-memory words per MAC, more than "
+                           f"memory.kernel_memory_words_per_mac={kernel_memory_words}")
+    load = cost if work is None else np.asarray(work, dtype=np.int64)
+    # First-fit decreasing: groups of kernels whose per-lane sizes fit one MAC's memory.
+    order = sorted(range(len(cost)), key=lambda k: (-int(cost[k]), k))
+    groups: list[list[int]] = []
+    fill: list[np.ndarray] = []
+    for k in order:
+        for gi, f in enumerate(fill):
+            if np.all(f + sizes[k] <= kernel_memory_words):
+                groups[gi].append(k)
+                fill[gi] = f + sizes[k]
+                break
+        else:
+            groups.append([k])
+            fill.append(sizes[k].copy())
+    groups_per_pass = num_macs // mapping.m
+    groups_per_pu = max(1, macs_per_pu // mapping.m)
+    plans = []
+    for start in range(0, len(groups), groups_per_pass):
+        chunk = groups[start:start + groups_per_pass]
+        gload = [int(load[g].sum()) for g in chunk]
+        # Balanced-cardinality LPT: heaviest group to the least-loaded PU with room.
+        pu_load = [0] * num_pus
+        pu_n = [0] * num_pus
+        owner = [0] * len(chunk)
+        for gi in sorted(range(len(chunk)), key=lambda i: (-gload[i], i)):
+            pu = min((p for p in range(num_pus) if pu_n[p] < groups_per_pu),
+                     key=lambda p: (pu_load[p], p))
+            owner[gi] = pu
+            pu_load[pu] += gload[gi]
+            pu_n[pu] += 1
+        chans = [np.asarray(sorted(g), dtype=np.int64) for g in chunk]
+        ptr = np.concatenate(([0], np.cumsum([len(c) for c in chans]))).astype(np.int64)
+        plans.append(PassPlan(channels=np.concatenate(chans), group_ptr=ptr,
+                              slot_pu=np.repeat(np.asarray(owner, dtype=np.int64), mapping.m)))
+    return plans

@@ -1,0 +1,155 @@
+"""Progress bars for sweeps and whole-network runs (tqdm, on stderr).
+
+A bar is shown only when it is asked for, or when ``enabled`` is left at
+``None`` and ``sys.stderr`` is a terminal. Otherwise nothing is printed, so
+redirected output, CI logs and notebooks stay clean. The library prints
+nothing else.
+
+Examples
+--------
+>>> with progress_bar(3, "points", enabled=False) as bar:
+...     for i in range(3):
+...         bar.update(1, f"point {i}")
+>>> callback, close = network_progress(enabled=False)
+>>> callback(1, 2, "conv1"); callback(2, 2, "conv2"); close()
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+__all__ = ["ProgressBar", "network_progress", "progress_bar"]
+
+
+def _is_terminal(stream) -> bool:
+    """Whether ``stream`` is an interactive terminal (False for anything odd)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class ProgressBar:
+    """A tqdm bar on stderr, or a silent stand-in when disabled.
+
+    Use :func:`progress_bar` to make one. It is a context manager; leaving the
+    ``with`` block closes the bar.
+
+    Parameters
+    ----------
+    total : int or None
+        Number of steps; ``None`` if not known yet (see :meth:`set_total`).
+    desc : str
+        Label shown to the left of the bar.
+    enabled : bool or None
+        ``True`` always shows the bar, ``False`` never does, ``None`` shows it
+        only when ``sys.stderr`` is a terminal.
+    unit : str
+        Name of one step (``"point"``, ``"layer"``).
+    initial : int
+        Steps already done when the bar starts (e.g. points loaded from disk).
+    """
+
+    def __init__(self, total: int | None, desc: str, *, enabled: bool | None = None, unit: str = "it",
+                 initial: int = 0) -> None:
+        if enabled is None:
+            enabled = _is_terminal(sys.stderr)
+        self.n = initial
+        self.total = total
+        self._bar = None
+        if enabled:
+            from tqdm.std import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
+                             dynamic_ncols=True, leave=True)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a bar is actually drawn."""
+        return self._bar is not None
+
+    def set_total(self, total: int) -> None:
+        """Set the number of steps once it is known."""
+        self.total = total
+        if self._bar is not None and self._bar.total != total:
+            self._bar.total = total
+            self._bar.refresh()
+
+    def update(self, n: int = 1, postfix: str | None = None) -> None:
+        """Advance by ``n`` steps; ``postfix`` (e.g. the item just finished) is shown after the bar."""
+        self.n += n
+        if self._bar is not None:
+            if postfix is not None:
+                self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.update(n)
+
+    def close(self) -> None:
+        """Finish the bar (idempotent)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def progress_bar(total: int | None, desc: str, *, enabled: bool | None = None, unit: str = "it",
+                 initial: int = 0) -> ProgressBar:
+    """Return a :class:`ProgressBar` context manager with ``.update(n, postfix)``.
+
+    Parameters
+    ----------
+    total : int or None
+        Number of steps (``None``: unknown for now).
+    desc : str
+        Label of the bar.
+    enabled : bool or None
+        ``None`` (default) draws the bar only when ``sys.stderr`` is a terminal.
+    unit : str
+        Name of one step.
+    initial : int
+        Steps already done.
+    """
+    return ProgressBar(total, desc, enabled=enabled, unit=unit, initial=initial)
+
+
+def network_progress(total_layers: int | None = None, *, desc: str = "layers",
+                     enabled: bool | None = None) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
+    """A progress callback for ``Simulator.run(..., progress=callback)`` and its closer.
+
+    Parameters
+    ----------
+    total_layers : int or None
+        Number of layers; ``None`` takes it from the first callback.
+    desc : str
+        Label of the bar (e.g. the network's name).
+    enabled : bool or None
+        ``None`` (default) draws the bar only when ``sys.stderr`` is a terminal.
+
+    Returns
+    -------
+    (callback, close)
+        ``callback(done, total, layer_name)`` advances the bar to ``done`` of
+        ``total`` layers; ``close()`` finishes it (call it in a ``finally``).
+
+    Examples
+    --------
+    >>> from simulator import Simulator
+    >>> callback, close = network_progress(desc="facedet", enabled=False)
+    >>> try:
+    ...     result = Simulator("nullhop").run("facedet", progress=callback)
+    ... finally:
+    ...     close()
+    """
+    bar = ProgressBar(total_layers, desc, enabled=enabled, unit="layer")
+
+    def callback(done: int, total: int, layer_name: str) -> None:
+        if bar.total != total:
+            bar.set_total(total)
+        if done > bar.n:
+            bar.update(done - bar.n, layer_name)
+
+    return callback, bar.close

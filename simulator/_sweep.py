@@ -1,0 +1,723 @@
+"""Parameter sweeps: the Cartesian product of config values, run in parallel, cached on disk.
+
+:func:`sweep` builds every point's configuration first (so a bad key or value
+fails before anything runs), then simulates the points that have no finished
+result yet: serially in this process, on a local process pool, or on a Dask
+distributed cluster. All three give byte-identical point files.
+
+With ``out_dir`` the sweep is a small on-disk database::
+
+    out_dir/sweep.json              grid, network, accelerator, point ids (written first)
+    out_dir/points/<id>.json        one finished point: parameters + Result.to_dict()
+    out_dir/sweep_layers.csv        one row per point x layer   (written at the end)
+    out_dir/sweep_totals.csv        one row per point           (written at the end)
+
+Every file is written atomically (:func:`~simulator._report.write_atomic`), a
+point file as soon as its point finishes. Re-running the same sweep loads the
+point files that parse and re-runs only the others, so a killed sweep loses
+no finished point. A point's id is a SHA-256 over its network, full
+accelerator configuration, density profile, seed, trace mode and ``check``
+flag; it does not cover the simulator's code, so use a fresh ``out_dir``
+after changing the timing model.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import hashlib
+import io
+import itertools
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataflows import schedule_network
+from workloads._errors import ConfigError, MappingError, SparsesimError, WorkloadError
+from workloads._network import Network
+from workloads._profiles import DensityProfile, default_profile_for, get_profile
+from workloads._zoo import get_network
+
+from ._config import AcceleratorConfig, config_to_dict, field_names, load_config, with_overrides
+from ._progress import progress_bar
+from ._report import LayerResult, Result, write_atomic
+from ._runner import TRACE_MODES, Simulator
+
+__all__ = ["SweepResult", "load_sweep", "parse_grid", "sweep", "GRID_SHORTHANDS"]
+
+#: Grid keys besides the dotted config fields of :func:`~simulator.field_names`.
+GRID_SHORTHANDS = ("macs", "dataflow", "profile", "seed", "trace")
+
+#: Version tag of the point-file and sweep.json layout (part of every point id).
+_FORMAT = "sparsesim-sweep/1"
+
+_DATAFLOW_FIELD = "array.dataflow"
+
+
+# --------------------------------------------------------------------- points
+@dataclass(frozen=True)
+class _Point:
+    """One fully resolved sweep point (internal)."""
+
+    id: str
+    params: dict                  # grid key -> canonical value, in grid order
+    config: AcceleratorConfig
+    profile: str | DensityProfile
+    seed: int
+    trace: str
+
+
+def _canonical_json(obj: object) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _profile_key(prof: DensityProfile) -> dict:
+    """A stable description of a density profile (its rule function by name, not address)."""
+    rule = prof.weight_rule
+    return {"name": prof.name, "source": prof.source, "output_density": dict(prof.output_density),
+            "weight_density": dict(prof.weight_density), "default_output_density": prof.default_output_density,
+            "default_weight_density": prof.default_weight_density,
+            "weight_rule": None if rule is None else f"{rule.__module__}.{rule.__qualname__}"}
+
+
+def _point_id(net: Network, cfg: AcceleratorConfig, prof: DensityProfile, seed: int, trace: str,
+              check: bool) -> str:
+    key = {"format": _FORMAT, "network": repr(net), "config": config_to_dict(cfg), "profile": _profile_key(prof),
+           "seed": seed, "trace": trace, "check": bool(check)}
+    return hashlib.sha256(_canonical_json(key).encode("ascii")).hexdigest()[:16]
+
+
+def _config_value(cfg: AcceleratorConfig, key: str) -> object:
+    if key == "name":
+        return cfg.name
+    sec, _, fname = key.partition(".")
+    return getattr(getattr(cfg, sec), fname)
+
+
+def _grid_keys() -> list[str]:
+    return list(GRID_SHORTHANDS) + field_names()
+
+
+def _unknown_grid_key(key: object) -> ConfigError:
+    if key == "dataflow":
+        return ConfigError(
+            f"unknown grid key 'dataflow': this build has no {_DATAFLOW_FIELD} config field; valid keys are "
+            f"{', '.join(k for k in _grid_keys() if k != 'dataflow')}")
+    text = str(key)
+    candidates = [k for k in _grid_keys() if k != "dataflow" or _DATAFLOW_FIELD in field_names()]
+    match = difflib.get_close_matches(text, candidates, n=1)
+    if not match and "." not in text:
+        by_leaf = {c.rpartition(".")[2]: c for c in candidates if "." in c}
+        leaf = difflib.get_close_matches(text, list(by_leaf), n=1)
+        match = [by_leaf[leaf[0]]] if leaf else []
+    if match:
+        return ConfigError(f"unknown grid key {key!r} (did you mean {match[0]!r}?)")
+    return ConfigError(f"unknown grid key {key!r}; valid keys are {', '.join(candidates)}")
+
+
+def _parse_int(key: str, value: object, *, minimum: int, what: str) -> int:
+    v = value
+    if isinstance(v, str):
+        try:
+            v = int(v.strip())
+        except ValueError:
+            raise ConfigError(f"sweep grid: {key} must be {what}, got {value!r}") from None
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        try:
+            import numpy as np
+            if isinstance(v, np.integer) and v >= minimum:
+                return int(v)
+        except ImportError:  # pragma: no cover - numpy is a dependency
+            pass
+        raise ConfigError(f"sweep grid: {key} must be {what}, got {value!r}")
+    return int(v)
+
+
+def _canonical_values(key: str, values: object, base: AcceleratorConfig) -> list:
+    """Validate one grid key's values on their own; return them in canonical form."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ConfigError(f"sweep grid: values of {key} must be a list, got {values!r}")
+    if len(values) == 0:
+        raise ConfigError(f"sweep grid: {key} has no values")
+    out = []
+    for v in values:
+        if key == "macs":
+            c = _parse_int(key, v, minimum=1, what="a positive integer")
+        elif key == "seed":
+            c = _parse_int(key, v, minimum=0, what="a non-negative integer")
+        elif key == "trace":
+            if v not in TRACE_MODES:
+                raise ConfigError(f"sweep grid: trace must be one of {', '.join(TRACE_MODES)}, got {v!r}")
+            c = v
+        elif key == "profile":
+            if not isinstance(v, str):
+                raise ConfigError(f"sweep grid: profile must be a profile name, got {v!r}")
+            try:
+                get_profile(v)
+            except WorkloadError as exc:
+                raise WorkloadError(f"sweep grid: {exc}") from None
+            c = v
+        else:
+            field_key = _DATAFLOW_FIELD if key == "dataflow" else key
+            try:
+                c = _config_value(with_overrides(base, {field_key: v}), field_key)
+            except ConfigError as exc:
+                raise ConfigError(f"sweep grid: {exc}") from None
+        if c in out:
+            raise ConfigError(f"sweep grid: {key} lists {c!r} more than once")
+        out.append(c)
+    return out
+
+
+def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence], *, profile, seed: int,
+            trace: str, check: bool) -> tuple[dict[str, list], list[_Point]]:
+    """Validate ``grid`` and build every point (config, id); nothing is simulated."""
+    if not isinstance(grid, Mapping):
+        raise ConfigError(f"sweep grid must be a mapping of key -> list of values, got {grid!r}")
+    valid = set(_grid_keys())
+    for key in grid:
+        if key not in valid or (key == "dataflow" and _DATAFLOW_FIELD not in field_names()):
+            raise _unknown_grid_key(key)
+    clashes = [("macs", "array.num_clusters"), ("dataflow", _DATAFLOW_FIELD)]
+    for a, b in clashes:
+        if a in grid and b in grid:
+            raise ConfigError(f"sweep grid: {a} and {b} set the same field; use one of them")
+    canon = {key: _canonical_values(key, values, base) for key, values in grid.items()}
+
+    profiles: dict[str, DensityProfile] = {}
+    schedules_ok: set[str] = set()
+    points: list[_Point] = []
+    keys = list(canon)
+    for combo in itertools.product(*(canon[k] for k in keys)):
+        params = dict(zip(keys, combo))
+        label = _params_label(params)
+        updates = {(_DATAFLOW_FIELD if k == "dataflow" else k): v for k, v in params.items()
+                   if k not in ("macs", "profile", "seed", "trace")}
+        try:
+            cfg = with_overrides(base, updates) if updates else base
+            if "macs" in params:
+                macs, mpc = params["macs"], cfg.array.macs_per_cluster
+                if macs % mpc:
+                    raise ConfigError(f"macs={macs} is not a multiple of array.macs_per_cluster ({mpc})")
+                cfg = with_overrides(cfg, {"array.num_clusters": macs // mpc})
+        except ConfigError as exc:
+            raise ConfigError(f"sweep grid point {label}: {exc}") from None
+        p = params.get("profile", profile)
+        prof = p if isinstance(p, DensityProfile) else profiles.setdefault(p, get_profile(p))
+        s = params.get("seed", seed)
+        t = params.get("trace", trace)
+        # Map every distinct configuration now, so that a layer that does not fit fails fast.
+        ckey = _canonical_json(config_to_dict(cfg))
+        if ckey not in schedules_ok:
+            try:
+                schedule_network(net, Simulator(cfg).geometry)
+            except MappingError as exc:
+                raise MappingError(f"sweep grid point {label}: {exc}") from None
+            schedules_ok.add(ckey)
+        points.append(_Point(id=_point_id(net, cfg, prof, s, t, check), params=params, config=cfg,
+                             profile=p, seed=s, trace=t))
+    return canon, points
+
+
+def _params_label(params: Mapping[str, object]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(base)"
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """Parse command-line ``--grid key=v1,v2,...`` items into a grid for :func:`sweep`.
+
+    Parameters
+    ----------
+    items : sequence of str
+        Strings ``"key=v1,v2,..."``; whitespace around keys and values is
+        stripped. Values stay strings; :func:`sweep` parses them to each
+        field's type.
+
+    Returns
+    -------
+    dict of str to list of str
+        Keys in the order given.
+
+    Raises
+    ------
+    ConfigError
+        If an item has no ``=``, an empty key or an empty value, or a key is
+        given twice.
+    """
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--grid expects key=v1,v2,..., got {item!r}")
+        if key in grid:
+            raise ConfigError(f"--grid key {key!r} is given twice; list all its values in one --grid")
+        vals = [v.strip() for v in values.split(",")]
+        if any(not v for v in vals):
+            raise ConfigError(f"--grid {key}: empty value in {values.strip()!r}")
+        grid[key] = vals
+    return grid
+
+
+# ---------------------------------------------------------------- results
+def _flatten(prefix: str, value: object, out: dict[str, object]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = ";".join(str(v) for v in value)
+    else:
+        out[prefix] = value
+
+
+def _totals_row(pid: str, params: Mapping[str, object], result: Result) -> dict[str, object]:
+    row: dict[str, object] = {"point": pid, **params}
+    desc = {"network": result.network, "accelerator": result.accelerator, "profile": result.profile,
+            "trace": result.trace, "seed": result.seed, "macs": result.num_macs, "clock_mhz": result.clock_mhz}
+    dataflow = result.config.get("array", {}).get("dataflow")
+    if dataflow is not None:
+        desc["dataflow"] = dataflow
+    for k, v in desc.items():
+        row.setdefault(k, v)
+    flat: dict[str, object] = {}
+    _flatten("", result.totals, flat)
+    for k, v in flat.items():
+        row.setdefault(k, v)
+    return row
+
+
+def _csv_text(rows: list[dict[str, object]]) -> str:
+    cols: list[str] = []
+    seen: set[str] = set()
+    for r in rows:
+        for k in r:
+            if k not in seen:
+                seen.add(k)
+                cols.append(k)
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    wr.writeheader()
+    wr.writerows(rows)
+    return buf.getvalue()
+
+
+@dataclass
+class SweepResult:
+    """The outcome of :func:`sweep`: one :class:`Result` per point.
+
+    Attributes
+    ----------
+    network : str
+        Network name.
+    accelerator : str
+        Name of the base accelerator configuration.
+    grid : dict
+        Grid key -> canonical values (parsed to the fields' types).
+    ids : list of str
+        Stable point ids (16 hex digits of a SHA-256), in point order.
+    points : list of dict
+        Each point's grid parameters (grid key -> value), in point order: the
+        Cartesian product, last key varying fastest.
+    results : list of Result
+        Each point's result, in point order (loaded ones are rebuilt from their files).
+    computed : list of str
+        Ids simulated by this call.
+    reused : list of str
+        Ids loaded from finished point files in ``out_dir``.
+    out_dir : Path or None
+        Where the sweep's files are.
+    """
+
+    network: str
+    accelerator: str
+    grid: dict
+    ids: list[str]
+    points: list[dict]
+    results: list[Result]
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self) -> list[dict[str, object]]:
+        """Tidy per point x layer rows: ``point``, the grid parameters, then the layer's columns."""
+        return [{"point": pid, **params, **row}
+                for pid, params, res in zip(self.ids, self.points, self.results) for row in res.rows()]
+
+    def totals_rows(self) -> list[dict[str, object]]:
+        """One row per point: ``point``, the grid parameters, ``macs``, ``clock_mhz``, and the flattened totals.
+
+        Nested totals become dotted columns (``dram_read_bytes.weights``,
+        ``units.mac_array.busy``); lists (``host_layers``) are joined with ``;``.
+        """
+        return [_totals_row(pid, params, res) for pid, params, res in zip(self.ids, self.points, self.results)]
+
+    def to_dataframe(self, level: str = "layer"):
+        """A pandas DataFrame of :meth:`rows` (``level="layer"``) or :meth:`totals_rows` (``"point"``)."""
+        if level not in ("layer", "point"):
+            raise SparsesimError(f"level must be 'layer' or 'point', got {level!r}")
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise SparsesimError("SweepResult.to_dataframe() needs pandas: pip install 'sparsesim[tables]'") from None
+        return pd.DataFrame(self.rows() if level == "layer" else self.totals_rows())
+
+    def to_csv(self, directory: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``sweep_layers.csv`` and ``sweep_totals.csv`` atomically into ``directory``; return both paths."""
+        d = Path(directory)
+        layers = write_atomic(d / "sweep_layers.csv", _csv_text(self.rows()))
+        totals = write_atomic(d / "sweep_totals.csv", _csv_text(self.totals_rows()))
+        return layers, totals
+
+
+# ------------------------------------------------------------- point files
+def _point_text(point: _Point, result: Result) -> str:
+    doc = {"format": _FORMAT, "id": point.id, "params": point.params, "result": result.to_dict()}
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def _result_from_dict(d: Mapping) -> Result:
+    """Rebuild a :class:`Result` from ``Result.to_dict()`` output (unknown keys are ignored)."""
+    layer_fields = {f.name for f in dataclasses.fields(LayerResult)}
+    layers = []
+    for ld in d["layers"]:
+        kw = {k: v for k, v in ld.items() if k in layer_fields}
+        kw["in_shape"], kw["out_shape"] = tuple(kw["in_shape"]), tuple(kw["out_shape"])
+        layers.append(LayerResult(**kw))
+    kw = {f.name: d[f.name] for f in dataclasses.fields(Result) if f.name != "layers" and f.name in d}
+    return Result(**kw, layers=layers)
+
+
+def _load_point(path: Path, pid: str) -> tuple[dict, Result] | None:
+    """The parameters and result of a finished point file, or None if it is missing, partial or stale."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("format") != _FORMAT or doc.get("id") != pid:
+            return None
+        result = _result_from_dict(doc["result"])
+        # Stale layout (fields added or removed since it was written): re-run.
+        if json.loads(json.dumps(result.to_dict())) != doc["result"]:
+            return None
+        return doc["params"], result
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _run_point(network: str | Network, config: AcceleratorConfig, profile, seed: int, trace: str,
+               check: bool) -> Result:
+    """Simulate one point (runs in a worker process or a Dask worker)."""
+    return Simulator(config).run(network, profile=profile, seed=seed, trace=trace, check=check)
+
+
+# ---------------------------------------------------------------- executors
+class _PointFailed(Exception):
+    """Internal: point ``index`` raised ``error`` (re-raised by :func:`sweep` with the point named)."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(index, error)
+        self.index, self.error = index, error
+
+
+def _named_error(point: _Point, exc: BaseException) -> BaseException:
+    """``exc`` with the failing point named: in the message for our errors, as a note otherwise."""
+    label = f"sweep point {_params_label(point.params)} (id {point.id})"
+    if isinstance(exc, SparsesimError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        try:
+            new = type(exc)(f"{label}: {exc.args[0]}")
+        except Exception:  # pragma: no cover - an exception class with another signature
+            new = None
+        if new is not None:
+            new.__cause__ = exc.__cause__
+            return new
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"in {label}")
+    return exc
+
+
+def _watch_parent() -> None:
+    """Worker initializer: exit as soon as the sweep's process dies.
+
+    NOTE: ``ProcessPoolExecutor`` workers otherwise outlive a killed parent,
+    blocked on their task queue forever. The parent's sentinel becomes ready
+    only when the parent exits.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # pragma: no cover - always set in a pool worker
+        return
+
+    def wait_for_parent() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=wait_for_parent, name="sparsesim-parent-watch", daemon=True).start()
+
+
+def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[int, Result], None]) -> None:
+    # NOTE: "spawn", never "fork": the parent may hold numba/OpenMP threads.
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_watch_parent)
+    error: tuple[int, BaseException] | None = None
+    try:
+        futures = {ex.submit(_run_point, *task): i for i, task in tasks}
+        for fut in as_completed(futures):
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            if exc is not None:
+                if error is None:
+                    error = (futures[fut], exc)
+                    for f in futures:
+                        f.cancel()
+                continue
+            finish(futures[fut], fut.result())
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+    if error is not None:
+        raise _PointFailed(*error)
+
+
+def _dask_client(scheduler):
+    try:
+        import distributed
+    except ImportError:
+        raise SparsesimError("running a sweep on a Dask scheduler needs dask.distributed: "
+                             "pip install 'sparsesim[dask]'") from None
+    if isinstance(scheduler, distributed.Client):
+        return distributed, scheduler, False
+    address = scheduler if isinstance(scheduler, str) else getattr(scheduler, "scheduler_address", None)
+    if not isinstance(address, str):
+        raise SparsesimError(f"scheduler must be a Dask scheduler address (tcp://host:port), a "
+                             f"distributed.Client or a cluster object, got {scheduler!r}")
+    try:
+        client = distributed.Client(address, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise SparsesimError(f"cannot connect to the Dask scheduler at {address!r}: {exc}") from None
+    return distributed, client, True
+
+
+def _run_dask(tasks: list[tuple[int, tuple]], ids: list[str], scheduler,
+              finish: Callable[[int, Result], None]) -> None:
+    distributed, client, owned = _dask_client(scheduler)
+    try:
+        futures = {}
+        for i, task in tasks:
+            fut = client.submit(_run_point, *task, key=f"sparsesim-point-{ids[i]}", pure=False)
+            futures[fut] = i
+        error: tuple[int, BaseException] | None = None
+        try:
+            for fut in distributed.as_completed(list(futures)):
+                if fut.status == "cancelled":
+                    continue
+                if fut.status == "error":
+                    if error is None:
+                        error = (futures[fut], fut.exception())
+                        client.cancel([f for f in futures if not f.done()])
+                    continue
+                finish(futures[fut], fut.result())
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+        if error is not None:
+            raise _PointFailed(*error)
+    finally:
+        if owned:
+            client.close()
+
+
+# -------------------------------------------------------------------- sweep
+def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop",
+          grid: Mapping[str, Sequence] | None = None, *, overrides: Mapping[str, object] | None = None,
+          out_dir: str | os.PathLike | None = None, workers: int | None = None, scheduler=None,
+          profile: str | DensityProfile | None = None, seed: int = 0, trace: str = "propagated",
+          check: bool = False, progress: bool | Callable[[int, int, str], None] | None = None) -> SweepResult:
+    """Simulate ``network`` at every point of a parameter grid.
+
+    Parameters
+    ----------
+    network : Network or str
+        A network or a zoo name.
+    accel : AcceleratorConfig, str or path
+        Base configuration: preset name, TOML file or config object.
+    grid : mapping of str to sequence
+        Key -> values. Keys are dotted config fields (:func:`~simulator.field_names`,
+        e.g. ``"array.clock_mhz"`` in MHz, ``"dma.bandwidth_bytes_per_cycle"``,
+        ``"memory.input_memory_kib"``) or the shorthands ``macs`` (total MAC
+        count, realised as ``array.num_clusters = macs / array.macs_per_cluster``),
+        ``dataflow`` (``array.dataflow``, where the build has it), ``profile``,
+        ``seed`` and ``trace``. Values may be strings (``"16"``), parsed to the
+        field's type. Points are the Cartesian product, last key varying fastest.
+        ``None`` or ``{}`` is one point, the base configuration.
+    overrides : mapping, optional
+        Dotted-key overrides applied to ``accel`` before the grid.
+    out_dir : str or path, optional
+        Directory for point files and CSVs (see the module docstring); points
+        already finished there are loaded, not re-run.
+    workers : int, optional
+        Local worker processes; ``None`` uses every core, ``1`` runs serially in
+        this process. Not allowed together with ``scheduler``.
+    scheduler : str or distributed.Client, optional
+        Run the points on a Dask cluster: a scheduler address
+        (``"tcp://host:8786"``), a ``distributed.Client`` or a cluster object
+        (needs ``pip install 'sparsesim[dask]'``).
+    profile, seed, trace, check
+        As for :meth:`Simulator.run`, for every point whose grid does not set them.
+        ``check`` defaults to False here (sweeps are about timing).
+    progress : bool or callable, optional
+        ``None`` shows a tqdm bar when stderr is a terminal, ``True``/``False``
+        force it on/off; a callable is called as ``progress(done, total, label)``
+        after every point (loaded points are counted up front).
+
+    Returns
+    -------
+    SweepResult
+
+    Raises
+    ------
+    ConfigError
+        Unknown grid key (with a suggestion), a bad value (naming the key and
+        value), ``macs`` not a multiple of ``array.macs_per_cluster``.
+    MappingError
+        A point's configuration cannot map a layer of the network.
+    SparsesimError
+        Bad ``workers``/``scheduler``; any error of a point is re-raised after
+        the points already running have finished and been written.
+
+    Examples
+    --------
+    >>> res = sweep("facedet", grid={"macs": [64, 128]}, workers=1, progress=False)
+    >>> [row["macs"] for row in res.totals_rows()]
+    [64, 128]
+    """
+    if workers is not None and scheduler is not None:
+        raise SparsesimError("pass either workers (local processes) or scheduler (Dask), not both")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise SparsesimError(f"workers must be a positive integer or None, got {workers!r}")
+    if trace not in TRACE_MODES:
+        raise WorkloadError(f"sweep: trace must be one of {', '.join(TRACE_MODES)}, got {trace!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise WorkloadError(f"sweep: seed must be a non-negative integer, got {seed!r}")
+    net = get_network(network) if isinstance(network, str) else network
+    if not isinstance(net, Network):
+        raise WorkloadError(f"network must be a Network or a zoo name, got {network!r}")
+    if profile is None:
+        profile = default_profile_for(net.name)
+    elif not isinstance(profile, (str, DensityProfile)):
+        raise WorkloadError(f"profile must be a profile name or a DensityProfile, got {profile!r}")
+    if isinstance(profile, str):
+        get_profile(profile)
+    base = accel if isinstance(accel, AcceleratorConfig) else load_config(accel)
+    if overrides:
+        base = with_overrides(base, overrides)
+    canon, points = _expand(net, base, grid or {}, profile=profile, seed=seed, trace=trace, check=check)
+    ids = [p.id for p in points]
+
+    results: list[Result | None] = [None] * len(points)
+    reused: list[str] = []
+    points_dir = Path(out_dir) / "points" if out_dir is not None else None
+    if out_dir is not None:
+        head = {"format": _FORMAT, "network": net.name, "accelerator": base.name, "grid": canon,
+                "base": {"config": config_to_dict(base),
+                         "profile": profile if isinstance(profile, str) else profile.name,
+                         "seed": seed, "trace": trace, "check": bool(check)},
+                "points": [{"id": p.id, "params": p.params} for p in points]}
+        write_atomic(Path(out_dir) / "sweep.json", json.dumps(head, indent=1) + "\n")
+        for i, p in enumerate(points):
+            loaded = _load_point(points_dir / f"{p.id}.json", p.id)
+            if loaded is not None:
+                results[i] = loaded[1]
+                reused.append(p.id)
+
+    todo = [i for i, r in enumerate(results) if r is None]
+    computed: list[str] = []
+    net_arg = network if isinstance(network, str) else net
+    tasks = [(i, (net_arg, points[i].config, points[i].profile, points[i].seed, points[i].trace, bool(check)))
+             for i in todo]
+
+    callback = progress if callable(progress) else None
+    bar = progress_bar(len(points), f"sweep {net.name}", unit="point", initial=len(points) - len(todo),
+                       enabled=None if progress is None else (bool(progress) and callback is None))
+    done = len(points) - len(todo)
+    if callback is not None and done:
+        callback(done, len(points), "loaded")
+
+    def finish(i: int, result: Result) -> None:
+        nonlocal done
+        p = points[i]
+        if points_dir is not None:
+            write_atomic(points_dir / f"{p.id}.json", _point_text(p, result))
+        results[i] = result
+        computed.append(p.id)
+        done += 1
+        label = _params_label(p.params)
+        bar.update(1, label)
+        if callback is not None:
+            callback(done, len(points), label)
+
+    with bar:
+        try:
+            if not todo:
+                pass
+            elif scheduler is not None:
+                _run_dask(tasks, ids, scheduler, finish)
+            else:
+                n = min(workers or os.cpu_count() or 1, len(todo))
+                if n <= 1:
+                    for i, task in tasks:
+                        try:
+                            result = _run_point(*task)
+                        except Exception as exc:
+                            raise _PointFailed(i, exc) from None
+                        finish(i, result)
+                else:
+                    _run_pool(tasks, n, finish)
+        except _PointFailed as failed:
+            raise _named_error(points[failed.index], failed.error) from failed.error.__cause__
+
+    res = SweepResult(network=net.name, accelerator=base.name, grid=canon, ids=ids,
+                      points=[dict(p.params) for p in points], results=results, computed=computed,
+                      reused=reused, out_dir=Path(out_dir) if out_dir is not None else None)
+    if out_dir is not None:
+        res.to_csv(out_dir)
+    return res
+
+
+def load_sweep(out_dir: str | os.PathLike) -> SweepResult:
+    """Load a sweep directory written by :func:`sweep` (finished points only).
+
+    Points whose files are missing or unreadable (a sweep still running or
+    killed) are left out; ``ids``, ``points`` and ``results`` stay aligned.
+
+    Raises
+    ------
+    SparsesimError
+        If ``out_dir/sweep.json`` is missing or unreadable (naming the file).
+    """
+    d = Path(out_dir)
+    head_path = d / "sweep.json"
+    try:
+        head = json.loads(head_path.read_text(encoding="utf-8"))
+        if head.get("format") != _FORMAT:
+            raise ValueError(f"not a {_FORMAT} file")
+        entries = [(e["id"], e["params"]) for e in head["points"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SparsesimError(f"cannot read sweep file {str(head_path)!r}: {exc}") from None
+    ids, params, results = [], [], []
+    for pid, prm in entries:
+        loaded = _load_point(d / "points" / f"{pid}.json", pid)
+        if loaded is not None:
+            ids.append(pid)
+            params.append(prm)
+            results.append(loaded[1])
+    return SweepResult(network=head.get("network", ""), accelerator=head.get("accelerator", ""),
+                       grid=head.get("grid", {}), ids=ids, points=params, results=results, reused=list(ids),
+                       out_dir=d)
