@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
+from dataflows._plan import DATAFLOWS
 from workloads._errors import ConfigError
 
 __all__ = [
@@ -84,6 +85,16 @@ class ArrayConfig:
     run_fc_on_accelerator : bool
         Whether fully connected layers run on the accelerator.
         [C] False: the driver computes FC layers on the host ARM.
+    dataflow : str
+        What the MAC array skips: ``dense`` (nothing), ``nullhop`` (zero
+        activations [P]), ``rsnn`` (zero weights) or ``combined`` (both); see
+        docs/architecture.md §8. The RSNN-style dataflows are Assumptions.
+    num_pus : int
+        Processing units of the weight-skipping dataflows; must divide the MAC
+        count. Assumption: one PU per cluster (8), RSNN's PU count is [NF].
+    kernel_merging : bool
+        Weight-skipping dataflows pack several sparse kernels into one MAC's
+        kernel memory and balance them over PUs (Assumption, RSNN-style).
     """
 
     num_clusters: int = 8                 # [C] NUM_MACS / NUM_MACS_PER_CLUSTER = 128 / 16
@@ -97,6 +108,9 @@ class ArrayConfig:
     pre_words_per_cycle: int = 1          # Assumption: PRE handles one 16-channel word per cycle
     encoder_values_per_cycle: int = 2     # Assumption: two 16-bit values per cycle, one AXI beat's payload
     run_fc_on_accelerator: bool = False   # [C] FC layers run on the host ARM in the driver
+    dataflow: str = "nullhop"             # [P] NullHop skips zero activations; others are Assumptions
+    num_pus: int = 8                      # Assumption: one RSNN-style PU per cluster (RSNN's count is [NF])
+    kernel_merging: bool = False          # Assumption: RSNN-style kernel merging off by default
 
     @property
     def num_macs(self) -> int:
@@ -358,6 +372,13 @@ def _validate(cfg: AcceleratorConfig) -> None:
     positive_int("array.pre_words_per_cycle", a.pre_words_per_cycle)
     positive_int("array.encoder_values_per_cycle", a.encoder_values_per_cycle)
     boolean("array.run_fc_on_accelerator", a.run_fc_on_accelerator)
+    if a.dataflow not in DATAFLOWS:
+        raise ConfigError(f"array.dataflow must be one of {', '.join(DATAFLOWS)}, got {a.dataflow!r}")
+    positive_int("array.num_pus", a.num_pus)
+    if a.num_macs % a.num_pus:
+        raise ConfigError(f"array.num_pus must divide the {a.num_macs} MACs "
+                          f"(array.num_clusters x array.macs_per_cluster), got {a.num_pus!r}")
+    boolean("array.kernel_merging", a.kernel_merging)
 
     m = cfg.memory
     positive_int("memory.input_memory_kib", m.input_memory_kib)

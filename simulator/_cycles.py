@@ -174,7 +174,7 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
     -------
     mac_cycles : int64 (S,) stripe cycles (slowest PU).
     pu_cycles : int64 (S, n_pus) busy cycles of each PU per stripe.
-    ops : int64 (S,) MAC operations performed per stripe (all slots).
+    pu_ops : int64 (S, n_pus) MAC operations performed by each PU per stripe.
     """
     h, w, c = act.shape
     ho = h + 2 * pad - kh + 1
@@ -183,7 +183,7 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
     n_slots = slot_lane.shape[0]
     mac_cycles = np.zeros(n_stripes, dtype=np.int64)
     pu_cycles = np.zeros((n_stripes, n_pus), dtype=np.int64)
-    ops = np.zeros(n_stripes, dtype=np.int64)
+    pu_ops = np.zeros((n_stripes, n_pus), dtype=np.int64)
     # NOTE: lane -> slots table (CSR), built once so the inner loop touches only its lane's slots.
     lane_cnt = np.zeros(m + 1, dtype=np.int64)
     for s in range(n_slots):
@@ -206,7 +206,6 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
         pu_col = np.zeros(n_pus, dtype=np.int64)
         pu_time = np.zeros(n_pus, dtype=np.int64)
         kys = np.zeros(2, dtype=np.int64)
-        stripe_ops = 0
         for ix in range(w):
             kx_lo = max(0, ix + pad - (wo - 1))
             kx_hi = min(kw - 1, ix + pad)
@@ -246,8 +245,8 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
                     slot_work[s] = lane_taps[slot_lane[s]] * (slot_kptr[s + 1] - slot_kptr[s])
             pu_col[:] = 0
             for s in range(n_slots):
-                stripe_ops += slot_work[s]
                 p = slot_pu[s]
+                pu_ops[st, p] += slot_work[s]
                 if slot_work[s] > pu_col[p]:
                     pu_col[p] = slot_work[s]
             for p in range(n_pus):
@@ -258,5 +257,4 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
             if pu_time[p] > best:
                 best = pu_time[p]
         mac_cycles[st] = best
-        ops[st] = stripe_ops
-    return mac_cycles, pu_cycles, ops
+    return mac_cycles, pu_cycles, pu_ops

@@ -90,6 +90,9 @@ class LayerResult:
     energy_pj: dict[str, float] = field(default_factory=dict)
     units: dict[str, dict[str, int]] = field(default_factory=dict)
     functional_check: str = "off"
+    pu_ops: list[int] = field(default_factory=list)
+    pu_imbalance: float = 1.0
+    pu_time_imbalance: float = 1.0
 
     @property
     def dram_bytes(self) -> int:

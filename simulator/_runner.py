@@ -242,13 +242,14 @@ class _NetworkRun:
         if s.where == "accelerator":
             if self.observer is not None:
                 self.observer(s, x_arr, written)
-            t = time_layer(s, x_arr, written, self.cfg)
+            t = time_layer(s, x_arr, written, self.cfg, weights=w)
             a = self.cfg.array
             lat, util, eff, gops = _ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
             rec.m, rec.passes, rec.input_resident = s.mapping.m, s.mapping.passes, t.resident
             rec.macs_useful, rec.mac_ops, rec.cycles = t.macs_useful, t.mac_ops, t.cycles
             rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
             rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
+            rec.pu_ops, rec.pu_imbalance, rec.pu_time_imbalance = t.pu_ops, t.pu_imbalance, t.pu_time_imbalance
             rec.actions = dict(t.actions)
             rec.units = {u: t.units[u].as_dict() for u in UNITS}
             rec.energy_pj = layer_energy(t.actions, rec.units, t.cycles, self.cfg, self.energy_table)

@@ -370,6 +370,27 @@ class SweepResult:
             raise SparsesimError("SweepResult.to_dataframe() needs pandas: pip install 'sparsesim[tables]'") from None
         return pd.DataFrame(self.rows() if level == "layer" else self.totals_rows())
 
+    def format_table(self) -> str:
+        """Human-readable table, one line per point: parameters, latency, utilization, DRAM, energy."""
+        keys = list(self.grid) or ["point"]
+        cells = [[str(p.get(k, pid)) for k in keys] for pid, p in zip(self.ids, self.points)]
+        widths = [max(len(k), *(len(c[i]) for c in cells)) if cells else len(k) for i, k in enumerate(keys)]
+        has_energy = any(r.totals.get("energy_uj") for r in self.results)
+        hdr = ("  ".join(f"{k:>{w}}" for k, w in zip(keys, widths))
+               + f"  {'MACs':>5} {'latency ms':>11} {'util':>6} {'effic':>7} {'GOp/s':>8} {'DRAM MiB':>9}"
+               + (f" {'energy uJ':>10} {'TOP/s/W':>8}" if has_energy else ""))
+        lines = [f"sweep: {self.network} on {self.accelerator}, {len(self)} point{'s' if len(self) != 1 else ''}"
+                 + (f" ({len(self.reused)} loaded from {self.out_dir})" if self.reused else ""), hdr, "-" * len(hdr)]
+        for c, r in zip(cells, self.results):
+            t = r.totals
+            line = ("  ".join(f"{v:>{w}}" for v, w in zip(c, widths))
+                    + f"  {r.num_macs:>5} {t['latency_ms']:>11.3f} {t['mac_utilization']:>6.1%} "
+                      f"{t['efficiency']:>7.1%} {t['effective_gops']:>8.1f} {t['dram_bytes'] / 2**20:>9.2f}")
+            if has_energy:
+                line += f" {t.get('energy_uj', 0.0):>10.1f} {t.get('tops_per_watt_dense', 0.0):>8.3f}"
+            lines.append(line)
+        return "\n".join(lines)
+
     def to_csv(self, directory: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``sweep_layers.csv`` and ``sweep_totals.csv`` atomically into ``directory``; return both paths."""
         d = Path(directory)
@@ -435,7 +456,6 @@ def _named_error(point: _Point, exc: BaseException) -> BaseException:
         except Exception:  # pragma: no cover - an exception class with another signature
             new = None
         if new is not None:
-            new.__cause__ = exc.__cause__
             return new
     if hasattr(exc, "add_note"):
         exc.add_note(f"in {label}")
@@ -515,7 +535,7 @@ def _run_dask(tasks: list[tuple[int, tuple]], ids: list[str], scheduler,
             futures[fut] = i
         error: tuple[int, BaseException] | None = None
         try:
-            for fut in distributed.as_completed(list(futures)):
+            for fut in distributed.as_completed(list(futures), loop=client.loop):
                 if fut.status == "cancelled":
                     continue
                 if fut.status == "error":
@@ -681,7 +701,9 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
                 else:
                     _run_pool(tasks, n, finish)
         except _PointFailed as failed:
-            raise _named_error(points[failed.index], failed.error) from failed.error.__cause__
+            named = _named_error(points[failed.index], failed.error)
+            # Chain the original (with its traceback) or keep its own cause; hide _PointFailed.
+            raise named from (failed.error if named is not failed.error else failed.error.__cause__)
 
     res = SweepResult(network=net.name, accelerator=base.name, grid=canon, ids=ids,
                       points=[dict(p.params) for p in points], results=results, computed=computed,

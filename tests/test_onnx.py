@@ -169,6 +169,10 @@ def test_full_network_shapes_and_fusion(full):
     assert net.layer("s2").stride == 2 and net.layer("pool3").padding == 1
     assert imp.input_tensor == FULL_INPUTS
     assert net.layer("dw").bias and "dw" in imp.trace.biases    # the bias-less conv gets BN's bias
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(full[0])).graph.initializer}
+    np.testing.assert_array_equal(imp.float_biases["fc2"], inits["fc2.b"])      # MatMul + Add -> bias
+    np.testing.assert_array_equal(imp.float_weights["fc2"].reshape(4, 10), inits["fc2.w"].T)
+    np.testing.assert_array_equal(imp.float_weights["fc1"].reshape(10, 8), inits["fc1.w"])  # Gemm transB=1
 
 
 def test_captured_densities_match_onnxruntime_exactly(full):
@@ -228,10 +232,15 @@ def test_trace_round_trips_through_npz(full, tmp_path):
     assert a == b
 
 
-def test_fc_weights_are_reordered_from_chw_to_hwc(tmp_path):
+@pytest.mark.parametrize("flatten", ["Flatten", "Reshape"])
+def test_fc_weights_are_reordered_from_chw_to_hwc(tmp_path, flatten):
     g = _Graph(in_shape=(1, 3, 6, 5))
     x = g.node("Relu", [g.conv("image", "c", 3, 4, 3, pad=1)], "r")
-    flat = g.node("Flatten", [x], "flat")
+    if flatten == "Flatten":
+        flat = g.node("Flatten", [x], "flat")
+    else:
+        g.inits.append(numpy_helper.from_array(np.array([1, -1], np.int64), "shape"))
+        flat = g.node("Reshape", [x, "shape"], "flat")
     y = g.node("Gemm", [flat, g.init("fc.w", g.rng.normal(0, 0.3, (7, 4 * 6 * 5)))], "fc", transB=1)
     path = g.save(tmp_path / "flat.onnx", y)
     imp = _import(path)
@@ -324,6 +333,33 @@ def test_batch_and_name(tmp_path):
     assert net2.name == trace2.network == "other"
 
 
+@pytest.mark.parametrize("opset, bounds, act", [(17, (0.0, 6.0), "relu6"), (17, (0.0, None), "relu"),
+                                                 (10, (0.0, 6.0), "relu6")])
+def test_clip_forms(tmp_path, opset, bounds, act):
+    g = _Graph(in_shape=(1, 3, 8, 8))
+    c = g.conv("image", "c", 3, 4, 3)
+    lo, hi = bounds
+    if opset >= 11:
+        ins = [c, g.init("lo", np.float32(lo)), g.init("hi", np.float32(hi)) if hi is not None else ""]
+        y = g.node("Clip", ins, "clip")
+    else:
+        y = g.node("Clip", [c], "clip", min=lo, max=hi)
+    m = g.model(y)
+    m.opset_import[0].version = opset
+    onnx.save(m, str(tmp_path / "clip.onnx"))
+    net, trace = from_onnx(tmp_path / "clip.onnx")
+    assert [(l.name, l.activation) for l in net.layers] == [("c", act)]
+
+
+def test_missing_optional_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)     # makes `import onnxruntime` fail
+    with pytest.raises(WorkloadError, match=r"m\.onnx: ONNX import needs the optional extra: pip install "
+                                            r"'sparsesim\[onnx\]'"):
+        from_onnx(tmp_path / "m.onnx")
+
+
 # -- errors ------------------------------------------------------------------------------------------------
 
 def test_unsupported_op_names_op_and_node(tmp_path):
@@ -336,7 +372,7 @@ def test_unsupported_op_names_op_and_node(tmp_path):
         from_onnx(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x08\x07\x12\x04junk" * 3, os.urandom(256)],
+@pytest.mark.parametrize("content", [b"", b"\x08\x07\x12\x04junk" * 3, np.random.default_rng(7).bytes(256)],
                          ids=["empty", "corrupt", "random"])
 def test_unreadable_files(tmp_path, content):
     path = tmp_path / "bad.onnx"

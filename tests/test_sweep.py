@@ -134,7 +134,7 @@ def test_unknown_key_without_a_close_match_lists_the_valid_keys():
 
 
 def test_unknown_profile_fails_fast():
-    with pytest.raises(WorkloadError, match=r"^sweep grid: unknown profile 'nope'"):
+    with pytest.raises(WorkloadError, match=r"^sweep grid: unknown density profile 'nope'"):
         sweep("facedet", grid={"profile": ["nope"]}, workers=1, progress=False)
 
 
@@ -363,6 +363,10 @@ def test_sweep_result_tables(serial_runs, tmp_path):
     assert list(dp["macs"]) == [64, 64, 128, 128]
     with pytest.raises(SparsesimError, match=r"^level must be 'layer' or 'point', got 'net'$"):
         serial.to_dataframe(level="net")
+    table = serial.format_table().splitlines()
+    assert table[0] == "sweep: facedet on nullhop, 4 points"
+    assert table[1].split()[:6] == ["macs", "seed", "MACs", "latency", "ms", "util"]
+    assert len(table) == 3 + 4 and table[3].split()[:3] == ["64", "0", "64"]
     lpath, tpath = serial.to_csv(tmp_path)
     assert len(_csv_rows(lpath)) == 4 * FACEDET_LAYERS and len(_csv_rows(tpath)) == 4
     assert isinstance(serial, SweepResult) and all(isinstance(r, Result) for r in serial.results)
