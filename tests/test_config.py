@@ -202,7 +202,7 @@ def test_field_names():
     assert names[0] == "name"
     assert "array.macs_per_cluster" in names
     assert "dma.bandwidth_bytes_per_cycle" in names
-    assert len(names) == len(set(names)) == 1 + 10 + 7 + 5 + 2 + 4
+    assert len(names) == len(set(names)) == 1 + 13 + 7 + 5 + 2 + 4
     d = config_to_dict(AcceleratorConfig())
     assert names[1:] == [f"{s}.{k}" for s in ("array", "memory", "dma", "precision", "energy") for k in d[s]]
 
@@ -317,9 +317,9 @@ def raises(match_exact: str):
     ("name = \"\"\n",
      "name must be a non-empty string, got ''"),
     ("base = \"nullhp\"\n",
-     "unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: nullhop"),
+     "unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: combined, dense, nullhop, rsnn"),
     ("base = 3\n",
-     "base must be a preset name (one of nullhop), got 3"),
+     "base must be a preset name (one of combined, dense, nullhop, rsnn), got 3"),
     ("[dma\n",
      "invalid TOML: Expected ']' at the end of a table declaration (at line 1, column 5)"),
 ])
@@ -347,9 +347,9 @@ def test_directory_is_not_a_config_file(tmp_path):
 
 
 def test_unknown_preset_message():
-    with raises("unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: nullhop"):
+    with raises("unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: combined, dense, nullhop, rsnn"):
         get_preset("nullhp")
-    with raises("unknown preset 'qqq'; available presets: nullhop"):
+    with raises("unknown preset 'qqq'; available presets: combined, dense, nullhop, rsnn"):
         load_config("qqq")
 
 
