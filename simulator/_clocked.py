@@ -1,12 +1,13 @@
 """Clock-stepped reference model of the NullHop pipeline (the cycle-accuracy oracle).
 
 This module re-implements the timing contract of docs/architecture.md (§3 hand-off
-semantics, §3.2 accounting, §4 per-unit behaviour) in the most literal way we
-could write it: a loop that advances **every unit by one clock cycle at a
-time**. It shares no timing code with the event-driven model
+semantics, §3.2 accounting, §4 per-unit behaviour, §8 dataflows) in the most
+literal way we could write it: a loop that advances **every unit by one clock
+cycle at a time**. It shares no timing code with the event-driven model
 (``_engine.py``, ``_layer_model.py``, ``_cycles.py``); it only reuses the
-mapping (``dataflows``), the configuration and the stream encoder
-(``_format.encode``, to count SM words and non-zeros per row).
+mapping and pass planning (``dataflows``: ``plan_passes``, ``traits``), the
+configuration and the stream encoder (``_format.encode``, to count SM words and
+non-zeros per activation row and per compressed kernel block).
 
 What is explicit here and implicit (pre-summed) in the event model:
 
@@ -16,9 +17,14 @@ What is explicit here and implicit (pre-summed) in the event model:
 * DMA channels count down their latency, then stream bytes at the configured
   bandwidth per cycle (an exact rational, so ``ceil`` is exact);
 * the decoder has ``kh + 1`` IDP managers, each draining its own row;
-* the MAC array keeps, per input column of the stripe, one pixel queue per
-  lane and retires one tap per lane per cycle; a column retires when every
-  lane's queue is empty (per-column synchronisation);
+* the MAC array is a set of processing units (PUs; one for the dataflows that
+  do not skip weights). Each PU holds, for its current input column, one
+  explicit **tap list per MAC slot** (every tap the slot must perform: its
+  lane's delivered pixels x its kernels x valid kernel taps, zero-weight taps
+  left out when weights are skipped) and retires one tap per slot per cycle;
+  the PU's column retires when all its slots' lists are empty, and each PU
+  walks the stripe's columns on its own; the stripe leaves the array when the
+  last PU has finished it;
 * PRE walks output pixels word by word, then waits out the adder tree;
 * the encoder drains the stripe's output elements.
 
@@ -42,6 +48,7 @@ import numpy as np
 from numba import njit
 
 from dataflows import ScheduledLayer
+from dataflows._plan import plan_passes, traits
 from workloads._errors import ConfigError, MappingError, TraceError, WorkloadError
 
 from ._config import AcceleratorConfig
@@ -78,23 +85,39 @@ class ClockedTiming:
     ----------
     cycles : clock cycles of all passes (kernel loads included).
     units : per unit (``CLOCKED_UNITS``), cycles per class (``COUNTERS``), summed over passes.
-    macs_useful : multiply-accumulates on non-zero pixels times connected output
-        channels, counted tap by tap as the lanes retire them; with stride > 1
-        only taps feeding outputs the host keeps after decimation count.
+    macs_useful : multiply-accumulates with a non-zero activation and a non-zero
+        weight (every weight counts as non-zero without ``weights``), counted tap
+        by tap as the MAC slots retire them; with stride > 1 only taps feeding
+        outputs the host keeps after decimation count.
+    mac_ops : taps the MAC slots retired (multiply-accumulates performed).
+    pu_ops : taps retired per PU (one PU for the dataflows that do not skip weights).
+    pu_imbalance : max / mean of ``pu_ops`` over the PUs that retired any tap (1.0 if none).
+    pu_time_imbalance : sum over stripes of the slowest PU's busy cycles / sum over
+        stripes of the mean PU's busy cycles (PUs with slots in the pass; 1.0 if idle).
     passes : number of passes.
     pass_cycles : cycles of each pass.
+    pass_channels : output channels computed in each pass (merged passes may hold more).
     resident : whether the input image stays in the input memory for all passes.
     input_fifo_stripes : capacity of the input memory in stripes (§3 table, row 1).
+    dram_read_bytes, dram_write_bytes : DRAM traffic by kind, in bytes.
     """
 
     cycles: int = 0
     units: dict[str, dict[str, int]] = field(
         default_factory=lambda: {u: {c: 0 for c in COUNTERS} for u in CLOCKED_UNITS})
     macs_useful: int = 0
+    mac_ops: int = 0
+    pu_ops: list[int] = field(default_factory=list)
+    pu_imbalance: float = 1.0
+    pu_time_imbalance: float = 1.0
     passes: int = 0
     pass_cycles: list[int] = field(default_factory=list)
+    pass_channels: list[list[int]] = field(default_factory=list)
     resident: bool = False
     input_fifo_stripes: int = 0
+    dram_read_bytes: dict[str, int] = field(default_factory=lambda: {
+        "activations": 0, "weights": 0, "biases": 0, "config": 0})
+    dram_write_bytes: dict[str, int] = field(default_factory=lambda: {"activations": 0})
 
 
 def exact_bandwidth(bandwidth_bytes_per_cycle: float) -> Fraction:
@@ -127,69 +150,109 @@ def _dma_step(ch, lat_left, acc, target, bw_num):
 
 
 @njit(cache=True)
-def _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, stride, nx,
-                     nx_kept, q_taps, q_kept, q_use, q_len, q_pos, q_left):
-    """Queue, per lane, the pixels of input column ``ix`` in the stripe's window.
+def _mac_deliver(lo, hi, oy0, rows, nonzero, skip_act, lane_of_c, m, kh, pad, stride, pix_ptr, pix_ky, pix_ch,
+                 pix_flag):
+    """The pixels the decoder delivers to each lane, per input column of one stripe.
 
-    A pixel is delivered when it is non-zero (or always, for an uncompressed
-    first-layer input); it costs one cycle per tap it performs: the output rows
-    of the stripe it feeds times the valid output columns (``nx[ix]``). Of those
-    taps, ``q_kept`` feed outputs the host keeps after stride decimation (all of
-    them at stride 1); only these count as useful MACs, and a lane performs them
-    first. Fills the caller's queue registers ``q_*`` in place. Returns True when
-    the column has any work.
+    For column ``ix`` and lane ``ln``, entries ``pix_ptr[ix*m + ln] .. pix_ptr[ix*m + ln + 1]``
+    are (window row ``iy``, stripe output row ``oy`` it feeds through kernel row
+    ``ky = iy - oy + pad``, channel ``ch`` of the lane): every pixel of the lane
+    when the input is raw, only the non-zero ones when it is compressed (zeros
+    are not in the stream). ``pix_flag`` bit 0: the pixel is non-zero; bit 1:
+    ``oy`` is kept after stride decimation. Fills the caller's arrays in place.
     """
-    m = q_len.shape[0]
+    w = nonzero.shape[1]
     c = nonzero.shape[2]
-    for ln in range(m):
-        q_len[ln] = 0
-        q_pos[ln] = 0
-        q_left[ln] = 0
-    any_work = False
-    for iy in range(lo, hi + 1):
-        ny = 0
-        ny_kept = 0
-        for oy in range(oy0, oy0 + rows):
-            ky = iy - oy + pad
-            if 0 <= ky < kh:
-                ny += 1
-                if oy % stride == 0:
-                    ny_kept += 1
-        taps = ny * nx[ix]
-        kept = ny_kept * nx_kept[ix]
-        if taps == 0:
-            continue
-        for ch in range(c):
-            nz = nonzero[iy, ix, ch]
-            if nz or dense_input:
-                ln = lane_of_c[ch]
-                q_taps[ln, q_len[ln]] = taps
-                q_kept[ln, q_len[ln]] = kept
-                q_use[ln, q_len[ln]] = useful_c[ch] if nz else 0
-                q_len[ln] += 1
-                any_work = True
-    for ln in range(m):
-        if q_len[ln] > 0:
-            q_left[ln] = q_taps[ln, 0]
-    return any_work
+    n = 0
+    for ix in range(w):
+        for ln in range(m):
+            pix_ptr[ix * m + ln] = n
+            for iy in range(lo, hi + 1):
+                for oy in range(oy0, oy0 + rows):
+                    ky = iy - oy + pad
+                    if ky < 0 or ky >= kh:
+                        continue
+                    for ch in range(c):
+                        if lane_of_c[ch] != ln:
+                            continue
+                        nz = nonzero[iy, ix, ch]
+                        if skip_act and not nz:
+                            continue
+                        pix_ky[n] = ky
+                        pix_ch[n] = ch
+                        pix_flag[n] = (1 if nz else 0) + (2 if oy % stride == 0 else 0)
+                        n += 1
+    pix_ptr[w * m] = n
 
 
 @njit(cache=True)
-def _mac_next_column(start, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, stride, nx,
-                     nx_kept, q_taps, q_kept, q_use, q_len, q_pos, q_left):
-    """First column ``>= start`` with work, its queues loaded; -1 if none (columns with no work take 0 cycles)."""
-    w = nonzero.shape[1]
+def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wnz, cin_g, cout_g,
+                     slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
+                     taps, slot_pos, slot_end, active, n_active):
+    """Load PU ``p``'s tap lists for its first input column ``>= start`` that has work.
+
+    For every MAC slot of the PU, its list holds one entry per tap it must
+    perform in the column: each pixel delivered to the slot's lane
+    (:func:`_mac_deliver`), each of the slot's kernels, each kernel column ``kx``
+    landing on a stride-1 output column ``ox = ix + pad - kx``. With weight
+    skipping a tap whose weight is zero (including a channel outside the
+    kernel's group) is not listed. The entry is 1 when the tap is a useful MAC
+    (non-zero pixel, non-zero weight, output row and column kept after stride
+    decimation), else 0.
+
+    Writes the entries into row ``p`` of ``taps`` (grown when too small) and the
+    slots' list bounds into ``slot_pos``/``slot_end``; ``active[p]`` lists the
+    slots with a non-empty list. Returns ``(column, taps)``; column -1 when no
+    column from ``start`` on has work for the PU (columns without work take no cycle).
+    """
     for ix in range(start, w):
-        if _mac_fill_column(ix, lo, hi, oy0, rows, nonzero, dense_input, lane_of_c, useful_c, kh, pad, stride, nx,
-                            nx_kept, q_taps, q_kept, q_use, q_len, q_pos, q_left):
-            return ix
-    return -1
+        n = 0
+        n_active[p] = 0
+        for q in range(pu_ptr[p], pu_ptr[p + 1]):
+            s = pu_slots[q]
+            ln = slot_lane[s]
+            e0, e1 = pix_ptr[ix * m + ln], pix_ptr[ix * m + ln + 1]
+            bound = (e1 - e0) * (slot_kptr[s + 1] - slot_kptr[s]) * kw
+            if n + bound > taps.shape[1]:
+                grown = np.zeros((taps.shape[0], max(2 * taps.shape[1], n + bound)), dtype=np.uint8)
+                grown[:, :taps.shape[1]] = taps
+                taps = grown
+            slot_pos[s] = n
+            for e in range(e0, e1):
+                ky = pix_ky[e]
+                ch = pix_ch[e]
+                nz = (pix_flag[e] & 1) != 0
+                kept_row = (pix_flag[e] & 2) != 0
+                g = ch // cin_g
+                cl = ch - g * cin_g
+                for j in range(slot_kptr[s], slot_kptr[s + 1]):
+                    k = slot_k[j]
+                    in_group = k // cout_g == g
+                    for kx in range(kw):
+                        ox = ix + pad - kx
+                        if ox < 0 or ox >= wo1:
+                            continue
+                        wz = in_group
+                        if wz and has_w:
+                            wz = wnz[k, ky, kx, cl]
+                        if skip_w and not wz:
+                            continue                      # zero weight: not in the compressed kernel
+                        taps[p, n] = 1 if (nz and wz and kept_row and ox % stride == 0) else 0
+                        n += 1
+            slot_end[s] = n
+            if n > slot_pos[s]:
+                active[p, n_active[p]] = s
+                n_active[p] += 1
+        if n_active[p] > 0:
+            return ix, taps
+    return -1, taps
 
 
 @njit(cache=True)
 def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, caps,
                 row_el, win_lo, win_hi, dec_rate,
-                nonzero, dense_input, lane_of_c, useful_c, m, kh, pad, stride, nx, nx_kept, out_lo, out_rows,
+                nonzero, skip_act, skip_w, has_w, wnz, cin_g, cout_g, lane_of_c, m,
+                slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, stride, out_lo, out_rows,
                 pre_words, pre_rate, pre_tree, wo1,
                 enc_el, enc_rate):
     """Step one pass clock by clock.
@@ -203,11 +266,14 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     caps : (5,) FIFO capacities in stripes, after units 0..4.
     row_el : (H,) 16-bit stream elements per input row; win_lo, win_hi : (S,) window rows.
     dec_rate : elements per cycle per IDP manager.
-    nonzero : (H, W, C) bool bitmap; dense_input : deliver zeros too (first layer).
-    lane_of_c : (C,) lane of each input channel; useful_c : (C,) connected output
-        channels of this pass per channel; m : lanes per output channel.
-    kh, pad, stride : kernel height, padding (pixels) and the layer's stride (host decimation).
-    nx, nx_kept : (W,) valid output columns per input column, and those kept after decimation.
+    nonzero : (H, W, C) bool bitmap; skip_act : the input is compressed (zero pixels
+        are never delivered); skip_w : zero-weight taps are not performed;
+        has_w, wnz : whether weights are known, and their non-zero bitmap
+        ``(C_out, kh, kw, C_in / groups)``; cin_g, cout_g : channels per group.
+    lane_of_c : (C,) lane of each input channel; m : lanes (MACs per output channel).
+    slot_lane, slot_kptr, slot_k : lane of each MAC slot and CSR of its kernels (output channels).
+    pu_ptr, pu_slots : CSR of the slots of each PU of the pass.
+    kh, kw, pad, stride : kernel size, padding (pixels) and the layer's stride (host decimation).
     out_lo, out_rows : (S,) first stride-1 output row and row count of each stripe.
     pre_words : 16-channel words per output pixel; pre_rate : words per cycle;
         pre_tree : adder-tree cycles per stripe; wo1 : stride-1 output width.
@@ -216,13 +282,13 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     Returns
     -------
     cycles : cycles of the pass; stats : (6, 5) int64 per unit and class;
-    macs : useful MACs retired in this pass.
+    macs : useful MACs retired in this pass; pu_ops : (P,) taps retired per PU;
+    pu_busy : (S, P) cycles each PU worked on each stripe.
     """
     # NOTE: one flat numba loop with the six units written out in place, and state held in
     # small int64 arrays instead of per-unit objects: numba has no cheap dynamic dispatch, and
     # real layers need tens of millions of iterations. Each unit's code is one labelled block.
     n = read_bytes.shape[0]
-    c = nonzero.shape[2]
     max_win = 1
     for s in range(n):
         max_win = max(max_win, win_hi[s] - win_lo[s] + 1)
@@ -237,16 +303,29 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     # Decoder: one remaining-elements register per IDP manager.
     mgr_left = np.zeros(max_win, dtype=np.int64)
     n_mgr = 0
-    # MAC array: per lane a pixel queue (taps, useful MACs per tap) of the current column.
-    qcap = max_win * c
-    q_taps = np.zeros((m, qcap), dtype=np.int64)
-    q_kept = np.zeros((m, qcap), dtype=np.int64)
-    q_use = np.zeros((m, qcap), dtype=np.int64)
-    q_len = np.zeros(m, dtype=np.int64)
-    q_pos = np.zeros(m, dtype=np.int64)
-    q_left = np.zeros(m, dtype=np.int64)
+    # MAC array: per PU its current column and one tap list per slot (row p of ``taps``,
+    # slot s owns taps[p, slot_pos[s]:slot_end[s]]); active[p, :n_active[p]] are its slots with taps left.
+    n_pu = pu_ptr.shape[0] - 1
+    n_slots = slot_lane.shape[0]
+    max_slots = 1
+    for p in range(n_pu):
+        max_slots = max(max_slots, pu_ptr[p + 1] - pu_ptr[p])
+    taps = np.zeros((max(n_pu, 1), 1024), dtype=np.uint8)
+    slot_pos = np.zeros(n_slots, dtype=np.int64)
+    slot_end = np.zeros(n_slots, dtype=np.int64)
+    active = np.zeros((max(n_pu, 1), max_slots), dtype=np.int64)
+    n_active = np.zeros(max(n_pu, 1), dtype=np.int64)
+    pu_col = np.full(max(n_pu, 1), -1, dtype=np.int64)   # -1: the PU has finished the stripe
+    pu_ops = np.zeros(max(n_pu, 1), dtype=np.int64)
+    pu_busy = np.zeros((n, max(n_pu, 1)), dtype=np.int64)
+    w = nonzero.shape[1]
+    c = nonzero.shape[2]
+    pix_ptr = np.zeros(w * m + 1, dtype=np.int64)     # pixels delivered per (column, lane) of the stripe
+    pix_cap = w * max_win * 2 * c
+    pix_ky = np.zeros(pix_cap, dtype=np.int64)
+    pix_ch = np.zeros(pix_cap, dtype=np.int64)
+    pix_flag = np.zeros(pix_cap, dtype=np.uint8)
     mac_s = 0
-    mac_col = -1
     # PRE and encoder registers.
     pre_px_left = 0
     pre_words_left = 0
@@ -306,10 +385,17 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                                 zero = False
                     elif k == _MAC:
                         mac_s = i
-                        mac_col = _mac_next_column(0, win_lo[i], win_hi[i], out_lo[i], out_rows[i], nonzero,
-                                                   dense_input, lane_of_c, useful_c, kh, pad, stride, nx, nx_kept,
-                                                   q_taps, q_kept, q_use, q_len, q_pos, q_left)
-                        zero = mac_col < 0
+                        _mac_deliver(win_lo[i], win_hi[i], out_lo[i], out_rows[i], nonzero, skip_act, lane_of_c,
+                                     m, kh, pad, stride, pix_ptr, pix_ky, pix_ch, pix_flag)
+                        zero = True
+                        for p in range(n_pu):
+                            col, taps = _mac_load_column(
+                                p, 0, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wnz, cin_g, cout_g,
+                                slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
+                                taps, slot_pos, slot_end, active, n_active)
+                            pu_col[p] = col
+                            if col >= 0:
+                                zero = False
                     elif k == _PRE:
                         pre_px_left = out_rows[i] * wo1
                         pre_words_left = pre_words
@@ -361,26 +447,33 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                 if left == 0:
                     state[_DEC] = _HOLD
             if state[_MAC] == _BUSY:
-                busy_lanes = 0
-                for ln in range(m):
-                    if q_left[ln] > 0:
-                        j = q_pos[ln]
-                        if q_taps[ln, j] - q_left[ln] < q_kept[ln, j]:   # a tap feeding a kept output
-                            macs += q_use[ln, j]
-                        q_left[ln] -= 1                       # one tap retired on this lane
-                        if q_left[ln] == 0:
-                            q_pos[ln] += 1
-                            if q_pos[ln] < q_len[ln]:
-                                q_left[ln] = q_taps[ln, q_pos[ln]]
-                        if q_left[ln] > 0:
-                            busy_lanes += 1
-                if busy_lanes == 0:                           # the column retires
-                    mac_col = _mac_next_column(mac_col + 1, win_lo[mac_s], win_hi[mac_s], out_lo[mac_s],
-                                               out_rows[mac_s], nonzero, dense_input, lane_of_c, useful_c,
-                                               kh, pad, stride, nx, nx_kept, q_taps, q_kept, q_use, q_len,
-                                               q_pos, q_left)
-                    if mac_col < 0:
-                        state[_MAC] = _HOLD
+                working = False
+                for p in range(n_pu):
+                    if pu_col[p] < 0:
+                        continue                              # this PU has finished the stripe
+                    pu_busy[mac_s, p] += 1
+                    q = 0
+                    while q < n_active[p]:                    # every slot with taps left retires one
+                        s = active[p, q]
+                        j = slot_pos[s]
+                        macs += taps[p, j]
+                        pu_ops[p] += 1
+                        slot_pos[s] = j + 1
+                        if j + 1 == slot_end[s]:
+                            n_active[p] -= 1
+                            active[p, q] = active[p, n_active[p]]
+                        else:
+                            q += 1
+                    if n_active[p] == 0:                      # the PU's column retires
+                        col, taps = _mac_load_column(
+                            p, pu_col[p] + 1, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wnz, cin_g,
+                            cout_g, slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
+                            taps, slot_pos, slot_end, active, n_active)
+                        pu_col[p] = col
+                    if pu_col[p] >= 0:
+                        working = True
+                if not working:                               # the last PU finished the stripe
+                    state[_MAC] = _HOLD
             if state[_PRE] == _BUSY:
                 if pre_px_left > 0 and pre_words > 0:
                     pre_words_left -= min(pre_rate, pre_words_left)
@@ -398,7 +491,7 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
             if state[_DMA_W] == _BUSY and _dma_step(1, lat_left, acc, target, bw_num):
                 state[_DMA_W] = _HOLD
         t += 1
-    return t, stats, macs
+    return t, stats, macs, pu_ops[:n_pu], pu_busy[:, :n_pu]
 
 
 # ---------------------------------------------------------------------------
@@ -432,8 +525,24 @@ def _as_int16_hwc(a: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _kernel_block_words(full: np.ndarray, lane_channels: np.ndarray) -> np.ndarray:
+    """16-bit words of each kernel's compressed block for one lane: SM words + non-zeros.
+
+    ``full`` is the block-diagonal ``(C_out, kh, kw, C_in)`` weight tensor. A block is
+    the lane's input channels x kh x kw weights of one kernel, stored like one
+    activation row (**Assumption**, docs §8): ``ceil(taps x channels / 16)`` SM words
+    plus the non-zero values. A lane without channels holds nothing.
+    """
+    cout, kh, kw, _ = full.shape
+    if len(lane_channels) == 0:
+        return np.zeros(cout, dtype=np.int64)
+    block = np.ascontiguousarray(full[:, :, :, lane_channels].reshape(cout, kh * kw, len(lane_channels)))
+    _, _, sm_ptr, nz_ptr = encode(block)          # one "row" per kernel
+    return (np.diff(sm_ptr) + np.diff(nz_ptr)).astype(np.int64)
+
+
 def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray,
-                  cfg: AcceleratorConfig) -> ClockedTiming:
+                  cfg: AcceleratorConfig, weights: np.ndarray | None = None) -> ClockedTiming:
     """Time one accelerator layer by stepping every unit one clock cycle at a time.
 
     Parameters
@@ -442,7 +551,10 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
     act_in : int16 (H, W, C) input as the array sees it (FC: (1, 1, N)).
     out_written : int16 output as the PRE writes it: stride-1, after the fused
         pool if any; shape ``(Ho1, Wo1, C_out)`` or ``(Ho1 // 2, Wo1 // 2, C_out)``.
-    cfg : the accelerator configuration.
+    cfg : the accelerator configuration (``array.dataflow`` picks what is skipped).
+    weights : the layer's ``(C_out, kh, kw, C_in / groups)`` weights. Required by the
+        dataflows that skip zero weights (``rsnn``, ``combined``); otherwise only
+        used to count useful MACs (every weight counts as non-zero without them).
 
     Returns
     -------
@@ -452,7 +564,8 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
     ------
     WorkloadError : the layer is not mapped onto the accelerator.
     TraceError : the arrays do not match the layer.
-    MappingError : one stripe window does not fit the input memory.
+    MappingError : one stripe window does not fit the input memory, a weight-skipping
+        dataflow has no weights, or the pass planning rejects the layer.
     ConfigError : the bandwidth has too many decimal digits for exact int64 stepping.
     """
     mp = sched.mapping
@@ -475,6 +588,23 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         raise TraceError(f"layer {sched.layer.name!r}: out_written has shape {out.shape!r}, expected {want!r} "
                          f"(stride-1 output{', 2x2-pooled, even height' if pooled else ''})")
     a, d, mem = cfg.array, cfg.dma, cfg.memory
+    flow = traits(a.dataflow)
+    cout = mp.out_channels
+    groups = mp.groups
+    cin_g = c // groups
+    cout_g = cout // groups
+    if weights is not None:
+        weights = np.asarray(weights)
+        if weights.shape != (cout, kh, kw, cin_g):
+            raise TraceError(f"layer {sched.layer.name!r}: weights have shape {weights.shape!r}, expected "
+                             f"{(cout, kh, kw, cin_g)!r}")
+    elif flow.skip_weights:
+        raise MappingError(f"layer {sched.layer.name!r}: dataflow {a.dataflow!r} skips zero weights and needs "
+                           "the layer's weights")
+    # What the dataflow stores compressed and what it skips (docs §8 table).
+    compressed_in = sched.compressed_input and flow.compressed_activations
+    compressed_out = sched.compressed_output and flow.compressed_activations
+    n_pus = a.num_pus if flow.skip_weights else 1      # without weight skipping the array runs in lockstep
 
     # Stripes: stride-1 output rows 2s, 2s+1 (one row for an odd last stripe), and
     # their windows: every input row that feeds one of them through some kernel row.
@@ -495,7 +625,7 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
                 first_stripe_of_row[iy] = s
 
     # Input side: stream elements, DMA bytes, residency.
-    row_el = _row_elements(act, sched.compressed_input)
+    row_el = _row_elements(act, compressed_in)
     row_bytes = _beats(row_el, d.values_per_beat) * d.beat_bytes
     read_bytes = np.zeros(n_stripes, dtype=np.int64)
     np.add.at(read_bytes, first_stripe_of_row, row_bytes)
@@ -513,59 +643,99 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
     caps = np.array([in_fifo, mem.decoder_fifo_stripes, mem.pre_fifo_stripes, 1, mem.output_fifo_stripes],
                     dtype=np.int64)
 
-    # MAC array: lanes (docs §2), valid output columns of every input column.
+    # MAC array: lanes (docs §2).
     m = mp.m
     p2 = _next_pow2(c)
     lane_of_c = np.array([ch if p2 <= m else ch // (p2 // m) for ch in range(c)], dtype=np.int64)
-    nx = np.array([sum(1 for ox in range(wo1) if 0 <= ix - ox + pad < kw) for ix in range(w)], dtype=np.int64)
-    nx_kept = np.array([sum(1 for ox in range(0, wo1, mp.stride) if 0 <= ix - ox + pad < kw) for ix in range(w)],
-                       dtype=np.int64)
+    lane_members = [np.flatnonzero(lane_of_c == ln) for ln in range(m)]
     nonzero = act != 0
-    cin_g = c // mp.groups
-    cout_g = mp.out_channels // mp.groups
+    has_w = weights is not None
+    wnz = (np.ascontiguousarray(weights != 0) if has_w else np.zeros((1, 1, 1, 1), dtype=np.bool_))
+
+    # Pass plans (shared mapping): which output channels each slot group computes, and its PU.
+    plans = plan_passes(mp, num_macs=a.num_macs, num_pus=n_pus, kernel_memory_words=mem.kernel_memory_words_per_mac,
+                        merging=a.kernel_merging and flow.skip_weights, weights=weights)
+    if flow.compressed_weights:
+        full = np.zeros((cout, kh, kw, c), dtype=np.int16)
+        for g in range(groups):
+            full[g * cout_g:(g + 1) * cout_g, :, :, g * cin_g:(g + 1) * cin_g] = weights[g * cout_g:(g + 1) * cout_g]
+        block_words = np.stack([_kernel_block_words(full, lane_members[ln]) for ln in range(m)], axis=1)
 
     # DMA bandwidth as an exact fraction.
     bw = exact_bandwidth(d.bandwidth_bytes_per_cycle)
     bw_num, bw_den = bw.numerator, bw.denominator
 
-    pre_words = math.ceil(mp.out_per_pass / 16)
     pre_tree = int(math.log2(m)) + 1
-    timing = ClockedTiming(passes=mp.passes, resident=resident, input_fifo_stripes=int(in_fifo))
-    for p in range(mp.passes):
-        first = p * mp.out_per_pass
-        count = min(mp.out_per_pass, mp.out_channels - first)
-        # Output side of this pass: the pass's channel slice of each written row.
-        sl = np.ascontiguousarray(out[:, :, first:first + count])
-        o_el = _row_elements(sl, sched.compressed_output)
+    bias_beats = math.ceil(a.num_macs / d.values_per_beat)
+    timing = ClockedTiming(passes=len(plans), resident=resident, input_fifo_stripes=int(in_fifo))
+    pu_ops_total = np.zeros(n_pus, dtype=np.int64)
+    busy_max = 0
+    busy_mean = 0.0
+    for p, plan in enumerate(plans):
+        chans = np.asarray(plan.channels, dtype=np.int64)
+        n_groups = len(plan.group_ptr) - 1
+        # MAC slots: group g, lane l is slot g * m + l; it computes the group's kernels.
+        slot_lane = np.array([ln for g in range(n_groups) for ln in range(m)], dtype=np.int64)
+        slot_kernels = [chans[plan.group_ptr[g]:plan.group_ptr[g + 1]] for g in range(n_groups) for _ in range(m)]
+        slot_kptr = np.concatenate(([0], np.cumsum([len(x) for x in slot_kernels]))).astype(np.int64)
+        slot_k = np.concatenate(slot_kernels).astype(np.int64)
+        slot_pu = np.asarray(plan.slot_pu, dtype=np.int64)
+        pus = sorted(set(int(x) for x in slot_pu))
+        pu_members = [np.flatnonzero(slot_pu == u) for u in pus]
+        pu_ptr = np.concatenate(([0], np.cumsum([len(x) for x in pu_members]))).astype(np.int64)
+        pu_slots = np.concatenate(pu_members).astype(np.int64)
+        # PRE: every output pixel of the pass is walked in 16-channel words.
+        pre_words = math.ceil(max(mp.out_per_pass, len(chans)) / 16)
+        # Output side of this pass: the pass's channels of each written row.
+        sl = np.ascontiguousarray(out[:, :, chans])
+        o_el = _row_elements(sl, compressed_out)
         o_stripe = np.arange(out.shape[0]) if pooled else np.arange(out.shape[0]) // 2
         enc_el = np.zeros(n_stripes, dtype=np.int64)
         np.add.at(enc_el, o_stripe, o_el)
         write_bytes = np.zeros(n_stripes, dtype=np.int64)
         np.add.at(write_bytes, o_stripe, _beats(o_el, d.values_per_beat) * d.beat_bytes)
-        # Kernel, bias and register load of this pass (§4.1).
-        load_beats = (d.config_beats_per_pass + math.ceil(a.num_macs / d.values_per_beat)
-                      + count * m * math.ceil(mp.contiguous_kernels / d.values_per_beat))
+        # Kernel, bias and register load of this pass (§4.1): raw kernels (every slot holds
+        # contiguous_kernels words) or, compressed, each slot's block of its kernels' lane blocks,
+        # starting on a new beat.
+        if flow.compressed_weights:
+            slot_words = np.array([int(block_words[slot_kernels[s], slot_lane[s]].sum())
+                                   for s in range(len(slot_lane))], dtype=np.int64)
+            kernel_beats = int(_beats(slot_words, d.values_per_beat).sum())
+        else:
+            kernel_beats = len(slot_lane) * math.ceil(mp.contiguous_kernels / d.values_per_beat)
+        load_beats = d.config_beats_per_pass + bias_beats + kernel_beats
         load_bytes = load_beats * d.beat_bytes
         rb = read_bytes if (p == 0 or not resident) else np.zeros(n_stripes, dtype=np.int64)
         biggest = max(load_bytes, int(rb.max()), int(write_bytes.max()))
         if (biggest + 1) * bw_den + bw_num >= _MAX_SCALED:
             raise ConfigError(f"dma.bandwidth_bytes_per_cycle={d.bandwidth_bytes_per_cycle!r} = {bw} needs a "
                               "denominator too large for exact stepping; use fewer decimal digits")
-        # Connected output channels of this pass for each input channel (grouped convs: its group's).
-        grp = np.arange(c) // cin_g
-        useful_c = np.clip(np.minimum((grp + 1) * cout_g, first + count) - np.maximum(grp * cout_g, first),
-                           0, None).astype(np.int64)
-        cycles, stats, macs = _clock_pass(
+        cycles, stats, macs, pu_ops, pu_busy = _clock_pass(
             int(d.latency_cycles), bw_num, bw_den, load_bytes, rb, write_bytes, caps,
             row_el, win_lo, win_hi, int(a.decoder_values_per_cycle),
-            nonzero, not sched.compressed_input, lane_of_c, useful_c, m, kh, pad, int(mp.stride), nx, nx_kept,
-            out_lo, out_rows,
+            nonzero, compressed_in, flow.skip_weights, has_w, wnz, cin_g, cout_g, lane_of_c, m,
+            slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, int(mp.stride), out_lo, out_rows,
             pre_words, int(a.pre_words_per_cycle), pre_tree, wo1,
             enc_el, int(a.encoder_values_per_cycle))
         timing.cycles += int(cycles)
         timing.pass_cycles.append(int(cycles))
+        timing.pass_channels.append([int(x) for x in chans])
         timing.macs_useful += int(macs)
+        timing.mac_ops += int(pu_ops.sum())
+        for j, u in enumerate(pus):
+            pu_ops_total[u] += int(pu_ops[j])
+        busy_max += int(pu_busy.max(axis=1).sum())
+        busy_mean += float(pu_busy.mean(axis=1).sum())
         for k, u in enumerate(CLOCKED_UNITS):
             for j, name in enumerate(COUNTERS):
                 timing.units[u][name] += int(stats[k, j])
+        timing.dram_read_bytes["activations"] += int(rb.sum())
+        timing.dram_read_bytes["weights"] += kernel_beats * d.beat_bytes
+        timing.dram_read_bytes["biases"] += bias_beats * d.beat_bytes
+        timing.dram_read_bytes["config"] += d.config_beats_per_pass * d.beat_bytes
+        timing.dram_write_bytes["activations"] += int(write_bytes.sum())
+    timing.pu_ops = [int(x) for x in pu_ops_total]
+    worked = pu_ops_total[pu_ops_total > 0]
+    timing.pu_imbalance = float(worked.max() / worked.mean()) if len(worked) else 1.0
+    timing.pu_time_imbalance = busy_max / busy_mean if busy_mean > 0 else 1.0
     return timing

@@ -136,7 +136,8 @@ class EnergyTable:
         0 = SRAM accesses cost the full macro; N = memories above N KiB are
         charged as an N-KiB sub-bank.
     entries : Mapping[str, EnergyEntry]
-        Entry name -> entry (read-only).
+        Entry name -> entry (treat as read-only; a plain dict so that the
+        table pickles for process-pool sweeps).
     overridden : tuple of str
         Names of the entries the user file replaced.
     """
@@ -365,7 +366,7 @@ def load_energy_table(cfg: AcceleratorConfig) -> EnergyTable:
         overridden = tuple(user)
     return EnergyTable(tech_node_nm=cfg.energy.tech_node_nm, dram_type=cfg.energy.dram_type, file=file,
                        sram_subbank_kib=cfg.energy.sram_subbank_kib,
-                       entries=types.MappingProxyType(entries), overridden=overridden)
+                       entries=entries, overridden=overridden)
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ asks ``_layer_model`` for cycles and action counts.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from dataflows import Geometry, ScheduledLayer, schedule_network
 from workloads._errors import FunctionalMismatchError, WorkloadError
 from workloads._network import Layer, Network
 from workloads._profiles import DensityProfile, default_profile_for, get_profile
+from workloads._pruning import prune_weights
 from workloads._trace import Trace
 from workloads._synthetic import child_seed, image_input, synthetic_activation, synthetic_bias, synthetic_weights
 from workloads._zoo import get_network
@@ -29,7 +31,10 @@ from ._energy import layer_energy, load_energy_table, table_report
 from ._layer_model import UNITS, time_layer
 from ._report import LayerResult, Result, _ratios
 
-__all__ = ["Simulator", "simulate", "TRACE_MODES"]
+__all__ = ["Simulator", "simulate", "TRACE_MODES", "PRUNING_CHOICES"]
+
+#: How synthetic weights are pruned to the profile's density.
+PRUNING_CHOICES = ("magnitude", "balanced", "balanced-kernel")
 
 #: Where layer inputs come from: the previous layers' real outputs, or
 #: independent synthetic maps at the profile's density.
@@ -101,7 +106,7 @@ class Simulator:
                         run_fc_on_accelerator=a.run_fc_on_accelerator)
 
     def run(self, network: Network | str, *, profile: str | DensityProfile | None = None, seed: int = 0,
-            trace: str | Trace = "propagated", check: bool = True,
+            trace: str | Trace = "propagated", check: bool = True, pruning: str = "magnitude",
             progress: Callable[[int, int, str], None] | None = None,
             observer: Callable[[ScheduledLayer, np.ndarray, np.ndarray], None] | None = None) -> Result:
         """Simulate ``network`` layer by layer.
@@ -115,11 +120,18 @@ class Simulator:
             :class:`~workloads.Trace` with the network's real weights (and, optionally,
             captured per-layer inputs; other inputs are propagated from ``trace.image``).
         check : compare every layer's output bit for bit with the numpy reference.
+        pruning : how synthetic weights reach the profile's weight density: ``"magnitude"``
+            (largest |w| of the layer), ``"balanced"`` (equal non-zeros per kernel and input
+            channel) or ``"balanced-kernel"`` (equal non-zeros per kernel); see
+            :func:`workloads.prune_weights`. Ignored for user traces (their weights are real).
         progress : optional callback ``(done, total, layer_name)``.
         observer : optional callback ``(scheduled_layer, act_in, out_written)`` called for
-            every accelerator layer with exactly the data its timing is computed from.
+            every accelerator layer with exactly the data its timing is computed from; a
+            callback that takes a 4th argument also receives the layer's int16 weights.
         """
         net = get_network(network) if isinstance(network, str) else network
+        if pruning not in PRUNING_CHOICES:
+            raise WorkloadError(f"pruning must be one of {', '.join(PRUNING_CHOICES)}, got {pruning!r}")
         user = None
         if isinstance(trace, Trace):
             trace.validate(net)
@@ -133,6 +145,7 @@ class Simulator:
         schedule = schedule_network(net, self.geometry)
         run = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer)
         run.user = user
+        run.pruning = pruning
         run.energy_table = self.energy_table
         records = run.run(progress)
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
@@ -146,6 +159,16 @@ def simulate(network: Network | str, accel: AcceleratorConfig | str | os.PathLik
     return Simulator(accel, overrides).run(network, **kwargs)
 
 
+def _call_observer(observer, s: ScheduledLayer, x: np.ndarray, written: np.ndarray, w: np.ndarray) -> None:
+    """``observer(s, x, written, w)`` if it accepts the weights as a 4th argument, else ``observer(s, x, written)``."""
+    try:
+        inspect.signature(observer).bind(s, x, written, w)
+    except (TypeError, ValueError):   # 3-argument callback, or no introspectable signature
+        observer(s, x, written)
+    else:
+        observer(s, x, written, w)
+
+
 class _NetworkRun:
     """State of one network run (tensors alive for later consumers)."""
 
@@ -154,6 +177,7 @@ class _NetworkRun:
         self.net, self.schedule, self.cfg, self.prof = net, schedule, cfg, prof
         self.observer = observer
         self.user: Trace | None = None
+        self.pruning = "magnitude"
         self.energy_table = load_energy_table(cfg)
         self.seed, self.trace, self.check = seed, trace, check
         self.tensors: dict[str, np.ndarray] = {}
@@ -199,7 +223,12 @@ class _NetworkRun:
             wd = _density(w)
         else:
             wd = self.prof.weight_density_for(layer)
-            w = synthetic_weights(layer.weight_shape, child_seed(self.seed, layer.name, "weights"), density=wd)
+            seed = child_seed(self.seed, layer.name, "weights")
+            if self.pruning == "magnitude":
+                w = synthetic_weights(layer.weight_shape, seed, density=wd)
+            else:
+                w = prune_weights(synthetic_weights(layer.weight_shape, seed), wd, method="balanced",
+                                  granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
         if layer.op == "fc":
             x = x.reshape(1, 1, -1)
             acc = fn.conv2d_accumulators(x, w, 1, 0, 1)
@@ -241,11 +270,11 @@ class _NetworkRun:
                           macs_dense=layer.macs, functional_check=status)
         if s.where == "accelerator":
             if self.observer is not None:
-                self.observer(s, x_arr, written)
+                _call_observer(self.observer, s, x_arr, written, w)
             t = time_layer(s, x_arr, written, self.cfg, weights=w)
             a = self.cfg.array
             lat, util, eff, gops = _ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
-            rec.m, rec.passes, rec.input_resident = s.mapping.m, s.mapping.passes, t.resident
+            rec.m, rec.passes, rec.input_resident = s.mapping.m, t.passes, t.resident
             rec.macs_useful, rec.mac_ops, rec.cycles = t.macs_useful, t.mac_ops, t.cycles
             rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
             rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes

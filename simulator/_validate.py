@@ -2,10 +2,12 @@
 
 :func:`validate_network` runs a network through :class:`~simulator.Simulator`
 (real propagated activations) and, for each selected accelerator layer,
-times exactly the data the simulator times with both models:
-``_layer_model.time_layer`` (event-driven) and ``_clocked.clocked_layer``
-(one clock at a time). Total cycles, every per-unit counter
-(docs/architecture.md §3.2), useful MACs and residency must be identical.
+times exactly the data the simulator times (input, written output and the
+layer's weights) with both models: ``_layer_model.time_layer`` (event-driven)
+and ``_clocked.clocked_layer`` (one clock at a time), under the configured
+dataflow (``dense``, ``nullhop``, ``rsnn`` or ``combined``). Total cycles,
+every per-unit counter (docs/architecture.md §3.2), useful MACs, MAC operations
+(in total and per PU), DRAM traffic and residency must be identical.
 
 The reference steps some 30-110 million cycles per second, so whole zoo
 networks validate at full size in seconds (the default). For larger inputs or
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from dataflows import ScheduledLayer, schedule_network
+from dataflows._plan import traits
 from workloads._errors import MappingError, WorkloadError
 from workloads._network import Network, NetworkBuilder
 from workloads._profiles import DensityProfile
@@ -50,8 +53,10 @@ class ValidationRow:
     shape : ``"full"`` or the crop, e.g. ``"rows 0..15 of 224"``.
     input_shape : ``(H, W, C)`` of the input actually timed.
     event_cycles, reference_cycles : total cycles of the layer from each model.
-    agree : cycles, every per-unit counter, useful MACs and residency identical.
-    first_difference : the first differing quantity (``"cycles"``, ``"mac_array.busy"``, ...), or None.
+    agree : cycles, every per-unit counter, useful MACs, MAC operations (total and per PU),
+        DRAM traffic and residency identical.
+    first_difference : the first differing quantity (``"cycles"``, ``"mac_array.busy"``,
+        ``"pu_ops"``, ...), or None.
     reference_seconds : wall-clock seconds of the reference model on this layer.
     reference_cycles_per_second : simulated cycles per wall-clock second of the reference.
     event_seconds : wall-clock seconds of the event model on this layer.
@@ -165,6 +170,7 @@ def crop_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     by a fused pool, whose input height must stay even). If the full layer
     streams its input but the crop would fit the input memory, the memory is
     shrunk (whole KiB) so the crop streams too, when one window still fits.
+    Input sizes follow the dataflow: ``dense`` and ``rsnn`` keep activations raw.
 
     Returns
     -------
@@ -188,8 +194,9 @@ def crop_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     shape = f"rows 0..{rows - 1} of {h}"
     note = ""
     mem = cfg.memory.input_memory_kib * 1024
-    full_image, _ = _window_bytes(act_in, sched.compressed_input, kh, pad)
-    image, window = _window_bytes(act, sched.compressed_input, kh, pad)
+    compressed = sched.compressed_input and traits(cfg.array.dataflow).compressed_activations
+    full_image, _ = _window_bytes(act_in, compressed, kh, pad)
+    image, window = _window_bytes(act, compressed, kh, pad)
     if full_image > mem >= image:
         kib = (image - 1) // 1024
         if kib >= 1 and kib * 1024 >= window:
@@ -209,32 +216,32 @@ def _first_difference(ev, ref: ClockedTiming) -> str | None:
         for c in COUNTERS:
             if evd[c] != ref.units[u][c]:
                 return f"{u}.{c}"
-    if ev.macs_useful != ref.macs_useful:
-        return "macs_useful"
-    if ev.resident != ref.resident:
-        return "resident"
+    for name in ("macs_useful", "mac_ops", "pu_ops", "dram_read_bytes", "dram_write_bytes", "resident"):
+        if getattr(ev, name) != getattr(ref, name):
+            return name
     return None
 
 
 def validate_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray, cfg: AcceleratorConfig, *,
-                   max_rows: int | None = None) -> ValidationRow:
+                   max_rows: int | None = None, weights: np.ndarray | None = None) -> ValidationRow:
     """Compare both timing models on one accelerator layer (cropped to ``max_rows`` input rows).
 
     Parameters
     ----------
-    sched, act_in, out_written : exactly what ``Simulator.run`` hands its observer.
+    sched, act_in, out_written, weights : exactly what ``Simulator.run`` hands its observer
+        (``weights`` is required by the weight-skipping dataflows ``rsnn`` and ``combined``).
     cfg : the accelerator configuration.
     max_rows : crop limit in input rows; None times the full layer.
     """
     act, out, ccfg, shape, note = crop_layer(sched, act_in, out_written, cfg, max_rows)
     t0 = time.perf_counter()
     try:
-        ev = time_layer(sched, act, out, ccfg)
+        ev = time_layer(sched, act, out, ccfg, weights=weights)
     except MappingError as exc:
         ev = exc
     t1 = time.perf_counter()
     try:
-        ref = clocked_layer(sched, act, out, ccfg)
+        ref = clocked_layer(sched, act, out, ccfg, weights=weights)
     except MappingError as exc:
         ref = exc
     t2 = time.perf_counter()
@@ -266,7 +273,7 @@ def _warm_up() -> None:
     sim = Simulator(cfg)
     sched = next(s for s in schedule_network(b.build(), sim.geometry) if s.layer.name == "c")
     x = np.ones((4, 4, 2), dtype=np.int16)
-    clocked_layer(sched, x, x, cfg)
+    clocked_layer(sched, x, x, cfg, weights=np.ones((2, 3, 3, 2), dtype=np.int16))
 
 
 class _Done(Exception):
@@ -282,7 +289,8 @@ def validate_network(network: str | Network, accel: AcceleratorConfig | str | os
     Parameters
     ----------
     network : zoo name or :class:`Network`.
-    accel, overrides : the accelerator, as for :class:`~simulator.Simulator`.
+    accel, overrides : the accelerator, as for :class:`~simulator.Simulator` (a preset such as
+        ``"nullhop"``, ``"dense"``, ``"rsnn"``, ``"combined"``, or a TOML file).
     layers : names of accelerator layers to validate (default: all of them).
     max_rows : crop each layer to its first ``max_rows`` input rows; None (default) times
         full layers (VGG16 at the NullHop defaults: 84 M cycles, about 1 s of reference time).
@@ -318,11 +326,14 @@ def validate_network(network: str | Network, accel: AcceleratorConfig | str | os
     report = ValidationReport(network=net.name, accelerator=sim.config.name, max_rows=max_rows)
     remaining = set(wanted)
 
-    def observe(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray) -> None:
+    def observe(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray,
+                weights: np.ndarray | None = None) -> None:
+        # Runners that hand the observer only (sched, act_in, out_written) leave weights None.
         name = sched.layer.name
         if name not in wanted:
             return
-        report.rows.append(validate_layer(sched, act_in, out_written, sim.config, max_rows=max_rows))
+        report.rows.append(validate_layer(sched, act_in, out_written, sim.config, max_rows=max_rows,
+                                          weights=weights))
         remaining.discard(name)
         if not remaining:
             raise _Done

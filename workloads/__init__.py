@@ -3,6 +3,7 @@ from ._errors import (ConfigError, FunctionalMismatchError, MappingError, Sparse
                       WorkloadError)
 from ._network import ACTIVATIONS, OPS, Layer, Network, NetworkBuilder
 from ._onnx import SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, from_onnx, load_user_network
+from ._pruning import PRUNING_METHODS, prune_weights
 from ._profiles import DensityProfile, default_profile_for, get_profile, list_profiles, uniform_profile
 from ._synthetic import (child_seed, image_input, sample_image, synthetic_activation, synthetic_bias,
                          synthetic_weights)
@@ -11,7 +12,7 @@ from ._trace import TRACE_FORMAT, Trace, load_trace, quantize_q88, save_trace
 from ._zoo import get_network, list_networks
 
 __all__ = [
-    "ACTIVATIONS", "OPS", "ConfigError", "DensityProfile", "FunctionalMismatchError", "Layer", "MappingError",
+    "ACTIVATIONS", "OPS", "PRUNING_METHODS", "prune_weights", "ConfigError", "DensityProfile", "FunctionalMismatchError", "Layer", "MappingError",
     "Network", "NetworkBuilder", "SparsesimError", "TraceError", "WorkloadError", "child_seed",
     "default_profile_for", "get_network", "get_profile", "image_input", "list_networks", "list_profiles",
     "TRACE_FORMAT", "Trace", "load_trace", "quantize_q88", "save_trace", "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",

@@ -33,6 +33,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -217,6 +218,9 @@ def _load(onnx, path):
 
 
 class _Importer:
+    """One import: checks the graph, runs it in onnxruntime, maps each node in graph order
+    (one ``op_<OpType>`` method per supported op) and quantizes the result into a Trace."""
+
     def __init__(self, onnx, ort, model, where: str, image, net_name: str) -> None:
         self.onnx, self.ort, self.where, self.image_arg, self.net_name = onnx, ort, where, image, net_name
         self.model = model
@@ -232,7 +236,7 @@ class _Importer:
         self.saturated: dict[str, int] = {}
 
     # -- helpers ------------------------------------------------------------------------------------------
-    def fail(self, label: str, msg: str):
+    def fail(self, label: str, msg: str) -> NoReturn:
         raise WorkloadError(f"{self.where}: node {label!r}: {msg}")
 
     def _attrs(self, node) -> dict:

@@ -255,7 +255,8 @@ def synthetic_activation(shape: tuple[int, int, int], density: float, seed: Seed
 
 # -- weights and biases ---------------------------------------------------------------------------------------
 
-def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: float = 1.0) -> np.ndarray:
+def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: float = 1.0,
+                      scale_spread: float = 0.5) -> np.ndarray:
     """He-normal weights in Q8.8, magnitude-pruned to ``density``.
 
     Parameters
@@ -264,6 +265,10 @@ def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: 
     seed : int or :class:`numpy.random.SeedSequence`.
     density : fraction of non-zero weights in [0, 1]; exactly
         ``round(density * size)`` weights are non-zero (halves round up).
+    scale_spread : sigma of the log-normal per-output-kernel and per-input-channel
+        scale factors (0 = i.i.d. He weights). Trained networks' filters differ in
+        norm, which is what makes magnitude pruning unbalanced across kernels
+        (**Assumption**; normalised so the mean square stays He's).
 
     Returns
     -------
@@ -289,6 +294,15 @@ def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: 
     rng = _rng(seed)
     std = np.sqrt(2.0 / (kh * kw * cin))
     real = rng.standard_normal(n, dtype=np.float32) * np.float32(std)
+    if scale_spread > 0:
+        # Trained filters differ in norm per output kernel and per input channel
+        # (Assumption: log-normal spread, normalised so the mean square stays He's).
+        sk = np.exp(rng.normal(0.0, scale_spread, cout))
+        sc = np.exp(rng.normal(0.0, scale_spread, cin))
+        sk /= np.sqrt(np.mean(sk ** 2))
+        sc /= np.sqrt(np.mean(sc ** 2))
+        real = (real.reshape(cout, kh * kw, cin) * sk[:, None, None].astype(np.float32)
+                * sc[None, None, :].astype(np.float32)).ravel()
     q = _to_q88(real)
     keep = _top_k_mask(np.abs(real), k)
     q[~keep] = 0
