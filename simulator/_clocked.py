@@ -186,26 +186,42 @@ def _mac_deliver(lo, hi, oy0, rows, nonzero, skip_act, lane_of_c, m, kh, pad, st
 
 
 @njit(cache=True)
-def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wnz, cin_g, cout_g,
+def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wmask, cin_g, cout_g,
                      slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
-                     taps, slot_pos, slot_end, active, n_active):
+                     taps, slot_pos, slot_len, active, n_active):
     """Load PU ``p``'s tap lists for its first input column ``>= start`` that has work.
 
     For every MAC slot of the PU, its list holds one entry per tap it must
     perform in the column: each pixel delivered to the slot's lane
     (:func:`_mac_deliver`), each of the slot's kernels, each kernel column ``kx``
     landing on a stride-1 output column ``ox = ix + pad - kx``. With weight
-    skipping a tap whose weight is zero (including a channel outside the
-    kernel's group) is not listed. The entry is 1 when the tap is a useful MAC
-    (non-zero pixel, non-zero weight, output row and column kept after stride
-    decimation), else 0.
+    skipping only the taps whose weight is non-zero are listed (a channel
+    outside the kernel's group has none). The entry is 1 when the tap is a
+    useful MAC (non-zero pixel, non-zero weight, output row and column kept
+    after stride decimation), else 0. ``wmask[k, c, ky]`` has bit ``kx`` set when
+    weight ``(k, ky, kx, c)`` of the kernel's group is non-zero.
 
-    Writes the entries into row ``p`` of ``taps`` (grown when too small) and the
-    slots' list bounds into ``slot_pos``/``slot_end``; ``active[p]`` lists the
-    slots with a non-empty list. Returns ``(column, taps)``; column -1 when no
-    column from ``start`` on has work for the PU (columns without work take no cycle).
+    Writes the entries into row ``p`` of ``taps`` (grown when too small), each
+    slot's list start and length into ``slot_pos``/``slot_len``; ``active[p, :n_active[p]]``
+    lists the slots with a non-empty list, longest first. Returns ``(column, taps)``;
+    column -1 when no column from ``start`` on has work for the PU (columns without
+    work take no cycle).
     """
     for ix in range(start, w):
+        # Kernel columns kx_lo..kx_hi of this input column land on a stride-1 output
+        # (bits of ``valid``); ``kept``: those whose output column survives decimation.
+        valid = 0
+        kept = 0
+        kx_lo = kw
+        kx_hi = -1
+        for kx in range(kw):
+            ox = ix + pad - kx
+            if 0 <= ox < wo1:
+                valid |= 1 << kx
+                kx_lo = min(kx_lo, kx)
+                kx_hi = kx
+                if ox % stride == 0:
+                    kept |= 1 << kx
         n = 0
         n_active[p] = 0
         for q in range(pu_ptr[p], pu_ptr[p + 1]):
@@ -218,32 +234,34 @@ def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, 
                 grown[:, :taps.shape[1]] = taps
                 taps = grown
             slot_pos[s] = n
-            for e in range(e0, e1):
-                ky = pix_ky[e]
-                ch = pix_ch[e]
-                nz = (pix_flag[e] & 1) != 0
-                kept_row = (pix_flag[e] & 2) != 0
-                g = ch // cin_g
-                cl = ch - g * cin_g
-                for j in range(slot_kptr[s], slot_kptr[s + 1]):
-                    k = slot_k[j]
-                    in_group = k // cout_g == g
-                    for kx in range(kw):
-                        ox = ix + pad - kx
-                        if ox < 0 or ox >= wo1:
-                            continue
-                        wz = in_group
-                        if wz and has_w:
-                            wz = wnz[k, ky, kx, cl]
-                        if skip_w and not wz:
-                            continue                      # zero weight: not in the compressed kernel
-                        taps[p, n] = 1 if (nz and wz and kept_row and ox % stride == 0) else 0
-                        n += 1
-            slot_end[s] = n
-            if n > slot_pos[s]:
+            if valid:
+                for e in range(e0, e1):
+                    ky = pix_ky[e]
+                    ch = pix_ch[e]
+                    g = ch // cin_g
+                    cl = ch - g * cin_g
+                    flag = pix_flag[e]
+                    for j in range(slot_kptr[s], slot_kptr[s + 1]):
+                        k = slot_k[j]
+                        if k // cout_g == g:
+                            nzw = wmask[k, cl, ky] if has_w else valid
+                        else:
+                            nzw = 0                       # a channel outside the kernel's group
+                        listed = nzw if skip_w else valid
+                        useful = (nzw & kept) if flag == 3 else 0   # non-zero pixel on a kept output row
+                        for kx in range(kx_lo, kx_hi + 1):
+                            # NOTE: branch-free: the entry is always written, the list grows only
+                            # when kernel column kx is a tap of this slot.
+                            taps[p, n] = (useful >> kx) & 1
+                            n += (listed >> kx) & 1
+            slot_len[s] = n - slot_pos[s]
+            if slot_len[s] > 0:
                 active[p, n_active[p]] = s
                 n_active[p] += 1
         if n_active[p] > 0:
+            na = n_active[p]
+            order = np.argsort(-slot_len[active[p, :na]], kind="mergesort")
+            active[p, :na] = active[p, :na][order]
             return ix, taps
     return -1, taps
 
@@ -251,7 +269,7 @@ def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, 
 @njit(cache=True)
 def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, caps,
                 row_el, win_lo, win_hi, dec_rate,
-                nonzero, skip_act, skip_w, has_w, wnz, cin_g, cout_g, lane_of_c, m,
+                nonzero, skip_act, skip_w, has_w, wmask, cin_g, cout_g, lane_of_c, m,
                 slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, stride, out_lo, out_rows,
                 pre_words, pre_rate, pre_tree, wo1,
                 enc_el, enc_rate):
@@ -268,8 +286,8 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     dec_rate : elements per cycle per IDP manager.
     nonzero : (H, W, C) bool bitmap; skip_act : the input is compressed (zero pixels
         are never delivered); skip_w : zero-weight taps are not performed;
-        has_w, wnz : whether weights are known, and their non-zero bitmap
-        ``(C_out, kh, kw, C_in / groups)``; cin_g, cout_g : channels per group.
+        has_w, wmask : whether weights are known, and their non-zero map ``(C_out, C_in / groups, kh)``,
+        bit ``kx`` set for a non-zero weight; cin_g, cout_g : channels per group.
     lane_of_c : (C,) lane of each input channel; m : lanes (MACs per output channel).
     slot_lane, slot_kptr, slot_k : lane of each MAC slot and CSR of its kernels (output channels).
     pu_ptr, pu_slots : CSR of the slots of each PU of the pass.
@@ -303,8 +321,9 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     # Decoder: one remaining-elements register per IDP manager.
     mgr_left = np.zeros(max_win, dtype=np.int64)
     n_mgr = 0
-    # MAC array: per PU its current column and one tap list per slot (row p of ``taps``,
-    # slot s owns taps[p, slot_pos[s]:slot_end[s]]); active[p, :n_active[p]] are its slots with taps left.
+    # MAC array: per PU its current column and one tap list per slot (row p of ``taps``, slot s
+    # owns taps[p, slot_pos[s]:slot_pos[s] + slot_len[s]]); in the column's cycle t (``elapsed``)
+    # every slot retires its tap t; active[p, :n_active[p]] are the slots with taps left, longest first.
     n_pu = pu_ptr.shape[0] - 1
     n_slots = slot_lane.shape[0]
     max_slots = 1
@@ -312,7 +331,8 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
         max_slots = max(max_slots, pu_ptr[p + 1] - pu_ptr[p])
     taps = np.zeros((max(n_pu, 1), 1024), dtype=np.uint8)
     slot_pos = np.zeros(n_slots, dtype=np.int64)
-    slot_end = np.zeros(n_slots, dtype=np.int64)
+    slot_len = np.zeros(n_slots, dtype=np.int64)
+    elapsed = np.zeros(max(n_pu, 1), dtype=np.int64)    # cycles the PU has spent on its current column
     active = np.zeros((max(n_pu, 1), max_slots), dtype=np.int64)
     n_active = np.zeros(max(n_pu, 1), dtype=np.int64)
     pu_col = np.full(max(n_pu, 1), -1, dtype=np.int64)   # -1: the PU has finished the stripe
@@ -390,10 +410,11 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                         zero = True
                         for p in range(n_pu):
                             col, taps = _mac_load_column(
-                                p, 0, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wnz, cin_g, cout_g,
+                                p, 0, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wmask, cin_g, cout_g,
                                 slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
-                                taps, slot_pos, slot_end, active, n_active)
+                                taps, slot_pos, slot_len, active, n_active)
                             pu_col[p] = col
+                            elapsed[p] = 0
                             if col >= 0:
                                 zero = False
                     elif k == _PRE:
@@ -452,24 +473,21 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                     if pu_col[p] < 0:
                         continue                              # this PU has finished the stripe
                     pu_busy[mac_s, p] += 1
-                    q = 0
-                    while q < n_active[p]:                    # every slot with taps left retires one
+                    t_col = elapsed[p]
+                    for q in range(n_active[p]):              # every slot with taps left retires one
                         s = active[p, q]
-                        j = slot_pos[s]
-                        macs += taps[p, j]
-                        pu_ops[p] += 1
-                        slot_pos[s] = j + 1
-                        if j + 1 == slot_end[s]:
-                            n_active[p] -= 1
-                            active[p, q] = active[p, n_active[p]]
-                        else:
-                            q += 1
+                        macs += taps[p, slot_pos[s] + t_col]
+                    pu_ops[p] += n_active[p]
+                    elapsed[p] = t_col + 1
+                    while n_active[p] > 0 and slot_len[active[p, n_active[p] - 1]] <= t_col + 1:
+                        n_active[p] -= 1                      # this slot's list is empty
                     if n_active[p] == 0:                      # the PU's column retires
                         col, taps = _mac_load_column(
-                            p, pu_col[p] + 1, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wnz, cin_g,
+                            p, pu_col[p] + 1, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wmask, cin_g,
                             cout_g, slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
-                            taps, slot_pos, slot_end, active, n_active)
+                            taps, slot_pos, slot_len, active, n_active)
                         pu_col[p] = col
+                        elapsed[p] = 0
                     if pu_col[p] >= 0:
                         working = True
                 if not working:                               # the last PU finished the stripe
@@ -650,7 +668,12 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
     lane_members = [np.flatnonzero(lane_of_c == ln) for ln in range(m)]
     nonzero = act != 0
     has_w = weights is not None
-    wnz = (np.ascontiguousarray(weights != 0) if has_w else np.zeros((1, 1, 1, 1), dtype=np.bool_))
+    # Non-zero weights as one bit per kernel column: wmask[k, c, ky] bit kx <=> weights[k, ky, kx, c] != 0.
+    if has_w:
+        bitval = (1 << np.arange(kw, dtype=np.int64))[None, None, :, None]
+        wmask = np.ascontiguousarray(((weights != 0) * bitval).sum(axis=2).transpose(0, 2, 1)).astype(np.uint16)
+    else:
+        wmask = np.zeros((1, 1, 1), dtype=np.uint16)
 
     # Pass plans (shared mapping): which output channels each slot group computes, and its PU.
     plans = plan_passes(mp, num_macs=a.num_macs, num_pus=n_pus, kernel_memory_words=mem.kernel_memory_words_per_mac,
@@ -713,7 +736,7 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         cycles, stats, macs, pu_ops, pu_busy = _clock_pass(
             int(d.latency_cycles), bw_num, bw_den, load_bytes, rb, write_bytes, caps,
             row_el, win_lo, win_hi, int(a.decoder_values_per_cycle),
-            nonzero, compressed_in, flow.skip_weights, has_w, wnz, cin_g, cout_g, lane_of_c, m,
+            nonzero, compressed_in, flow.skip_weights, has_w, wmask, cin_g, cout_g, lane_of_c, m,
             slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, int(mp.stride), out_lo, out_rows,
             pre_words, int(a.pre_words_per_cycle), pre_tree, wo1,
             enc_el, int(a.encoder_values_per_cycle))

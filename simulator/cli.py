@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workloads import list_networks, list_profiles
+from dataflows._plan import DATAFLOWS
+from workloads import get_network, list_networks, list_profiles, load_trace
 from workloads._errors import SparsesimError
+from workloads._onnx import USER_NETWORK_SUFFIXES, load_user_network
 
 from ._config import list_presets, parse_set
-from ._runner import TRACE_MODES, Simulator
+from ._progress import network_progress
+from ._runner import PRUNING_CHOICES, TRACE_MODES, Simulator
 
 
 class _ArgumentError(SparsesimError):
@@ -34,25 +37,47 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _data_options(p: argparse.ArgumentParser) -> None:
+    """Options that choose the data a run uses (shared by run and compare)."""
+    p.add_argument("--profile", default=None, help="density profile (default: the network's published one)")
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--trace", choices=TRACE_MODES, default="propagated",
+                   help="propagated: real photo through the network; synthetic: independent maps per layer")
+    p.add_argument("--trace-file", metavar="NPZ", help="real weights and captured activations (.npz, see "
+                                                       "docs/bring_your_own.md)")
+    p.add_argument("--image", metavar="FILE", help="input image for an ONNX model (default: bundled photo)")
+    p.add_argument("--pruning", choices=PRUNING_CHOICES, default="magnitude",
+                   help="how synthetic weights reach the profile's weight density (default: magnitude)")
+    p.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the bit-exact comparison with the numpy reference")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sparsesim`` argument parser."""
     p = _Parser(prog="sparsesim", description="Cycle-accurate simulator of sparse CNN accelerators (NullHop).")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="simulate a network and print per-layer results")
-    r.add_argument("network", help="zoo network name (see `sparsesim list`)")
+    r.add_argument("network", help="zoo network name (see `sparsesim list`), an ONNX model (.onnx) or a "
+                                   "SCALE-Sim topology (.csv)")
     r.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set dma.bandwidth_bytes_per_cycle=4 (repeatable)")
-    r.add_argument("--profile", default=None, help="density profile (default: the network's published one)")
-    r.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
-    r.add_argument("--trace", choices=TRACE_MODES, default="propagated",
-                   help="propagated: real photo through the network; synthetic: independent maps per layer")
-    r.add_argument("--no-check", dest="check", action="store_false",
-                   help="skip the bit-exact comparison with the numpy reference")
+    _data_options(r)
     r.add_argument("--json", metavar="FILE", help="write the full result as JSON")
     r.add_argument("--csv", metavar="FILE", help="write per-layer rows as CSV")
     r.add_argument("--quiet", action="store_true", help="do not print the table")
+    c = sub.add_parser("compare", help="run the dense, NullHop, RSNN-style and combined dataflows side by side")
+    c.add_argument("network", help="zoo network name, .onnx model or SCALE-Sim .csv")
+    c.add_argument("--accel", default="nullhop", help="base preset or TOML file (default: nullhop)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field for every dataflow (repeatable)")
+    c.add_argument("--dataflows", nargs="+", default=list(DATAFLOWS), choices=DATAFLOWS,
+                   help="dataflows to compare (default: all)")
+    c.add_argument("--baseline", default="dense", choices=DATAFLOWS, help="speedups are relative to this")
+    _data_options(c)
+    c.add_argument("--json", metavar="FILE", help="write the comparison rows as JSON")
+    c.add_argument("--csv", metavar="FILE", help="write the comparison rows as CSV")
     p.add_argument("--version", action="version", version="sparsesim 0.1.0")
     sub.add_parser("list", help="list networks, accelerator presets and density profiles")
     v = sub.add_parser("validate", help="prove cycle accuracy: event model vs clock-stepped reference, per layer")
@@ -69,15 +94,63 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _network_and_trace(args):
+    """The network (zoo name or user file) and the trace argument for Simulator.run."""
+    network, trace = args.network, args.trace
+    if args.network.lower().endswith(USER_NETWORK_SUFFIXES):
+        network, user_trace = load_user_network(args.network, image=args.image)
+        if user_trace is not None:
+            trace = user_trace
+    elif args.image:
+        raise _ArgumentError("--image applies only to ONNX models (.onnx)")
+    if args.trace_file:
+        net = get_network(network) if isinstance(network, str) else network
+        trace = load_trace(args.trace_file, net)
+    return network, trace
+
+
+def _run_kwargs(args, trace) -> dict:
+    return dict(profile=args.profile, seed=args.seed, trace=trace, check=args.check, pruning=args.pruning)
+
+
 def _run(args) -> int:
     sim = Simulator(args.accel, parse_set(args.overrides))
-    result = sim.run(args.network, profile=args.profile, seed=args.seed, trace=args.trace, check=args.check)
+    network, trace = _network_and_trace(args)
+    progress, close = network_progress(desc=getattr(network, "name", network))
+    try:
+        result = sim.run(network, progress=progress, **_run_kwargs(args, trace))
+    finally:
+        close()
     if args.json:
         result.to_json(args.json)
     if args.csv:
         result.to_csv(args.csv)
     if not args.quiet:
         print(result.format_table())
+    return 0
+
+
+def _compare(args) -> int:
+    import json
+
+    from ._compare import compare_dataflows
+    from ._report import write_atomic
+
+    network, trace = _network_and_trace(args)
+    comp = compare_dataflows(network, args.accel, dataflows=args.dataflows, baseline=args.baseline,
+                             overrides=parse_set(args.overrides), **_run_kwargs(args, trace))
+    rows = comp.rows()
+    if args.json:
+        write_atomic(args.json, json.dumps(rows, indent=2) + "\n")
+    if args.csv:
+        import csv
+        import io
+        buf = io.StringIO()
+        wr = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        wr.writeheader()
+        wr.writerows(rows)
+        write_atomic(args.csv, buf.getvalue())
+    print(comp.format_table())
     return 0
 
 
@@ -111,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "compare":
+            return _compare(args)
         return _list()
     except SparsesimError as exc:
         if debug:

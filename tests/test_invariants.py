@@ -248,3 +248,126 @@ def test_dense_compute_bound_layer_runs_at_peak(size, pad, seed):
         assert dense == sched.layer.macs
     ideal = dense / cfg.array.num_macs
     assert ideal <= t.cycles <= 1.02 * ideal, (t.cycles, ideal)
+
+
+# ---------------------------------------------------------------------------
+# Dataflows (docs/architecture.md §8): weight skipping, PUs, kernel merging
+# ---------------------------------------------------------------------------
+
+def _weights(rng, shape, density, balanced=False):
+    """int16 weights with about ``density`` non-zeros (exactly ``round(density x size)`` per kernel if balanced)."""
+    mag = rng.integers(1, 2000, size=shape)
+    if balanced:
+        per = int(np.prod(shape[1:]))
+        rank = np.argsort(rng.random((shape[0], per)), axis=1).argsort(axis=1).reshape(shape)
+        return np.where(rank < int(round(density * per)), mag, 0).astype(np.int16)
+    return np.where(rng.random(shape) < density, mag, 0).astype(np.int16)
+
+
+def _flow_cfg(dataflow, pus=8, merging=False, **extra):
+    return with_overrides(AcceleratorConfig(), {"array.dataflow": dataflow, "array.num_pus": pus,
+                                                "array.kernel_merging": merging, **extra})
+
+
+@st.composite
+def dataflow_layers(draw):
+    """A small layer (maybe grouped), its data and weights, a PU count and a weight density."""
+    p = draw(small_layers())
+    g = draw(st.sampled_from([1, 1, 1, 2, "dw"]))
+    if g == "dw":
+        p["groups"], p["cout"] = p["cin"], p["cin"]
+    else:
+        p["groups"] = g if p["cin"] % g == 0 and p["cout"] % g == 0 else 1
+    p["pus"] = draw(st.sampled_from([1, 2, 4, 8, 16]))
+    p["density"] = draw(st.floats(0.0, 1.0))
+    p["w_density"] = draw(st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)))
+    p["balanced"] = draw(st.booleans())
+    return p
+
+
+def _dataflow_case(p, cfg):
+    sched = _layer(p["h"], p["w"], p["cin"], p["cout"], p["k"], p["pad"], stride=p["stride"], pool=p["pool"],
+                   first=p["first"], groups=p["groups"], cfg=cfg)
+    rng = np.random.default_rng(p["seed"])
+    x = _random(rng, (p["h"], p["w"], p["cin"]), p["density"])
+    out = _random(rng, _out_shape(sched, p["h"], p["w"]) + (p["cout"],), 0.5)
+    w = _weights(rng, (p["cout"], p["k"], p["k"], p["cin"] // p["groups"]), p["w_density"], p["balanced"])
+    return sched, x, out, w
+
+
+@SETTINGS
+@given(p=dataflow_layers())
+def test_weight_skipping_never_costs_mac_cycles(p):
+    # Same layer, data, weights and pass plan (no merging): rsnn <= dense, combined <= nullhop.
+    for skipping, plain in (("rsnn", "dense"), ("combined", "nullhop")):
+        cfg = _flow_cfg(skipping, p["pus"])
+        sched, x, out, w = _dataflow_case(p, cfg)
+        t_skip = time_layer(sched, x, out, cfg, weights=w)
+        t_plain = time_layer(sched, x, out, _flow_cfg(plain, p["pus"]), weights=w)
+        assert t_skip.passes == t_plain.passes
+        assert t_skip.units["mac_array"].busy <= t_plain.units["mac_array"].busy, (skipping, plain)
+        assert t_skip.mac_ops <= t_plain.mac_ops
+        assert t_skip.macs_useful == t_plain.macs_useful        # skipping zeros never drops a useful product
+
+
+@SETTINGS
+@given(p=dataflow_layers(), drop=st.floats(0.0, 1.0))
+def test_more_zero_weights_never_cost_mac_cycles_under_rsnn(p, drop):
+    cfg = _flow_cfg("rsnn", p["pus"])
+    sched, x, out, w = _dataflow_case(p, cfg)
+    rng = np.random.default_rng(p["seed"] + 1)
+    sparser = np.where(rng.random(w.shape) < drop, 0, w).astype(np.int16)
+    t = time_layer(sched, x, out, cfg, weights=w)
+    t_sparse = time_layer(sched, x, out, cfg, weights=sparser)
+    assert t_sparse.units["mac_array"].busy <= t.units["mac_array"].busy
+    assert t_sparse.mac_ops <= t.mac_ops
+    assert t_sparse.dram_read_bytes["weights"] <= t.dram_read_bytes["weights"]   # smaller compressed kernels
+    assert t_sparse.cycles <= t.cycles
+
+
+def _valid_taps_1d(n_in, k, pad):
+    """Σ over stride-1 outputs of the kernel taps that land on a real input (not padding)."""
+    n_out = n_in + 2 * pad - k + 1
+    return sum(1 for o in range(n_out) for t in range(k) if 0 <= o + t - pad < n_in)
+
+
+@SETTINGS
+@given(p=dataflow_layers(), pus=st.sampled_from([1, 4, 16]))
+def test_dense_mac_busy_is_all_taps_of_the_widest_lane(p, pus):
+    # The dense dataflow delivers every pixel and performs every valid tap. A column costs the
+    # widest lane's pixels x their taps, so MAC busy = passes x widest lane (channels) x
+    # Σ_rows valid kernel rows x Σ_columns valid kernel columns, whatever the data and weights.
+    cfg = _flow_cfg("dense", pus)
+    sched, x, out, w = _dataflow_case(p, cfg)
+    mp = sched.mapping
+    cin, m = p["cin"], mp.m
+    p2 = 1 << (cin - 1).bit_length()
+    lanes = [ch if p2 <= m else ch // (p2 // m) for ch in range(cin)]          # docs §2
+    widest = max(lanes.count(ln) for ln in range(m))
+    expect = (math.ceil(p["cout"] / mp.out_per_pass) * widest
+              * _valid_taps_1d(p["h"], p["k"], p["pad"]) * _valid_taps_1d(p["w"], p["k"], p["pad"]))
+    t = time_layer(sched, x, out, cfg, weights=w if p["seed"] % 2 else None)
+    assert t.units["mac_array"].busy == expect
+    assert t.pu_ops == [t.mac_ops]                                # one PU: the array in lockstep
+
+
+@SETTINGS
+@given(p=dataflow_layers(), dataflow=st.sampled_from(["rsnn", "combined"]),
+       kmem=st.sampled_from([None, 64, 256, 1024]))
+def test_kernel_merging_never_adds_passes(p, dataflow, kmem):
+    extra = {} if kmem is None else {"memory.kernel_memory_words_per_mac": kmem}
+    plain_cfg = _flow_cfg(dataflow, p["pus"], **extra)
+    try:
+        sched, x, out, w = _dataflow_case(p, plain_cfg)
+    except MappingError:               # raw kernels do not fit the small kernel memory at any m
+        event("layer does not map")
+        return
+    plain = time_layer(sched, x, out, plain_cfg, weights=w)
+    try:
+        merged = time_layer(sched, x, out, _flow_cfg(dataflow, p["pus"], True, **extra), weights=w)
+    except MappingError as exc:        # m MACs exceed a PU, or a compressed kernel exceeds the memory
+        event(f"merging rejected: {str(exc)[:30]}")
+        return
+    event("fewer passes" if merged.passes < plain.passes else "same passes")
+    assert merged.passes <= plain.passes == sched.mapping.passes
+    assert merged.macs_useful == plain.macs_useful                 # same products, other grouping

@@ -1,0 +1,109 @@
+"""Side-by-side dataflow comparison on one trace (``sparsesim compare``).
+
+Every dataflow runs with the same network, seed, profile, pruning and trace,
+so weights and activations are identical and only what the array skips and
+how data is stored differ. Plain orchestration over :class:`Simulator`.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from dataflows._plan import DATAFLOWS
+from workloads._errors import ConfigError
+from workloads._network import Network
+
+from ._config import AcceleratorConfig, load_config, with_overrides
+from ._report import Result
+
+__all__ = ["Comparison", "compare_dataflows"]
+
+
+@dataclass
+class Comparison:
+    """Results of one network under several dataflows; ``baseline`` is the reference for speedups."""
+
+    network: str
+    baseline: str
+    results: dict[str, Result]
+
+    def rows(self) -> list[dict[str, object]]:
+        """One row per dataflow: cycles, speedup over the baseline, utilization, imbalance, DRAM, energy."""
+        base = self.results[self.baseline].totals
+        out = []
+        for name, res in self.results.items():
+            t = res.totals
+            acc = [l for l in res.layers if l.where == "accelerator"]
+            ops = sum(sum(l.pu_ops) for l in acc) or 1
+            imbalance = sum(l.pu_imbalance * sum(l.pu_ops) for l in acc) / ops
+            time_imb = sum(l.pu_time_imbalance * sum(l.pu_ops) for l in acc) / ops
+            row = {
+                "dataflow": name, "cycles": t["cycles"], "latency_ms": t["latency_ms"],
+                "speedup": base["cycles"] / t["cycles"] if t["cycles"] else 0.0,
+                "mac_utilization": t["mac_utilization"], "efficiency": t["efficiency"],
+                "pu_imbalance": imbalance, "pu_time_imbalance": time_imb,
+                "passes": sum(l.passes for l in acc),
+                "dram_bytes": t["dram_bytes"],
+            }
+            if "energy_uj" in t:
+                row["energy_uj"] = t["energy_uj"]
+                row["energy_ratio"] = (t["energy_uj"] / base["energy_uj"]) if base.get("energy_uj") else 0.0
+            out.append(row)
+        return out
+
+    def to_dataframe(self):
+        """The rows as a pandas DataFrame (needs pandas)."""
+        import pandas as pd
+        return pd.DataFrame(self.rows())
+
+    def format_table(self) -> str:
+        """Text table, one line per dataflow."""
+        rows = self.rows()
+        has_e = all("energy_uj" in r for r in rows)
+        hdr = (f"{'dataflow':<10} {'cycles':>13} {'lat ms':>9} {'speedup':>8} {'util':>6} {'effic':>7} "
+               f"{'PU imb':>7} {'passes':>6} {'DRAM MiB':>9}" + (f" {'energy uJ':>10}" if has_e else ""))
+        lines = [f"sparsesim compare: {self.network}, speedup over {self.baseline}", hdr, "-" * len(hdr)]
+        for r in rows:
+            lines.append(
+                f"{r['dataflow']:<10} {r['cycles']:>13,d} {r['latency_ms']:>9.3f} {r['speedup']:>7.2f}x "
+                f"{r['mac_utilization']:>6.1%} {r['efficiency']:>7.1%} {r['pu_imbalance']:>7.3f} {r['passes']:>6d} "
+                f"{r['dram_bytes'] / 2**20:>9.2f}" + (f" {r['energy_uj']:>10.1f}" if has_e else ""))
+        lines.append("PU imbalance = slowest / mean PU work (MAC operations), weighted over layers; "
+                     "1.000 for dataflows without PUs")
+        return "\n".join(lines)
+
+
+def compare_dataflows(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop", *,
+                      dataflows: Sequence[str] = DATAFLOWS, baseline: str = "dense",
+                      overrides: Mapping[str, object] | None = None,
+                      progress: Callable[[str], None] | None = None, **run_kwargs) -> Comparison:
+    """Run ``network`` under each dataflow on the same array, memories and trace.
+
+    Parameters
+    ----------
+    network : zoo name or :class:`Network`.
+    accel : base configuration (its ``array.dataflow`` is replaced per run).
+    dataflows : dataflows to run (default: all four); ``baseline`` must be among them.
+    overrides : config overrides applied to every run.
+    run_kwargs : passed to :meth:`Simulator.run` (``seed``, ``profile``, ``trace``, ``pruning``, ``check``).
+    """
+    from ._runner import Simulator
+
+    base_cfg = accel if isinstance(accel, AcceleratorConfig) else load_config(accel)
+    if overrides:
+        base_cfg = with_overrides(base_cfg, overrides)
+    unknown = [d for d in dataflows if d not in DATAFLOWS]
+    if unknown or not dataflows:
+        raise ConfigError(f"dataflows must be chosen from {', '.join(DATAFLOWS)}, got {list(dataflows)!r}")
+    if baseline not in dataflows:
+        raise ConfigError(f"baseline {baseline!r} must be one of the compared dataflows {list(dataflows)!r}")
+    results: dict[str, Result] = {}
+    name = network if isinstance(network, str) else network.name
+    for df in dataflows:
+        if progress is not None:
+            progress(df)
+        cfg = with_overrides(base_cfg, {"array.dataflow": df})
+        results[df] = Simulator(cfg).run(network, **run_kwargs)
+    return Comparison(network=results[dataflows[0]].network if results else name, baseline=baseline,
+                      results=results)
