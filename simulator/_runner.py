@@ -194,13 +194,23 @@ class _NetworkRun:
             for src in layer.inputs:
                 if src == "input" and "input" not in self.tensors:
                     self.tensors["input"] = (self.user.image if self.user is not None
-                                             else image_input(self.net.input_shape))
+                                             else self._network_input())
                 out.append(self.tensors[src])
             return out
         d = self.prof.input_density_for(self.net, layer)
-        return [image_input(self.net.input_shape) if src == "input"
+        return [self._network_input() if src == "input"
                 else synthetic_activation(shape, d, child_seed(self.seed, layer.name, "input", i))
                 for i, (src, shape) in enumerate(zip(layer.inputs, layer.in_shapes))]
+
+    def _network_input(self) -> np.ndarray:
+        """The photo for image-shaped inputs (1 or 3 channels); otherwise (a network
+        that starts mid-way, e.g. a SCALE-Sim topology) a synthetic map at the
+        profile's default density (Assumption, docs/traces.md)."""
+        h, w, c = self.net.input_shape
+        if c in (1, 3):
+            return image_input(self.net.input_shape)
+        d = self.prof.default_output_density if self.prof.default_output_density is not None else 0.5
+        return synthetic_activation((h, w, c), d, child_seed(self.seed, "input"))
 
     def _release(self, layer: Layer) -> None:
         for src in layer.inputs:
