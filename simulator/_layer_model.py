@@ -235,6 +235,7 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     bb = cfg.dma.beat_bytes
     pu_max = pu_sum = 0
     pu_ops_total = np.zeros(n_pus, dtype=np.int64)
+    mac_cache: dict = {}
     for p, plan in enumerate(plans):
         stream = p == 0 or not t.resident
         # MAC slots of this pass: group g, lane l -> slot g*m + l.
@@ -245,9 +246,17 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
         slot_kernels = np.concatenate([np.tile(plan.channels[plan.group_ptr[g]:plan.group_ptr[g + 1]], 1)
                                        for g in range(plan.groups) for _ in range(m)]).astype(np.int64)
         slot_lane = np.tile(np.arange(m, dtype=np.int64), plan.groups)
-        mac_cycles, pu_cycles, pu_ops = slot_mac_work(
-            act_in, wpre, kh, kw, pad, m, mp.channels_per_lane, compressed_in, tr.skip_weights,
-            slot_kptr, slot_kernels, slot_lane, plan.slot_pu, n_pus)
+        # NOTE: without weight skipping the MAC work depends only on the slot layout,
+        # so passes with the same layout reuse it (a 512-channel layer has 8 identical passes).
+        key = None if tr.skip_weights else (n_slots, sizes.tobytes(), plan.slot_pu.tobytes())
+        if key is not None and key in mac_cache:
+            mac_cycles, pu_cycles, pu_ops = mac_cache[key]
+        else:
+            mac_cycles, pu_cycles, pu_ops = slot_mac_work(
+                act_in, wpre, kh, kw, pad, m, mp.channels_per_lane, compressed_in, tr.skip_weights,
+                slot_kptr, slot_kernels, slot_lane, plan.slot_pu, n_pus)
+            if key is not None:
+                mac_cache[key] = (mac_cycles, pu_cycles, pu_ops)
         ops = int(pu_ops.sum())
         busy = pu_cycles[:, np.unique(plan.slot_pu)]
         pu_max += int(busy.max(axis=1).sum())

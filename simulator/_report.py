@@ -11,13 +11,37 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from workloads._errors import SparsesimError
 
-__all__ = ["LayerResult", "Result", "write_atomic"]
+__all__ = ["LayerResult", "Result", "safe_output_path", "write_atomic"]
+
+_SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_output_path(out_dir: str | os.PathLike, name: str, suffix: str = "") -> Path:
+    """The path of an output file named after ``name`` (e.g. a model's name) inside ``out_dir``.
+
+    ``name`` may come from a user's file (an ONNX graph or file name), so it is
+    reduced to a plain file name: characters other than ``A-Z a-z 0-9 . _ -``
+    (path separators included) become ``_`` and leading dots are dropped, so
+    ``../../evil`` becomes ``_.._evil`` and ``/etc/passwd`` becomes ``_etc_passwd``.
+    The resolved result is checked to lie directly in ``out_dir``.
+
+    Raises :class:`SparsesimError` if nothing usable is left of ``name``.
+    """
+    base = Path(out_dir).resolve()
+    clean = _SAFE_NAME_CHARS.sub("_", str(name)).lstrip(".")
+    if clean.strip("._-") == "":
+        raise SparsesimError(f"cannot derive an output file name from {name!r}: it has no letters or digits")
+    path = (base / f"{clean}{suffix}").resolve()
+    if path.parent != base:   # pragma: no cover - the sanitising above makes this impossible
+        raise SparsesimError(f"output file name {name!r} would leave the results directory {str(base)!r}")
+    return path
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -26,9 +50,14 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
     Raises :class:`SparsesimError` naming the path when it cannot be written.
     """
     path = Path(path)
+    if path.is_dir():
+        raise SparsesimError(f"cannot write {str(path)!r}: it is a directory; give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise SparsesimError(f"cannot write {str(path)!r}: {str(blocker)!r} is a file, not a directory") from None
     except OSError as exc:
         raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     try:
@@ -139,6 +168,9 @@ class Result:
     seed: int
     layers: list[LayerResult]
     energy_table: dict = field(default_factory=dict)
+    #: Values of a user trace that saturated when quantized to Q8.8, per array key
+    #: (``"weights/conv1"``); empty for synthetic data and int16 trace files.
+    saturated: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_macs(self) -> int:
@@ -228,7 +260,7 @@ class Result:
         """JSON-ready dictionary (deterministic key order)."""
         return {"network": self.network, "accelerator": self.accelerator, "profile": self.profile,
                 "trace": self.trace, "seed": self.seed, "config": self.config,
-                "totals": self.totals, "energy_table": self.energy_table,
+                "totals": self.totals, "energy_table": self.energy_table, "saturated": dict(self.saturated),
                 "layers": [asdict(l) for l in self.layers]}
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
@@ -313,6 +345,9 @@ class Result:
             lines.append("energy breakdown: " + ", ".join(
                 f"{k} {v / t['energy_uj']:.1%}" for k, v in t["energy_breakdown_uj"].items()
                 if v / t["energy_uj"] >= 0.0005))
+        if self.saturated:
+            lines.append(f"saturated to Q8.8: {sum(self.saturated.values()):,d} values ("
+                         + ", ".join(f"{k} {v:,d}" for k, v in self.saturated.items()) + ")")
         if t["host_layers"]:
             lines.append(f"host (not timed): {len(t['host_layers'])} layers, {t['host_macs'] / 1e6:.1f} M MACs")
         return "\n".join(lines)

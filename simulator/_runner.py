@@ -107,6 +107,7 @@ class Simulator:
 
     def run(self, network: Network | str, *, profile: str | DensityProfile | None = None, seed: int = 0,
             trace: str | Trace = "propagated", check: bool = True, pruning: str = "magnitude",
+            timing_only: bool = False,
             progress: Callable[[int, int, str], None] | None = None,
             observer: Callable[[ScheduledLayer, np.ndarray, np.ndarray], None] | None = None) -> Result:
         """Simulate ``network`` layer by layer.
@@ -124,6 +125,9 @@ class Simulator:
             (largest |w| of the layer), ``"balanced"`` (equal non-zeros per kernel and input
             channel) or ``"balanced-kernel"`` (equal non-zeros per kernel); see
             :func:`workloads.prune_weights`. Ignored for user traces (their weights are real).
+        timing_only : compute bitmaps and counts only, no activation values and no functional
+            math (fast sweeps). Needs ``trace="synthetic"``; gives the same cycles as the full
+            synthetic run with the same seed.
         progress : optional callback ``(done, total, layer_name)``.
         observer : optional callback ``(scheduled_layer, act_in, out_written)`` called for
             every accelerator layer with exactly the data its timing is computed from; a
@@ -146,11 +150,18 @@ class Simulator:
         run = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer)
         run.user = user
         run.pruning = pruning
+        if timing_only:
+            if trace != "synthetic":
+                raise WorkloadError(f"timing_only needs trace='synthetic' (layer outputs must be drawn, not "
+                                    f"computed), got trace={trace!r}")
+            run.timing_only = True
+            run.check = False
         run.energy_table = self.energy_table
         records = run.run(progress)
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
                       profile=prof.name, trace=trace, seed=int(seed), layers=records,
-                      energy_table=table_report(self.config, self.energy_table))
+                      energy_table=table_report(self.config, self.energy_table),
+                      saturated=dict(user.saturated) if user is not None else {})
 
 
 def simulate(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop", *,
@@ -178,6 +189,7 @@ class _NetworkRun:
         self.observer = observer
         self.user: Trace | None = None
         self.pruning = "magnitude"
+        self.timing_only = False
         self.energy_table = load_energy_table(cfg)
         self.seed, self.trace, self.check = seed, trace, check
         self.tensors: dict[str, np.ndarray] = {}
@@ -226,19 +238,40 @@ class _NetworkRun:
                 f"({bad} of {want.size} values; shapes {got.shape} vs {want.shape})")
 
     # -- layers ---------------------------------------------------------------
+    def _weights(self, layer: Layer) -> np.ndarray:
+        """The layer's int16 weights: the user's, or synthetic pruned to the profile's density."""
+        if self.user is not None:
+            return self.user.weights[layer.name].reshape(layer.weight_shape)
+        wd = self.prof.weight_density_for(layer)
+        seed = child_seed(self.seed, layer.name, "weights")
+        if self.pruning == "magnitude":
+            return synthetic_weights(layer.weight_shape, seed, density=wd)
+        return prune_weights(synthetic_weights(layer.weight_shape, seed), wd, method="balanced",
+                             granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
+
+    def _synthetic_written(self, s: ScheduledLayer) -> np.ndarray:
+        """Synthetic trace: the map the PRE writes, drawn at the layer's output density.
+
+        In synthetic mode every layer's input and output maps are part of the
+        trace (drawn independently at the profile's densities), so a
+        timing-only run that never computes values sees the same bitmaps.
+        """
+        layer = s.layer
+        if layer.op == "fc":
+            shape = (1, 1, layer.out_channels)
+        else:
+            h, w, _ = layer.in_shape
+            kh, kw = layer.kernel
+            shape = (h + 2 * layer.padding - kh + 1, w + 2 * layer.padding - kw + 1, layer.out_channels)
+            if s.fused_pool is not None:
+                shape = (shape[0] // 2, shape[1] // 2, shape[2])
+        d = self.prof.output_density_for(layer.name) if layer.activation is not None else 1.0
+        return synthetic_activation(shape, d, child_seed(self.seed, layer.name, "output"))
+
     def _weighted(self, layer: Layer, x: np.ndarray):
         """Weights, bias, int64 accumulators and the Q8.8 output of a conv/fc layer."""
-        if self.user is not None:
-            w = self.user.weights[layer.name].reshape(layer.weight_shape)
-            wd = _density(w)
-        else:
-            wd = self.prof.weight_density_for(layer)
-            seed = child_seed(self.seed, layer.name, "weights")
-            if self.pruning == "magnitude":
-                w = synthetic_weights(layer.weight_shape, seed, density=wd)
-            else:
-                w = prune_weights(synthetic_weights(layer.weight_shape, seed), wd, method="balanced",
-                                  granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
+        w = self._weights(layer)
+        wd = _density(w)
         if layer.op == "fc":
             x = x.reshape(1, 1, -1)
             acc = fn.conv2d_accumulators(x, w, 1, 0, 1)
@@ -254,8 +287,42 @@ class _NetworkRun:
         out1 = fn.requantize(acc, bias, layer.activation)
         return w, bias, x, out1, wd
 
+    def _conv_timing_only(self, s: ScheduledLayer, x: np.ndarray) -> tuple[LayerResult, None]:
+        layer = s.layer
+        w = self._weights(layer)
+        x_arr = x.reshape(1, 1, -1) if layer.op == "fc" else x
+        written = self._synthetic_written(s)
+        rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason,
+                          in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=_density(x),
+                          output_density=_density(written), weight_density=_density(w),
+                          macs_dense=layer.macs, functional_check="timing-only")
+        self._time(s, rec, x_arr, written, w)
+        if s.fused_pool is not None:
+            self.fused_out[s.fused_pool.name] = (written, _density(written))
+        return rec, None
+
+    def _time(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
+              w: np.ndarray) -> None:
+        """Cycles, counts and energy of an accelerator layer, into ``rec``."""
+        layer = s.layer
+        if self.observer is not None:
+            _call_observer(self.observer, s, x_arr, written, w)
+        t = time_layer(s, x_arr, written, self.cfg, weights=w)
+        a = self.cfg.array
+        lat, util, eff, gops = _ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
+        rec.m, rec.passes, rec.input_resident = s.mapping.m, t.passes, t.resident
+        rec.macs_useful, rec.mac_ops, rec.cycles = t.macs_useful, t.mac_ops, t.cycles
+        rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
+        rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
+        rec.pu_ops, rec.pu_imbalance, rec.pu_time_imbalance = t.pu_ops, t.pu_imbalance, t.pu_time_imbalance
+        rec.actions = dict(t.actions)
+        rec.units = {u: t.units[u].as_dict() for u in UNITS}
+        rec.energy_pj = layer_energy(t.actions, rec.units, t.cycles, self.cfg, self.energy_table)
+
     def _conv_like(self, s: ScheduledLayer, x: np.ndarray) -> tuple[LayerResult, np.ndarray]:
         layer = s.layer
+        if self.timing_only and s.where == "accelerator":
+            return self._conv_timing_only(s, x)
         w, bias, x_arr, out1, wd = self._weighted(layer, x)
         written = out1
         if s.fused_pool is not None:
@@ -279,19 +346,10 @@ class _NetworkRun:
                           output_density=_density(out), weight_density=_density(w),
                           macs_dense=layer.macs, functional_check=status)
         if s.where == "accelerator":
-            if self.observer is not None:
-                _call_observer(self.observer, s, x_arr, written, w)
-            t = time_layer(s, x_arr, written, self.cfg, weights=w)
-            a = self.cfg.array
-            lat, util, eff, gops = _ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
-            rec.m, rec.passes, rec.input_resident = s.mapping.m, t.passes, t.resident
-            rec.macs_useful, rec.mac_ops, rec.cycles = t.macs_useful, t.mac_ops, t.cycles
-            rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
-            rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
-            rec.pu_ops, rec.pu_imbalance, rec.pu_time_imbalance = t.pu_ops, t.pu_imbalance, t.pu_time_imbalance
-            rec.actions = dict(t.actions)
-            rec.units = {u: t.units[u].as_dict() for u in UNITS}
-            rec.energy_pj = layer_energy(t.actions, rec.units, t.cycles, self.cfg, self.energy_table)
+            if self.trace == "synthetic":
+                written = self._synthetic_written(s)
+                rec.output_density = _density(written)
+            self._time(s, rec, x_arr, written, w)
         if s.fused_pool is not None:
             self.fused_out[s.fused_pool.name] = (written, _density(out1))
         return rec, out
@@ -334,6 +392,13 @@ class _NetworkRun:
                     name=layer.name, op=layer.op, where="fused", note=s.reason, in_shape=layer.in_shape,
                     out_shape=layer.out_shape, input_density=in_density, output_density=_density(out), weight_density=0.0, macs_dense=0,
                     functional_check="bit-exact" if self.check else "off"))
+            elif self.timing_only and s.where == "host":
+                d = self.prof.input_density_for(self.net, layer)
+                records.append(LayerResult(
+                    name=layer.name, op=layer.op, where="host", note=s.reason, in_shape=layer.in_shape,
+                    out_shape=layer.out_shape, input_density=d, output_density=0.0, weight_density=0.0,
+                    macs_dense=layer.macs, functional_check="timing-only"))
+                out = None
             else:
                 xs = self._inputs(layer)
                 rec, out = self._conv_like(s, xs[0]) if s.where == "accelerator" else self._host(s, xs)

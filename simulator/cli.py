@@ -6,6 +6,7 @@ Errors in user input print one line on stderr and exit with status 2
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dataflows._plan import DATAFLOWS
@@ -37,6 +38,18 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _out_file(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected an output file name, got {text!r}")
+    return text
+
+
+def _looks_like_file(name: str) -> bool:
+    """A network argument that is no zoo name but looks like a path (``model.pt``, ``nets/x``)."""
+    return name not in list_networks() and ("." in os.path.basename(name) or os.sep in name
+                                             or (os.altsep is not None and os.altsep in name))
+
+
 def _data_options(p: argparse.ArgumentParser) -> None:
     """Options that choose the data a run uses (shared by run and compare)."""
     p.add_argument("--profile", default=None, help="density profile (default: the network's published one)")
@@ -50,6 +63,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
                    help="how synthetic weights reach the profile's weight density (default: magnitude)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the bit-exact comparison with the numpy reference")
+    p.add_argument("--timing-only", action="store_true",
+                   help="bitmaps and counts only, no values (fast sweeps); implies --trace synthetic")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set dma.bandwidth_bytes_per_cycle=4 (repeatable)")
     _data_options(r)
-    r.add_argument("--json", metavar="FILE", help="write the full result as JSON")
-    r.add_argument("--csv", metavar="FILE", help="write per-layer rows as CSV")
+    r.add_argument("--json", metavar="FILE", type=_out_file, help="write the full result as JSON")
+    r.add_argument("--csv", metavar="FILE", type=_out_file, help="write per-layer rows as CSV")
     r.add_argument("--quiet", action="store_true", help="do not print the table")
     c = sub.add_parser("compare", help="run the dense, NullHop, RSNN-style and combined dataflows side by side")
     c.add_argument("network", help="zoo network name, .onnx model or SCALE-Sim .csv")
@@ -76,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataflows to compare (default: all)")
     c.add_argument("--baseline", default="dense", choices=DATAFLOWS, help="speedups are relative to this")
     _data_options(c)
-    c.add_argument("--json", metavar="FILE", help="write the comparison rows as JSON")
-    c.add_argument("--csv", metavar="FILE", help="write the comparison rows as CSV")
+    c.add_argument("--json", metavar="FILE", type=_out_file, help="write the comparison rows as JSON")
+    c.add_argument("--csv", metavar="FILE", type=_out_file, help="write the comparison rows as CSV")
     p.add_argument("--version", action="version", version="sparsesim 0.1.0")
     sub.add_parser("list", help="list networks, accelerator presets and density profiles")
     v = sub.add_parser("validate", help="prove cycle accuracy: event model vs clock-stepped reference, per layer")
@@ -90,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crop each layer to its first N input rows (default: full layers)")
     v.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     v.add_argument("--profile", default=None, help="density profile")
-    v.add_argument("--json", metavar="FILE", help="write the agreement table as JSON")
+    v.add_argument("--json", metavar="FILE", type=_out_file, help="write the agreement table as JSON")
     return p
 
 
 def _network_and_trace(args):
     """The network (zoo name or user file) and the trace argument for Simulator.run."""
     network, trace = args.network, args.trace
-    if args.network.lower().endswith(USER_NETWORK_SUFFIXES):
+    if args.network.lower().endswith(USER_NETWORK_SUFFIXES) or _looks_like_file(args.network):
         network, user_trace = load_user_network(args.network, image=args.image)
         if user_trace is not None:
             trace = user_trace
@@ -110,7 +125,13 @@ def _network_and_trace(args):
 
 
 def _run_kwargs(args, trace) -> dict:
-    return dict(profile=args.profile, seed=args.seed, trace=trace, check=args.check, pruning=args.pruning)
+    if args.timing_only:
+        if not isinstance(trace, str):
+            raise _ArgumentError("--timing-only draws synthetic bitmaps; it cannot use an ONNX model's or "
+                                 "--trace-file's real data")
+        trace = "synthetic"
+    return dict(profile=args.profile, seed=args.seed, trace=trace, check=args.check, pruning=args.pruning,
+                timing_only=args.timing_only)
 
 
 def _run(args) -> int:

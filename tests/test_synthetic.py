@@ -105,7 +105,9 @@ def test_channel_spread():
     shape = (32, 32, 256)
     flat = synthetic_activation(shape, 0.3, 3, channel_spread=0.0)
     per_ch = np.count_nonzero(flat, axis=(0, 1)) / (32 * 32)
-    assert per_ch.max() - per_ch.min() <= 1 / (32 * 32) + 1e-12
+    # Without spread every channel aims at the same density; only the smooth
+    # field's sampling noise remains (thresholds are Gaussian quantiles).
+    assert per_ch.std() < 0.03
     spread = synthetic_activation(shape, 0.3, 3, channel_spread=0.5)
     per_ch = np.count_nonzero(spread, axis=(0, 1)) / (32 * 32)
     assert per_ch.mean() == pytest.approx(0.3, abs=1e-3)

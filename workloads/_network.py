@@ -97,6 +97,9 @@ class Network:
         for layer in self.layers:
             if layer.name in seen:
                 raise WorkloadError(f"network {self.name!r}: duplicate layer name {layer.name!r}")
+            if layer.op not in OPS:
+                raise WorkloadError(f"network {self.name!r}, layer {layer.name!r}: unsupported op {layer.op!r}; "
+                                    f"supported ops: {', '.join(OPS)}")
             for src in layer.inputs:
                 if src not in seen:
                     raise WorkloadError(

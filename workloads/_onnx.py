@@ -208,6 +208,8 @@ def _load(onnx, path):
         raise WorkloadError(f"{path}: file not found")
     if not p.is_file():
         raise WorkloadError(f"{path}: not a file")
+    if p.stat().st_size == 0:
+        raise WorkloadError(f"{path}: not a readable ONNX model: the file is empty")
     try:
         model = onnx.load(str(p))
     except Exception as exc:  # protobuf DecodeError, onnx's own errors, external-data OSErrors: all mean the same

@@ -23,7 +23,9 @@ key                           contents
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,12 @@ __all__ = ["Trace", "load_trace", "save_trace", "quantize_q88", "TRACE_FORMAT"]
 
 TRACE_FORMAT = "sparsesim-trace-1"
 _Q = 256.0
+#: Appended to dtype errors: how to turn real values into a trace's int16.
+_DTYPE_FIX = "; convert real values with workloads.quantize_q88()"
+#: What numpy's and zipfile's readers raise on a damaged archive (zipfile raises
+#: NotImplementedError for unknown versions/compressions and RuntimeError for encryption).
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, NotImplementedError,
+               RuntimeError, MemoryError, OverflowError)
 
 
 def quantize_q88(x: np.ndarray, *, what: str = "array", keep_nonzero: bool = False) -> tuple[np.ndarray, int]:
@@ -89,7 +97,7 @@ class Trace:
             if not isinstance(a, np.ndarray):
                 raise TraceError(f"{where}: {key} must be a numpy array, got {type(a).__name__}")
             if a.dtype != np.int16:
-                raise TraceError(f"{where}: {key} has dtype {a.dtype}, expected int16 (Q8.8)")
+                raise TraceError(f"{where}: {key} has dtype {a.dtype}, expected int16 (Q8.8){_DTYPE_FIX}")
             return a
 
         if self.image is not None:
@@ -117,8 +125,10 @@ class Trace:
                     raise TraceError(f"{where}: {key} has shape {tuple(a.shape)}, layer {name!r} expects {tuple(want)}")
         missing = [l.name for l in network.layers if l.op in ("conv", "fc") and l.name not in self.weights]
         if missing:
+            other = (f"; the trace is for network {self.network!r}, not {network.name!r}"
+                     if self.network != network.name else "")
             raise TraceError(f"{where}: no weights for layer(s) {', '.join(missing[:5])}"
-                             f"{' ...' if len(missing) > 5 else ''} (key 'weights/<layer>')")
+                             f"{' ...' if len(missing) > 5 else ''} (key 'weights/<layer>'){other}")
         if self.image is None:
             first = [l.name for l in network.layers if "input" in l.inputs and l.name not in self.inputs]
             if first:
@@ -155,7 +165,7 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise TraceError(f"{where}: trace file not found") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except _NPZ_ERRORS as exc:
         raise TraceError(f"{where}: not a readable .npz trace ({exc})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise TraceError(f"{where}: not a .npz archive (a single .npy array?)")
@@ -164,7 +174,7 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
         for k in npz.files:
             try:
                 data[k] = npz[k]
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            except _NPZ_ERRORS as exc:
                 # Object arrays need pickle, which is refused.
                 raise TraceError(f"{where}: unreadable array {k!r} ({exc})") from None
     fmt = data.pop("format", None)
@@ -190,7 +200,7 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
         if a is None:
             continue
         if a.dtype != np.int16:
-            raise TraceError(f"{where}: {key} has dtype {a.dtype}, expected int16 (Q8.8)")
+            raise TraceError(f"{where}: {key} has dtype {a.dtype}, expected int16 (Q8.8){_DTYPE_FIX}")
         kind = key.partition("/")[0]
         ndims = {"image": (3,), "weights": (4, 2), "bias": (1,), "input": (3,)}[kind]
         if a.ndim not in ndims:
