@@ -652,6 +652,8 @@ def load_config(path_or_preset: str | os.PathLike[str]) -> AcceleratorConfig:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    except ValueError as exc:   # e.g. "embedded null byte"
+        raise ConfigError(f"{path!r}: not a valid file name ({exc})") from None
     stem = os.path.splitext(os.path.basename(path))[0] or "config"
     cfg = _from_text(raw, path, default_name=stem, stack=())
     table = cfg.energy.table

@@ -520,3 +520,20 @@ def test_validate_rejects_unknown_layers_naming_the_valid_ones() -> None:
     with pytest.raises(WorkloadError, match=r"^layer 'nope' is not a layer of the network; accelerator layers of "
                                             r"'roshambonet' are: layer1, layer2, "):
         validate_network("roshambonet", layers=["nope"])
+
+
+def test_reference_shares_no_timing_code() -> None:
+    # The oracle may use the configuration, the encoder and the mapping/planning in dataflows,
+    # never the event model's timing modules (or their kernels via another path).
+    import ast
+    import simulator._clocked as clocked
+    tree = ast.parse(open(clocked.__file__, encoding="utf-8").read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    forbidden = ("_engine", "_layer_model", "_cycles", "slot_mac_work", "weight_tap_prefix", "stripe_mac_work")
+    assert not [m for m in imported if any(f in m for f in forbidden)], imported

@@ -37,7 +37,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from ._errors import TraceError, WorkloadError
+from ._errors import SparsesimError, TraceError, WorkloadError
 from ._network import Network, NetworkBuilder, Shape
 from ._synthetic import _IMAGENET_MEAN, _IMAGENET_STD, _LUMA, _crop_resize, image_input
 from ._trace import Trace, quantize_q88
@@ -199,16 +199,28 @@ def _import(path: str | os.PathLike, *, image=None, name: str | None = None) -> 
     where = str(path)
     onnx, ort = _require(where)
     model = _load(onnx, path)
-    return _Importer(onnx, ort, model, where, image, name or _sanitize(Path(path).stem) or "onnx_model").run()
+    try:
+        return _Importer(onnx, ort, model, where, image, name or _sanitize(Path(path).stem) or "onnx_model").run()
+    except SparsesimError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # A damaged file that still parses as protobuf: undefined tensor types, initializers whose data
+        # does not match their shape, names that are not UTF-8, ... (kept as __cause__ for --debug).
+        raise WorkloadError(f"{where}: not a readable ONNX model: malformed content "
+                            f"({type(exc).__name__}: {exc})") from exc
 
 
 def _load(onnx, path):
     p = Path(path)
-    if not p.exists():
-        raise WorkloadError(f"{path}: file not found")
-    if not p.is_file():
-        raise WorkloadError(f"{path}: not a file")
-    if p.stat().st_size == 0:
+    try:
+        if not p.exists():
+            raise WorkloadError(f"{path}: file not found")
+        if not p.is_file():
+            raise WorkloadError(f"{path}: not a file")
+        empty = p.stat().st_size == 0
+    except OSError as exc:   # e.g. a file name too long for the file system
+        raise WorkloadError(f"{path}: cannot read the model: {exc.strerror or exc}") from None
+    if empty:
         raise WorkloadError(f"{path}: not a readable ONNX model: the file is empty")
     try:
         model = onnx.load(str(p))

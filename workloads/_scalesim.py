@@ -89,10 +89,12 @@ def _int(text: str) -> int | None:
 def read_scalesim_csv(path: str | os.PathLike) -> list[ScaleSimRow]:
     """Parse a SCALE-Sim conv topology CSV; errors name the file, row (line) and column."""
     p = Path(path)
-    if not p.is_file():
-        raise WorkloadError(f"{path}: {'file not found' if not p.exists() else 'not a file'}")
     try:
+        if not p.is_file():
+            raise WorkloadError(f"{path}: {'file not found' if not p.exists() else 'not a file'}")
         text = p.read_text(encoding="utf-8-sig")
+    except WorkloadError:
+        raise
     except (OSError, UnicodeDecodeError) as exc:
         raise WorkloadError(f"{path}: not a readable text file ({exc})") from None
     rows: list[ScaleSimRow] = []

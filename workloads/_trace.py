@@ -159,10 +159,12 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
     """Read a ``.npz`` trace (never unpickles) and validate it against ``network`` if given."""
     path = Path(path)
     where = str(path)
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise TraceError(f"{where}: not a .npz (zip) archive")
     try:
+        if path.is_file() and not zipfile.is_zipfile(path):
+            raise TraceError(f"{where}: not a .npz (zip) archive")
         npz = np.load(path, allow_pickle=False)
+    except TraceError:
+        raise
     except FileNotFoundError:
         raise TraceError(f"{where}: trace file not found") from None
     except _NPZ_ERRORS as exc:

@@ -1,0 +1,648 @@
+"""The catalogue of bad inputs (issue #9): one table drives these tests and docs/errors.md.
+
+Every entry of ``CASES`` is one bad input: a config file, a network, a trace file,
+an ONNX model or a command line. The test feeds it to the library (or to
+``simulator.cli.main``) and checks the exact exception type and message. The same
+entries are rendered as the table in ``docs/errors.md``; ``test_docs_table_matches``
+fails when the two differ. After changing a case, regenerate the table with::
+
+    python tests/test_catalogue.py
+
+Conventions: every case runs in an empty temporary working directory, so file
+names in messages are relative (``accel.toml``); ``<dir>`` in a message stands for
+that directory's absolute path. A message ending in `` …`` is a prefix: the rest
+comes from a third-party parser (tomllib, protobuf) and may vary between versions.
+CLI cases give the one line printed on stderr; their exit status must be 2, and
+``--debug`` must raise the listed exception type instead.
+"""
+from __future__ import annotations
+
+import io
+import re
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import workloads._errors as errors
+from simulator import load_config, simulate, validate_network, with_overrides, AcceleratorConfig
+from simulator._runner import Simulator
+from simulator.cli import main
+from workloads import (TRACE_FORMAT, Layer, Network, NetworkBuilder, Trace, from_onnx, get_network, get_profile,
+                       load_trace, load_user_network, quantize_q88, read_scalesim_csv, from_scalesim_csv)
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+BEGIN, END = "<!-- catalogue:begin -->", "<!-- catalogue:end -->"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input.
+
+    kind: ``raise`` (``action(dir)`` must raise), ``cli`` (``action(dir)`` returns the argv
+    for ``main``) or ``report`` (``action(dir)`` returns text that must contain ``message``).
+    """
+
+    id: str
+    area: str
+    input: str          # what is wrong, for the docs (Markdown, one line)
+    error: str          # exception class name in workloads._errors, or "-" for report cases
+    message: str        # exact message (or stderr line); a trailing " …" makes it a prefix
+    action: Callable[[Path], object]
+    kind: str = "raise"
+
+
+# ---------------------------------------------------------------- helpers
+def _toml(text: str | bytes, name: str = "accel.toml"):
+    def go(d: Path):
+        p = d / name
+        p.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return load_config(name)
+    return go
+
+
+def _npz(name: str, **arrays) -> str:
+    with open(name, "wb") as fh:
+        np.savez(fh, **arrays)
+    return name
+
+
+def _trace(**arrays):
+    """``load_trace`` of a facedet trace file holding ``format``, ``network`` and ``arrays``."""
+    def go(d: Path):
+        base = {"format": np.array(TRACE_FORMAT), "network": np.array("facedet")}
+        return load_trace(_npz("trace.npz", **{**base, **arrays}), get_network("facedet"))
+    return go
+
+
+def _facedet_weights(**replace) -> dict:
+    net = get_network("facedet")
+    out = {f"weights/{l.name}": np.ones(l.weight_shape, np.int16) for l in net.layers if l.op in ("conv", "fc")}
+    out["image"] = np.zeros(net.input_shape, np.int16)
+    out.update(replace)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _builder(*steps):
+    """Run ``NetworkBuilder`` steps ``(method, args, kwargs)`` on an 8x8x3 input."""
+    def go(d: Path):
+        b = NetworkBuilder("net", (8, 8, 3))
+        for method, args, kwargs in steps:
+            getattr(b, method)(*args, **kwargs)
+        return b.build()
+    return go
+
+
+def _layer(name, op, inputs, shape=(8, 8, 3), out=(8, 8, 3), **kw) -> Layer:
+    return Layer(name=name, op=op, inputs=tuple(inputs), in_shapes=(shape,) * len(inputs), out_shape=out, **kw)
+
+
+def _csv(text: str, loader=from_scalesim_csv):
+    header = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+
+    def go(d: Path):
+        (d / "topo.csv").write_text(header + text)
+        return loader("topo.csv")
+    return go
+
+
+def _onnx_bytes(kind: str) -> bytes:
+    """A tiny ONNX model: conv 3->4 3x3 on 1x3x8x8 (+ the op that makes it bad)."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.full((4, 3, 3, 3), 0.05, np.float32)
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], name="conv", kernel_shape=[3, 3])]
+    out = "c"
+    if kind == "sigmoid":
+        nodes.append(helper.make_node("Sigmoid", ["c"], ["s"], name="gate"))
+        out = "s"
+    elif kind == "nan":
+        w[0, 0, 0, 0] = np.nan
+    elif kind == "huge":
+        w[:2] = 300.0          # beyond Q8.8's 127.996: saturates
+    elif kind == "pads":
+        nodes[0] = helper.make_node("Conv", ["image", "w"], ["c"], name="conv", kernel_shape=[3, 3],
+                                    pads=[0, 0, 1, 1])
+    inits = [numpy_helper.from_array(w, "w")]
+    if kind == "undefined":
+        inits[0].data_type = TensorProto.UNDEFINED
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def _onnx(content: bytes | str | None, name: str = "model.onnx"):
+    def go(d: Path):
+        data = _onnx_bytes(content) if isinstance(content, str) else content
+        if data is not None:
+            (d / name).write_bytes(data)
+        return from_onnx(name)
+    return go
+
+
+def _saturation_report(d: Path) -> str:
+    (d / "model.onnx").write_bytes(_onnx_bytes("huge"))
+    net, trace = from_onnx("model.onnx")
+    result = simulate(net, trace=trace)
+    assert result.saturated == {"weights/conv": 54}
+    assert result.to_dict()["saturated"] == {"weights/conv": 54}
+    return result.format_table()
+
+
+def _zip_version_99(d: Path) -> str:
+    """A valid trace whose central directory claims zip version 9.9 (zipfile: NotImplementedError)."""
+    buf = io.BytesIO()
+    np.savez(buf, format=np.array(TRACE_FORMAT), network=np.array("facedet"))
+    data = bytearray(buf.getvalue())
+    i = data.find(b"PK\x01\x02")
+    struct.pack_into("<H", data, i + 6, 99)          # "version needed to extract"
+    (d / "trace.npz").write_bytes(bytes(data))
+    return load_trace("trace.npz")
+
+
+def _object_array(d: Path):
+    arr = np.empty(2, dtype=object)
+    arr[:] = [None, "x"]
+    with open("trace.npz", "wb") as fh:
+        np.savez(fh, format=np.array(TRACE_FORMAT), network=np.array("facedet"), image=arr)
+    return load_trace("trace.npz")
+
+
+def _file(name: str, content: str | bytes = "x"):
+    def go(d: Path):
+        p = d / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return go
+
+
+def _cli(*argv, setup=None):
+    def go(d: Path):
+        if setup is not None:
+            setup(d)
+        return list(argv)
+    return go
+
+
+_K9 = _builder(("conv", ("c9", 8, 9), {"padding": 4}))
+_TOPO_OK = "c1, 8, 8, 3, 3, 3, 4, 1,\n"
+
+# ------------------------------------------------------------------ cases
+CASES: list[Case] = [
+    # -- accelerator config files -------------------------------------------------------------------
+    Case("config-unknown-key", "config", "`[dma] bandwith_bytes_per_cycle = 4` (misspelt key)", "ConfigError",
+         "accel.toml: unknown key 'dma.bandwith_bytes_per_cycle' (did you mean 'dma.bandwidth_bytes_per_cycle'?)",
+         _toml("[dma]\nbandwith_bytes_per_cycle = 4\n")),
+    Case("config-unknown-section", "config", "`[arrays]` (misspelt section)", "ConfigError",
+         "accel.toml: unknown key 'arrays' (did you mean 'array'?)",
+         _toml("[arrays]\nnum_clusters = 4\n")),
+    Case("config-key-without-section", "config", "`latency_cycles = 50` at the top level", "ConfigError",
+         "accel.toml: unknown key 'latency_cycles' (did you mean 'dma.latency_cycles'?)",
+         _toml("latency_cycles = 50\n")),
+    Case("config-section-not-table", "config", "`array = 3`", "ConfigError",
+         "accel.toml: 'array' must be a table (a [array] section), got 3",
+         _toml("array = 3\n")),
+    Case("config-wrong-type", "config", "`[array] num_clusters = \"8\"` (a string)", "ConfigError",
+         "accel.toml: array.num_clusters must be an integer, got '8'",
+         _toml("[array]\nnum_clusters = \"8\"\n")),
+    Case("config-bool-for-int", "config", "`[memory] input_memory_kib = true`", "ConfigError",
+         "accel.toml: memory.input_memory_kib must be an integer, got True",
+         _toml("[memory]\ninput_memory_kib = true\n")),
+    Case("config-float-for-int", "config", "`[array] num_clusters = 8.5`", "ConfigError",
+         "accel.toml: array.num_clusters must be an integer, got 8.5",
+         _toml("[array]\nnum_clusters = 8.5\n")),
+    Case("config-zero-size", "config", "`[array] num_clusters = 0`", "ConfigError",
+         "accel.toml: array.num_clusters must be a positive integer, got 0",
+         _toml("[array]\nnum_clusters = 0\n")),
+    Case("config-negative-size", "config", "`[memory] input_memory_kib = -512`", "ConfigError",
+         "accel.toml: memory.input_memory_kib must be a positive integer, got -512",
+         _toml("[memory]\ninput_memory_kib = -512\n")),
+    Case("config-negative-latency", "config", "`[dma] latency_cycles = -1`", "ConfigError",
+         "accel.toml: dma.latency_cycles must be a non-negative integer, got -1",
+         _toml("[dma]\nlatency_cycles = -1\n")),
+    Case("config-not-power-of-two", "config", "`[array] macs_per_cluster = 12`", "ConfigError",
+         "accel.toml: array.macs_per_cluster must be a power of two, got 12",
+         _toml("[array]\nmacs_per_cluster = 12\n")),
+    Case("config-macs-per-channel", "config", "`[array] max_macs_per_channel = 3`", "ConfigError",
+         "accel.toml: array.max_macs_per_channel must be one of 1, 2, 4, 8, got 3",
+         _toml("[array]\nmax_macs_per_channel = 3\n")),
+    Case("config-kernel-size-range", "config", "`[array] max_kernel_size = 16`", "ConfigError",
+         "accel.toml: array.max_kernel_size must be in 1..15, got 16",
+         _toml("[array]\nmax_kernel_size = 16\n")),
+    Case("config-zero-bandwidth", "config", "`[dma] bandwidth_bytes_per_cycle = 0`", "ConfigError",
+         "accel.toml: dma.bandwidth_bytes_per_cycle must be > 0, got 0.0",
+         _toml("[dma]\nbandwidth_bytes_per_cycle = 0\n")),
+    Case("config-nan-bandwidth", "config", "`[dma] bandwidth_bytes_per_cycle = nan`", "ConfigError",
+         "accel.toml: dma.bandwidth_bytes_per_cycle must be finite, got nan",
+         _toml("[dma]\nbandwidth_bytes_per_cycle = nan\n")),
+    Case("config-infinite-clock", "config", "`[array] clock_mhz = inf`", "ConfigError",
+         "accel.toml: array.clock_mhz must be finite, got inf",
+         _toml("[array]\nclock_mhz = inf\n")),
+    Case("config-values-per-beat", "config", "`[dma] values_per_beat = 8` with 8-byte beats", "ConfigError",
+         "accel.toml: dma.values_per_beat must fit in dma.beat_bytes (8) at 2 bytes per value, i.e. be <= 4, got 8",
+         _toml("[dma]\nvalues_per_beat = 8\n")),
+    Case("config-num-pus", "config", "`[array] num_pus = 3` (does not divide 128 MACs)", "ConfigError",
+         "accel.toml: array.num_pus must divide the 128 MACs (array.num_clusters x array.macs_per_cluster), got 3",
+         _toml("[array]\nnum_pus = 3\n")),
+    Case("config-dataflow", "config", "`[array] dataflow = \"sparse\"`", "ConfigError",
+         "accel.toml: array.dataflow must be one of dense, nullhop, rsnn, combined, got 'sparse'",
+         _toml("[array]\ndataflow = \"sparse\"\n")),
+    Case("config-precision", "config", "`[precision] frac_bits = 4`", "ConfigError",
+         "accel.toml: precision.frac_bits must be 8 (only Q8.8 is supported), got 4",
+         _toml("[precision]\nfrac_bits = 4\n")),
+    Case("config-dram-type", "config", "`[energy] dram_type = \"DDR5\"`", "ConfigError",
+         "accel.toml: energy.dram_type must be one of LPDDR4, DDR4, HBM2, got 'DDR5'",
+         _toml("[energy]\ndram_type = \"DDR5\"\n")),
+    Case("config-broken-toml", "config", "`[array` (unclosed table header)", "ConfigError",
+         "accel.toml: invalid TOML: …",
+         _toml("[array\nnum_clusters = 8\n")),
+    Case("config-duplicate-key", "config", "`num_clusters` set twice in `[array]`", "ConfigError",
+         "accel.toml: invalid TOML: …",
+         _toml("[array]\nnum_clusters = 8\nnum_clusters = 4\n")),
+    Case("config-not-utf8", "config", "a file of non-UTF-8 bytes", "ConfigError",
+         "accel.toml: invalid TOML: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+         _toml(b"\xff\xfe[array]\n")),
+    Case("config-unknown-base", "config", "`base = \"nullhopp\"`", "ConfigError",
+         "accel.toml: unknown preset 'nullhopp' (did you mean 'nullhop'?); available presets: combined, dense, "
+         "nullhop, rsnn",
+         _toml("base = \"nullhopp\"\n")),
+    Case("config-missing-file", "config", "`load_config(\"missing.toml\")`", "ConfigError",
+         "missing.toml: config file not found",
+         lambda d: load_config("missing.toml")),
+    Case("config-null-byte", "config", "a file name containing a NUL byte", "ConfigError",
+         "'a\\x00.toml': not a valid file name (embedded null byte)",
+         lambda d: load_config("a\x00.toml")),
+    Case("config-energy-table-missing", "config", "`[energy] table = \"nope.toml\"` (no such file)", "ConfigError",
+         "<dir>/nope.toml: energy table not found",
+         lambda d: Simulator(_toml("[energy]\ntable = \"nope.toml\"\n")(d))),
+    Case("config-override-unknown-key", "config", "`with_overrides(cfg, {\"array.num_cluster\": 4})`",
+         "ConfigError", "unknown key 'array.num_cluster' (did you mean 'array.num_clusters'?)",
+         lambda d: with_overrides(AcceleratorConfig(), {"array.num_cluster": 4})),
+    # -- mapping a network onto the configured accelerator --------------------------------------------
+    Case("mapping-memory-too-small", "config", "`memory.input_memory_kib = 1` (one VGG16 stripe needs 6 KiB)",
+         "MappingError",
+         "layer 'conv1_1': memory.input_memory_kib=1 is too small for one stripe of 4 input rows, which needs 6 KiB",
+         lambda d: simulate("vgg16", overrides={"memory.input_memory_kib": 1}, trace="synthetic", check=False)),
+    Case("mapping-kernel-too-large", "config", "a 9x9 conv on NullHop (1x1..7x7)", "MappingError",
+         "layer 'c9': kernel 9x9 exceeds array.max_kernel_size=7 (NullHop supports 1x1..7x7)",
+         lambda d: simulate(_K9(d), check=False)),
+    Case("mapping-kernel-memory", "config", "`memory.kernel_memory_words_per_mac = 1`", "MappingError",
+         "layer 'conv1': 5x5x1 = 25 weights per output channel need 26 kernel memories of "
+         "memory.kernel_memory_words_per_mac=1, more than array.max_macs_per_channel=8",
+         lambda d: simulate("facedet", overrides={"memory.kernel_memory_words_per_mac": 1}, check=False)),
+    # -- networks ----------------------------------------------------------------------------------
+    Case("network-unknown", "network", "`get_network(\"vgg17\")`", "WorkloadError",
+         "unknown network 'vgg17'; choose one of facedet, mobilenet_v1, mobilenet_v2, resnet18, resnet50, "
+         "roshambonet, vgg16, vgg19 (did you mean 'vgg19'?)",
+         lambda d: get_network("vgg17")),
+    Case("network-add-shapes", "network", "`add` of a 6x6x4 and a 6x6x8 tensor", "WorkloadError",
+         "layer 'sum': add inputs 'a' (6, 6, 4) and 'b' (6, 6, 8) differ in shape",
+         _builder(("conv", ("a", 4, 3), {}), ("conv", ("b", 8, 3), {"inputs": "input"}),
+                  ("add", ("sum", ("a", "b")), {}))),
+    Case("network-concat-shapes", "network", "`concat` of 6x6 and 8x8 maps", "WorkloadError",
+         "layer 'cat': concat inputs differ in height/width: ((6, 6, 4), (8, 8, 3))",
+         _builder(("conv", ("a", 4, 3), {}), ("concat", ("cat", ("a", "input")), {}))),
+    Case("network-kernel-does-not-fit", "network", "an 11x11 conv on an 8x8 input without padding",
+         "WorkloadError", "layer 'big': kernel 11x11 with padding 0 does not fit the 8x8 input",
+         _builder(("conv", ("big", 4, 11), {}))),
+    Case("network-groups", "network", "`groups=2` on a 3-channel input", "WorkloadError",
+         "layer 'g': groups=2 must divide in_channels=3 and out_channels=4",
+         _builder(("conv", ("g", 4, 3), {"groups": 2}))),
+    Case("network-activation", "network", "`activation=\"gelu\"`", "WorkloadError",
+         "layer 'c': activation must be one of (None, 'relu', 'relu6'), got 'gelu'",
+         _builder(("conv", ("c", 4, 3), {"activation": "gelu"}))),
+    Case("network-unsupported-op", "network", "a `Layer` with `op=\"softmax\"`", "WorkloadError",
+         "network 'net', layer 'prob': unsupported op 'softmax'; supported ops: conv, fc, maxpool, avgpool, add, "
+         "concat",
+         lambda d: Network("net", (8, 8, 3), (_layer("prob", "softmax", ["input"]),))),
+    Case("network-duplicate-name", "network", "two layers named `c`", "WorkloadError",
+         "network 'net': duplicate layer name 'c'",
+         lambda d: Network("net", (8, 8, 3), (_layer("c", "maxpool", ["input"]), _layer("c", "maxpool", ["c"])))),
+    Case("network-input-order", "network", "a layer reading a later layer", "WorkloadError",
+         "network 'net', layer 'a': input 'b' is not an earlier layer or 'input'",
+         lambda d: Network("net", (8, 8, 3), (_layer("a", "maxpool", ["b"]), _layer("b", "maxpool", ["input"])))),
+    Case("network-input-shape", "network", "`NetworkBuilder(\"net\", (0, 8, 3))`", "WorkloadError",
+         "network 'net': input shape must be positive, got (0, 8, 3)",
+         lambda d: NetworkBuilder("net", (0, 8, 3))),
+    Case("network-profile-unknown", "network", "`--profile han2016`", "WorkloadError",
+         "unknown density profile 'han2016'; did you mean 'han2015_vgg16'? known profiles: "
+         "distiller_mobilenet_v1_agp, distiller_resnet50_agp80, han2015_alexnet, han2015_vgg16, uniform-<density>",
+         lambda d: get_profile("han2016")),
+    Case("network-profile-density", "network", "`--profile uniform-1.5`", "WorkloadError",
+         "uniform profile density must be in [0, 1], not 1.5",
+         lambda d: get_profile("uniform-1.5")),
+    Case("network-seed", "network", "`simulate(\"facedet\", seed=-1)`", "WorkloadError",
+         "seed must be a non-negative integer, got -1",
+         lambda d: simulate("facedet", seed=-1)),
+    Case("network-file-type", "network", "`load_user_network(\"model.pt\")`", "WorkloadError",
+         "model.pt: unknown network file type '.pt'; expected one of .onnx, .csv (ONNX model or SCALE-Sim "
+         "topology)",
+         lambda d: load_user_network("model.pt")),
+    Case("scalesim-chain", "network", "SCALE-Sim rows whose shapes do not chain (6x6x4 output, then a 6x6x5 IFMAP)",
+         "WorkloadError",
+         "topo.csv: row 3 ('c2'): IFMAP 6x6x5 does not follow from the previous row's output 6x6x4 (directly, "
+         "with symmetric padding, after a 2x2 max pool, or after a global average pool); to simulate the rows as "
+         "independent layers use workloads.scalesim_networks()",
+         _csv(_TOPO_OK + "c2, 6, 6, 3, 3, 5, 4, 1,\n")),
+    Case("scalesim-not-integer", "network", "SCALE-Sim row with `three` as the filter height", "WorkloadError",
+         "topo.csv: row 2 ('c1'), column 4 ('Filter Height'): 'three' is not a positive integer",
+         _csv("c1, 8, 8, three, 3, 3, 4, 1,\n", read_scalesim_csv)),
+    # -- trace files ---------------------------------------------------------------------------------
+    Case("trace-missing-weights", "trace", "no `weights/<layer>` arrays", "TraceError",
+         "trace.npz: no weights for layer(s) conv1, conv2, ip1, ip2 (key 'weights/<layer>')",
+         _trace(image=np.zeros((36, 36, 1), np.int16))),
+    Case("trace-other-network", "trace", "a vgg16 trace loaded for facedet", "TraceError",
+         "trace.npz: no weights for layer(s) conv1, conv2, ip1, ip2 (key 'weights/<layer>'); the trace is for "
+         "network 'vgg16', not 'facedet'",
+         _trace(network=np.array("vgg16"))),
+    Case("trace-float-dtype", "trace", "float32 weights", "TraceError",
+         "trace.npz: weights/conv1 has dtype float32, expected int16 (Q8.8); convert real values with "
+         "workloads.quantize_q88()",
+         _trace(**_facedet_weights(**{"weights/conv1": np.zeros((16, 5, 5, 1), np.float32)}))),
+    Case("trace-nan-float", "trace", "float64 input with NaN", "TraceError",
+         "trace.npz: input/conv2 has dtype float64, expected int16 (Q8.8); convert real values with "
+         "workloads.quantize_q88()",
+         _trace(**_facedet_weights(**{"input/conv2": np.full((16, 16, 16), np.nan)}))),
+    Case("trace-wrong-shape", "trace", "3x3 kernels for facedet's 5x5 `conv1`", "TraceError",
+         "trace.npz: weights/conv1 has shape (16, 3, 3, 1), layer 'conv1' expects (16, 5, 5, 1)",
+         _trace(**_facedet_weights(**{"weights/conv1": np.zeros((16, 3, 3, 1), np.int16)}))),
+    Case("trace-wrong-rank", "trace", "a 2-D bias", "TraceError",
+         "trace.npz: bias/conv1 has 2 dimension(s), expected 1",
+         _trace(**_facedet_weights(**{"bias/conv1": np.zeros((16, 1), np.int16)}))),
+    Case("trace-image-shape", "trace", "a 4x4x1 image for a 36x36x1 network", "TraceError",
+         "trace.npz: image has shape (4, 4, 1), network 'facedet' expects (36, 36, 1)",
+         _trace(**_facedet_weights(image=np.zeros((4, 4, 1), np.int16)))),
+    Case("trace-object-array", "trace", "an object array (needs pickle)", "TraceError",
+         "trace.npz: unreadable array 'image' (Object arrays cannot be loaded when allow_pickle=False)",
+         _object_array),
+    Case("trace-unexpected-key", "trace", "an array named `activations/conv1`", "TraceError",
+         "trace.npz: unexpected array 'activations/conv1'; allowed: image, weights/<layer>, bias/<layer>, "
+         "input/<layer>",
+         _trace(**{"activations/conv1": np.zeros(3, np.int16)})),
+    Case("trace-unknown-layer", "trace", "`weights/conv9` (no such layer)", "TraceError",
+         "trace.npz: weights/conv9 names no layer of network 'facedet'",
+         _trace(**_facedet_weights(**{"weights/conv9": np.zeros((1, 1, 1, 1), np.int16)}))),
+    Case("trace-weights-for-pool", "trace", "`weights/pool1` (a max pool)", "TraceError",
+         "trace.npz: weights/pool1: layer 'pool1' is a maxpool, which has no weights",
+         _trace(**_facedet_weights(**{"weights/pool1": np.zeros((1, 1, 1, 1), np.int16)}))),
+    Case("trace-missing-format", "trace", "no `format` entry", "TraceError",
+         "trace.npz: missing or unknown 'format' entry; expected 'sparsesim-trace-1'",
+         _trace(format=np.array("my-trace-2"))),
+    Case("trace-not-zip", "trace", "a text file named `trace.npz`", "TraceError",
+         "trace.npz: not a .npz (zip) archive",
+         lambda d: (_file("trace.npz", "hello")(d), load_trace("trace.npz"))),
+    Case("trace-zip-version", "trace", "a zip claiming version 9.9", "TraceError",
+         "trace.npz: not a readable .npz trace (zip file version 9.9)",
+         _zip_version_99),
+    Case("trace-missing-file", "trace", "`load_trace(\"none.npz\")`", "TraceError",
+         "none.npz: trace file not found",
+         lambda d: load_trace("none.npz")),
+    Case("trace-not-an-array", "trace", "`Trace(image=[[1]])` built in Python", "TraceError",
+         "trace: image must be a numpy array, got list",
+         lambda d: simulate("facedet", trace=Trace(network="facedet", image=[[1]]))),
+    Case("trace-nan-quantize", "trace", "`quantize_q88` of NaN or inf", "TraceError",
+         "weights/conv1: 2 value(s) are NaN or infinite; Q8.8 needs finite numbers",
+         lambda d: quantize_q88(np.array([1.0, np.nan, -np.inf]), what="weights/conv1")),
+    Case("trace-saturation", "trace", "ONNX weights of 300.0 (Q8.8 tops out at 127.996)", "-",
+         "saturated to Q8.8: 54 values (weights/conv 54)",
+         _saturation_report, kind="report"),
+    # -- ONNX models -------------------------------------------------------------------------------------
+    Case("onnx-empty", "onnx", "an empty `.onnx` file", "WorkloadError",
+         "model.onnx: not a readable ONNX model: the file is empty",
+         _onnx(b"")),
+    Case("onnx-random-bytes", "onnx", "256 random bytes", "WorkloadError",
+         "model.onnx: not a readable ONNX model: …",
+         _onnx(np.random.default_rng(7).bytes(256))),
+    Case("onnx-text", "onnx", "a text file named `model.onnx`", "WorkloadError",
+         "model.onnx: not a readable ONNX model: …",
+         _onnx(b"this is not a model\n")),
+    Case("onnx-malformed", "onnx", "an initializer with element type UNDEFINED", "WorkloadError",
+         "model.onnx: not a readable ONNX model: malformed content (TypeError: The element type in the input "
+         "tensor is UNDEFINED.)",
+         _onnx("undefined")),
+    Case("onnx-unsupported-op", "onnx", "a `Sigmoid` node named `gate`", "WorkloadError",
+         "model.onnx: node 'gate': op type 'Sigmoid' is not supported; supported: Add, AveragePool, "
+         "BatchNormalization, Clip, Concat, Constant, Conv, Flatten, Gemm, GlobalAveragePool, Identity, MatMul, "
+         "MaxPool, Relu, Reshape",
+         _onnx("sigmoid")),
+    Case("onnx-asymmetric-pads", "onnx", "`Conv` with `pads=[0, 0, 1, 1]`", "WorkloadError",
+         "model.onnx: node 'conv': pads [0, 0, 1, 1] are not the same on all four sides; sparsesim supports one "
+         "symmetric padding (pads [p, p, p, p])",
+         _onnx("pads")),
+    Case("onnx-nan-weights", "onnx", "a NaN weight", "WorkloadError",
+         "model.onnx: node 'conv': weights/conv: 1 value(s) are NaN or infinite; Q8.8 needs finite numbers",
+         _onnx("nan")),
+    Case("onnx-missing-file", "onnx", "`from_onnx(\"none.onnx\")`", "WorkloadError",
+         "none.onnx: file not found",
+         _onnx(None, "none.onnx")),
+    # -- command line ------------------------------------------------------------------------------------
+    Case("cli-unknown-network", "cli", "`sparsesim run vgg17`", "WorkloadError",
+         "sparsesim: error: unknown network 'vgg17'; choose one of facedet, mobilenet_v1, mobilenet_v2, resnet18, "
+         "resnet50, roshambonet, vgg16, vgg19 (did you mean 'vgg19'?)",
+         _cli("run", "vgg17"), kind="cli"),
+    Case("cli-network-file-type", "cli", "`sparsesim run model.pt`", "WorkloadError",
+         "sparsesim: error: model.pt: unknown network file type '.pt'; expected one of .onnx, .csv (ONNX model or "
+         "SCALE-Sim topology)",
+         _cli("run", "model.pt"), kind="cli"),
+    Case("cli-bad-seed", "cli", "`--seed -3`", "SparsesimError",
+         "sparsesim: error: sparsesim run: argument --seed: expected a non-negative integer, got '-3'",
+         _cli("run", "facedet", "--seed", "-3"), kind="cli"),
+    Case("cli-bad-trace", "cli", "`--trace real`", "SparsesimError",
+         "sparsesim: error: sparsesim run: argument --trace: invalid choice: 'real' (choose from 'propagated', "
+         "'synthetic')",
+         _cli("run", "facedet", "--trace", "real"), kind="cli"),
+    Case("cli-bad-dataflow", "cli", "`compare --dataflows sparse`", "SparsesimError",
+         "sparsesim: error: sparsesim compare: argument --dataflows: invalid choice: 'sparse' (choose from "
+         "'dense', 'nullhop', 'rsnn', 'combined')",
+         _cli("compare", "facedet", "--dataflows", "sparse"), kind="cli"),
+    Case("cli-bad-max-rows", "cli", "`validate --max-rows -1`", "SparsesimError",
+         "sparsesim: error: sparsesim validate: argument --max-rows: expected a non-negative integer, got '-1'",
+         _cli("validate", "facedet", "--max-rows", "-1"), kind="cli"),
+    Case("cli-unknown-layer", "cli", "`validate facedet --layers conv9`", "WorkloadError",
+         "sparsesim: error: layer 'conv9' is not a layer of the network; accelerator layers of 'facedet' are: "
+         "conv1, conv2",
+         _cli("validate", "facedet", "--layers", "conv9"), kind="cli"),
+    Case("cli-set-syntax", "cli", "`--set dma.latency_cycles` (no `=`)", "ConfigError",
+         "sparsesim: error: --set expects key=value, got 'dma.latency_cycles'",
+         _cli("run", "facedet", "--set", "dma.latency_cycles"), kind="cli"),
+    Case("cli-set-unknown-key", "cli", "`--set array.num_cluster=4`", "ConfigError",
+         "sparsesim: error: unknown key 'array.num_cluster' (did you mean 'array.num_clusters'?)",
+         _cli("run", "facedet", "--set", "array.num_cluster=4"), kind="cli"),
+    Case("cli-set-bad-value", "cli", "`--set array.num_clusters=eight`", "ConfigError",
+         "sparsesim: error: array.num_clusters must be an integer, got 'eight'",
+         _cli("run", "facedet", "--set", "array.num_clusters=eight"), kind="cli"),
+    Case("cli-unknown-preset", "cli", "`--accel nullhopp`", "ConfigError",
+         "sparsesim: error: unknown preset 'nullhopp' (did you mean 'nullhop'?); available presets: combined, "
+         "dense, nullhop, rsnn",
+         _cli("run", "facedet", "--accel", "nullhopp"), kind="cli"),
+    Case("cli-broken-accel-file", "cli", "`--accel accel.toml` with `[array` in it", "ConfigError",
+         "sparsesim: error: accel.toml: invalid TOML: …",
+         _cli("run", "facedet", "--accel", "accel.toml", setup=_file("accel.toml", "[array\n")), kind="cli"),
+    Case("cli-empty-output", "cli", "`--json \"\"`", "SparsesimError",
+         "sparsesim: error: sparsesim run: argument --json: expected an output file name, got ''",
+         _cli("run", "facedet", "--json", ""), kind="cli"),
+    Case("cli-output-under-file", "cli", "`--json notes.txt/r.json` (`notes.txt` is a file)", "SparsesimError",
+         "sparsesim: error: cannot write 'notes.txt/r.json': 'notes.txt' is a file, not a directory",
+         _cli("run", "facedet", "--quiet", "--no-check", "--json", "notes.txt/r.json", setup=_file("notes.txt")),
+         kind="cli"),
+    Case("cli-output-is-directory", "cli", "`--csv out` (`out` is a directory)", "SparsesimError",
+         "sparsesim: error: cannot write 'out': it is a directory; give a file name",
+         _cli("run", "facedet", "--quiet", "--no-check", "--csv", "out", setup=_file("out/keep")), kind="cli"),
+    Case("cli-image-for-zoo", "cli", "`run facedet --image cat.png`", "SparsesimError",
+         "sparsesim: error: --image applies only to ONNX models (.onnx)",
+         _cli("run", "facedet", "--image", "cat.png"), kind="cli"),
+    Case("cli-trace-file-missing", "cli", "`--trace-file none.npz`", "TraceError",
+         "sparsesim: error: none.npz: trace file not found",
+         _cli("run", "facedet", "--trace-file", "none.npz"), kind="cli"),
+    Case("cli-corrupt-onnx", "cli", "`sparsesim run model.onnx` (random bytes)", "WorkloadError",
+         "sparsesim: error: model.onnx: not a readable ONNX model: …",
+         _cli("run", "model.onnx", setup=_file("model.onnx", np.random.default_rng(7).bytes(256))), kind="cli"),
+    Case("cli-no-command", "cli", "`sparsesim` (no command)", "SparsesimError",
+         "sparsesim: error: the following arguments are required: command",
+         _cli(), kind="cli"),
+    Case("cli-unknown-option", "cli", "`run facedet --fast`", "SparsesimError",
+         "sparsesim: error: unrecognized arguments: --fast",
+         _cli("run", "facedet", "--fast"), kind="cli"),
+]
+
+
+# ------------------------------------------------------------------ tests
+def _matches(actual: str, expected: str) -> bool:
+    if expected.endswith(" …"):
+        return actual.startswith(expected[:-2])
+    return actual == expected
+
+
+def _normalise(text: str, d: Path) -> str:
+    for p in {str(d.resolve()), str(d)}:
+        text = text.replace(p, "<dir>")
+    return text
+
+
+def test_catalogue_is_big_and_ids_are_unique():
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert {c.area for c in CASES} == {"config", "network", "trace", "onnx", "cli"}
+    for c in CASES:
+        assert c.error == "-" or issubclass(getattr(errors, c.error), errors.SparsesimError), c.id
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    if case.kind == "report":
+        text = case.action(tmp_path)
+        assert any(_matches(line, case.message) for line in text.splitlines()), text
+        return
+    if case.kind == "cli":
+        argv = case.action(tmp_path)
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == 2, (out, err)
+        assert "Traceback" not in out + err
+        lines = err.splitlines()
+        assert len(lines) == 1, err
+        assert _matches(_normalise(lines[0], tmp_path), case.message), lines[0]
+        with pytest.raises(getattr(errors, case.error)):
+            main(["--debug", *argv])
+        return
+    with pytest.raises(errors.SparsesimError) as info:
+        case.action(tmp_path)
+    assert type(info.value).__name__ == case.error or (
+        case.error == "SparsesimError" and isinstance(info.value, errors.SparsesimError)), type(info.value)
+    assert _matches(_normalise(str(info.value), tmp_path), case.message), str(info.value)
+
+
+_SUBPROCESS_CASES = ["cli-unknown-network", "cli-broken-accel-file", "cli-corrupt-onnx", "cli-output-under-file",
+                     "cli-no-command"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in _SUBPROCESS_CASES], ids=_SUBPROCESS_CASES)
+def test_console_script_prints_one_line_and_debug_shows_the_traceback(case, tmp_path):
+    """The installed ``sparsesim`` script, in a fresh process: exit 2, one stderr line, no traceback."""
+    import subprocess
+
+    exe = Path(sys.executable).parent / "sparsesim"
+    assert exe.exists(), exe
+    argv = case.action(tmp_path)
+    proc = subprocess.run([str(exe), *argv], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and _matches(lines[0], case.message), proc.stderr
+    debug = subprocess.run([str(exe), "--debug", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.rstrip().splitlines()[-1].endswith(lines[0].removeprefix("sparsesim: error: ").rstrip(" …"))
+
+
+# ------------------------------------------------------------------ docs
+_AREAS = {"config": "Accelerator configuration", "network": "Networks, profiles and SCALE-Sim topologies",
+          "trace": "Trace files and Q8.8 data", "onnx": "ONNX models", "cli": "Command line (stderr, exit status 2)"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    fence = "``" if "`" in text else "`"
+    pad = " " if "`" in text else ""
+    return f"{fence}{pad}{_cell(text)}{pad}{fence}"
+
+
+def render_table() -> str:
+    """The Markdown catalogue, grouped by area, in CASES order."""
+    out = []
+    n = 0
+    for area, title in _AREAS.items():
+        out += [f"### {title}", "", "| # | Case | Bad input | Exception | Message |", "|---|---|---|---|---|"]
+        for c in CASES:
+            if c.area == area:
+                n += 1
+                exc = "none: counted in the report" if c.error == "-" else f"`{c.error}`"
+                out.append(f"| {n} | `{c.id}` | {_cell(c.input)} | {exc} | {_code(c.message)} |")
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+def _doc_block(text: str) -> str:
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return text[start:end].strip("\n")
+
+
+def test_docs_table_matches():
+    text = DOC.read_text(encoding="utf-8")
+    assert _doc_block(text) == render_table(), "docs/errors.md is out of date: run `python tests/test_catalogue.py`"
+
+
+def test_docs_rows_name_every_case_with_its_message():
+    """An independent check of the table: parse the rows back and compare with the cases."""
+    rows = {}
+    for line in _doc_block(DOC.read_text(encoding="utf-8")).splitlines():
+        m = re.fullmatch(r"\| \d+ \| `([^`]+)` \| .* \| (?:`(\w+)`|none: counted in the report) \| `+ ?(.*?) ?`+ \|",
+                         line)
+        if m:
+            rows[m.group(1)] = (m.group(2) or "-", m.group(3).replace("\\|", "|"))
+    assert rows == {c.id: (c.error, c.message) for c in CASES}
+
+
+def _write_docs() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    DOC.write_text(text[:start] + "\n" + render_table() + "\n" + text[end:], encoding="utf-8")
+    print(f"wrote {len(CASES)} cases to {DOC}")
+
+
+if __name__ == "__main__":   # pragma: no cover - a maintenance script
+    _write_docs()
+    sys.exit(0)
