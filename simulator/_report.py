@@ -39,7 +39,7 @@ def safe_output_path(out_dir: str | os.PathLike, name: str, suffix: str = "") ->
     if clean.strip("._-") == "":
         raise SparsesimError(f"cannot derive an output file name from {name!r}: it has no letters or digits")
     path = (base / f"{clean}{suffix}").resolve()
-    if path.parent != base:   # pragma: no cover - the sanitising above makes this impossible
+    if path.parent != base:   # only a suffix with a separator can get here
         raise SparsesimError(f"output file name {name!r} would leave the results directory {str(base)!r}")
     return path
 

@@ -26,6 +26,7 @@ import csv
 import dataclasses
 import difflib
 import hashlib
+import inspect
 import io
 import itertools
 import json
@@ -87,9 +88,11 @@ def _profile_key(prof: DensityProfile) -> dict:
 
 
 def _point_id(net: Network, cfg: AcceleratorConfig, prof: DensityProfile, seed: int, trace: str,
-              check: bool) -> str:
+              check: bool, run_options: Mapping[str, object] | None = None) -> str:
     key = {"format": _FORMAT, "network": repr(net), "config": config_to_dict(cfg), "profile": _profile_key(prof),
            "seed": seed, "trace": trace, "check": bool(check)}
+    if run_options:   # only when given, so that plain sweeps keep their ids
+        key["run_options"] = dict(run_options)
     return hashlib.sha256(_canonical_json(key).encode("ascii")).hexdigest()[:16]
 
 
@@ -176,7 +179,8 @@ def _canonical_values(key: str, values: object, base: AcceleratorConfig) -> list
 
 
 def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence], *, profile, seed: int,
-            trace: str, check: bool) -> tuple[dict[str, list], list[_Point]]:
+            trace: str, check: bool, run_options: Mapping[str, object] | None = None
+            ) -> tuple[dict[str, list], list[_Point]]:
     """Validate ``grid`` and build every point (config, id); nothing is simulated."""
     if not isinstance(grid, Mapping):
         raise ConfigError(f"sweep grid must be a mapping of key -> list of values, got {grid!r}")
@@ -220,7 +224,7 @@ def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence],
             except MappingError as exc:
                 raise MappingError(f"sweep grid point {label}: {exc}") from None
             schedules_ok.add(ckey)
-        points.append(_Point(id=_point_id(net, cfg, prof, s, t, check), params=params, config=cfg,
+        points.append(_Point(id=_point_id(net, cfg, prof, s, t, check, run_options), params=params, config=cfg,
                              profile=p, seed=s, trace=t))
     return canon, points
 
@@ -433,9 +437,35 @@ def _load_point(path: Path, pid: str) -> tuple[dict, Result] | None:
 
 
 def _run_point(network: str | Network, config: AcceleratorConfig, profile, seed: int, trace: str,
-               check: bool) -> Result:
+               check: bool, run_options: Mapping[str, object] | None = None) -> Result:
     """Simulate one point (runs in a worker process or a Dask worker)."""
-    return Simulator(config).run(network, profile=profile, seed=seed, trace=trace, check=check)
+    return Simulator(config).run(network, profile=profile, seed=seed, trace=trace, check=check,
+                                 **(run_options or {}))
+
+
+#: Simulator.run arguments that sweep sets itself (not allowed in ``run_options``).
+_OWN_RUN_ARGS = ("network", "profile", "seed", "trace", "check", "progress", "observer")
+
+
+def _check_run_options(run_options: Mapping[str, object] | None) -> dict[str, object]:
+    if run_options is None:
+        return {}
+    if not isinstance(run_options, Mapping):
+        raise SparsesimError(f"run_options must be a mapping of Simulator.run arguments, got {run_options!r}")
+    allowed = [n for n in inspect.signature(Simulator.run).parameters if n != "self" and n not in _OWN_RUN_ARGS]
+    out = {}
+    for k, v in run_options.items():
+        if k in _OWN_RUN_ARGS:
+            raise SparsesimError(f"run_options cannot set {k!r}; pass it to sweep() or put it in the grid")
+        if k not in allowed:
+            raise SparsesimError(f"unknown run option {k!r}; Simulator.run also takes: {', '.join(allowed)}")
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            raise SparsesimError(f"run option {k!r} must be a plain JSON value (str, number, bool), "
+                                 f"got {v!r}") from None
+        out[k] = v
+    return out
 
 
 # ---------------------------------------------------------------- executors
@@ -559,7 +589,8 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
           grid: Mapping[str, Sequence] | None = None, *, overrides: Mapping[str, object] | None = None,
           out_dir: str | os.PathLike | None = None, workers: int | None = None, scheduler=None,
           profile: str | DensityProfile | None = None, seed: int = 0, trace: str = "propagated",
-          check: bool = False, progress: bool | Callable[[int, int, str], None] | None = None) -> SweepResult:
+          check: bool = False, run_options: Mapping[str, object] | None = None,
+          progress: bool | Callable[[int, int, str], None] | None = None) -> SweepResult:
     """Simulate ``network`` at every point of a parameter grid.
 
     Parameters
@@ -592,6 +623,10 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
     profile, seed, trace, check
         As for :meth:`Simulator.run`, for every point whose grid does not set them.
         ``check`` defaults to False here (sweeps are about timing).
+    run_options : mapping, optional
+        Further :meth:`Simulator.run` arguments for every point, as plain JSON
+        values, e.g. ``{"timing_only": True}`` (with ``trace="synthetic"``) or
+        ``{"pruning": "balanced"}``. They are part of the point ids.
     progress : bool or callable, optional
         ``None`` shows a tqdm bar when stderr is a terminal, ``True``/``False``
         force it on/off; a callable is called as ``progress(done, total, label)``
@@ -638,7 +673,9 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
     base = accel if isinstance(accel, AcceleratorConfig) else load_config(accel)
     if overrides:
         base = with_overrides(base, overrides)
-    canon, points = _expand(net, base, grid or {}, profile=profile, seed=seed, trace=trace, check=check)
+    run_options = _check_run_options(run_options)
+    canon, points = _expand(net, base, grid or {}, profile=profile, seed=seed, trace=trace, check=check,
+                            run_options=run_options)
     ids = [p.id for p in points]
 
     results: list[Result | None] = [None] * len(points)
@@ -648,7 +685,7 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         head = {"format": _FORMAT, "network": net.name, "accelerator": base.name, "grid": canon,
                 "base": {"config": config_to_dict(base),
                          "profile": profile if isinstance(profile, str) else profile.name,
-                         "seed": seed, "trace": trace, "check": bool(check)},
+                         "seed": seed, "trace": trace, "check": bool(check), "run_options": run_options},
                 "points": [{"id": p.id, "params": p.params} for p in points]}
         write_atomic(Path(out_dir) / "sweep.json", json.dumps(head, indent=1) + "\n")
         for i, p in enumerate(points):
@@ -660,8 +697,8 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
     todo = [i for i, r in enumerate(results) if r is None]
     computed: list[str] = []
     net_arg = network if isinstance(network, str) else net
-    tasks = [(i, (net_arg, points[i].config, points[i].profile, points[i].seed, points[i].trace, bool(check)))
-             for i in todo]
+    tasks = [(i, (net_arg, points[i].config, points[i].profile, points[i].seed, points[i].trace, bool(check),
+                  run_options)) for i in todo]
 
     callback = progress if callable(progress) else None
     bar = progress_bar(len(points), f"sweep {net.name}", unit="point", initial=len(points) - len(todo),

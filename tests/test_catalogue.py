@@ -29,11 +29,12 @@ import numpy as np
 import pytest
 
 import workloads._errors as errors
-from simulator import load_config, simulate, validate_network, with_overrides, AcceleratorConfig
+from simulator import AcceleratorConfig, load_config, simulate, with_overrides
 from simulator._runner import Simulator
 from simulator.cli import main
 from workloads import (TRACE_FORMAT, Layer, Network, NetworkBuilder, Trace, from_onnx, get_network, get_profile,
-                       load_trace, load_user_network, quantize_q88, read_scalesim_csv, from_scalesim_csv)
+                       load_trace, load_user_network, quantize_q88, read_scalesim_csv, from_scalesim_csv,
+                       save_trace)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
 BEGIN, END = "<!-- catalogue:begin -->", "<!-- catalogue:end -->"
@@ -155,6 +156,9 @@ def _saturation_report(d: Path) -> str:
     result = simulate(net, trace=trace)
     assert result.saturated == {"weights/conv": 54}
     assert result.to_dict()["saturated"] == {"weights/conv": 54}
+    back = load_trace(save_trace(trace, "trace.npz"), net)      # the counts survive a trace file
+    assert back.saturated == {"weights/conv": 54}
+    assert simulate(net, trace=back).to_json() == result.to_json()
     return result.format_table()
 
 
@@ -386,7 +390,7 @@ CASES: list[Case] = [
          _object_array),
     Case("trace-unexpected-key", "trace", "an array named `activations/conv1`", "TraceError",
          "trace.npz: unexpected array 'activations/conv1'; allowed: image, weights/<layer>, bias/<layer>, "
-         "input/<layer>",
+         "input/<layer>, saturated/<key>",
          _trace(**{"activations/conv1": np.zeros(3, np.int16)})),
     Case("trace-unknown-layer", "trace", "`weights/conv9` (no such layer)", "TraceError",
          "trace.npz: weights/conv9 names no layer of network 'facedet'",
@@ -394,6 +398,10 @@ CASES: list[Case] = [
     Case("trace-weights-for-pool", "trace", "`weights/pool1` (a max pool)", "TraceError",
          "trace.npz: weights/pool1: layer 'pool1' is a maxpool, which has no weights",
          _trace(**_facedet_weights(**{"weights/pool1": np.zeros((1, 1, 1, 1), np.int16)}))),
+    Case("trace-bad-saturation-count", "trace", "`saturated/weights/conv1` holding -3", "TraceError",
+         "trace.npz: saturated/weights/conv1 must be a non-negative integer scalar (a count of saturated values), "
+         "got int64 array of shape ()",
+         _trace(**_facedet_weights(**{"saturated/weights/conv1": np.array(-3, np.int64)}))),
     Case("trace-missing-format", "trace", "no `format` entry", "TraceError",
          "trace.npz: missing or unknown 'format' entry; expected 'sparsesim-trace-1'",
          _trace(format=np.array("my-trace-2"))),

@@ -260,7 +260,7 @@ _object_array = st.lists(st.one_of(st.none(), st.integers(), st.text(max_size=3)
     lambda xs: np.array(xs + [None], dtype=object))
 _names = st.one_of(
     st.sampled_from(["image", "format", "network"] + [f"{k}/{l.name}" for k in ("weights", "bias", "input")
-                                                      for l in _NET.layers] + ["weights/", "weights/nope", "misc"]),
+                                                      for l in _NET.layers] + ["weights/", "weights/nope", "misc", "saturated/", "saturated/weights/conv1"]),
     st.text(min_size=1, max_size=12).filter(lambda s: "\x00" not in s),
 )
 def _expected_shape(key: str):
@@ -275,17 +275,22 @@ _KNOWN_KEYS = ["image"] + [f"{k}/{l.name}" for k in ("weights", "bias", "input")
                            if l.op in ("conv", "fc")]
 # Mostly arrays a trace could hold (right key, right shape, int16, maybe off by one dimension), some
 # arbitrary ones, and rarely an object array: every check of the loader gets reached.
-_entry = st.one_of(
-    st.sampled_from(_KNOWN_KEYS).flatmap(lambda k: st.tuples(st.just(k), hnp.arrays(
-        np.int16, st.sampled_from([_expected_shape(k), _expected_shape(k)[:-1], (*_expected_shape(k), 1)])))),
-    st.sampled_from(_KNOWN_KEYS).flatmap(lambda k: st.tuples(st.just(k), hnp.arrays(np.int16, hnp.array_shapes(
-        min_dims=0, max_dims=4, max_side=4)))),
-    st.tuples(_names, _array),
-    st.tuples(_names, _object_array).filter(lambda _: True),
-)
+_exact = st.sampled_from(_KNOWN_KEYS).flatmap(lambda k: st.tuples(st.just(k), hnp.arrays(
+    np.int16, st.sampled_from([_expected_shape(k), _expected_shape(k)[:-1], (*_expected_shape(k), 1)]))))
+_known_any_shape = st.sampled_from(_KNOWN_KEYS).flatmap(lambda k: st.tuples(st.just(k), hnp.arrays(
+    np.int16, hnp.array_shapes(min_dims=0, max_dims=4, max_side=4))))
+
+
+def _pick(*weighted):
+    """``(weight, strategy)`` pairs -> a strategy drawing from each with that weight (one_of is uniform)."""
+    table = [strat for w, strat in weighted for _ in range(w)]
+    return st.integers(0, len(table) - 1).flatmap(lambda i: table[i])
+
+
+_entry = _pick((4, _exact), (2, _known_any_shape), (3, st.tuples(_names, _array)), (1, st.tuples(_names, _object_array)))
 _header = st.fixed_dictionaries({}, optional={
-    "format": st.one_of(*[st.just(np.array(TRACE_FORMAT))] * 6, _array, _object_array),
-    "network": st.one_of(*[st.just(np.array("facedet"))] * 6, st.just(np.array("vgg16")), _array),
+    "format": _pick((12, st.just(np.array(TRACE_FORMAT))), (2, _array), (1, _object_array)),
+    "network": _pick((12, st.just(np.array("facedet"))), (1, st.just(np.array("vgg16"))), (2, _array)),
 })
 
 

@@ -160,6 +160,26 @@ def test_bad_execution_arguments(kwargs, message):
     assert str(info.value) == message
 
 
+def test_run_options_reach_simulator_run_and_the_ids():
+    grid = {"macs": [64, 128]}
+    full = sweep("facedet", grid=grid, trace="synthetic", workers=1, progress=False)
+    fast = sweep("facedet", grid=grid, trace="synthetic", run_options={"timing_only": True}, workers=1,
+                 progress=False)
+    assert set(fast.ids).isdisjoint(full.ids)
+    assert [r.totals["cycles"] for r in fast.results] == [r.totals["cycles"] for r in full.results]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"seed": 1}, "run_options cannot set 'seed'; pass it to sweep() or put it in the grid"),
+    ({"fast": True}, "unknown run option 'fast'; Simulator.run also takes: "),
+    ({"pruning": object}, "run option 'pruning' must be a plain JSON value (str, number, bool), got "),
+])
+def test_bad_run_options(options, message):
+    with pytest.raises(SparsesimError) as info:
+        sweep("facedet", grid={"macs": [64]}, run_options=options, workers=1, progress=False)
+    assert str(info.value).startswith(message)
+
+
 @pytest.mark.parametrize("items, message", [
     (["macs"], "--grid expects key=v1,v2,..., got 'macs'"),
     (["=1,2"], "--grid expects key=v1,v2,..., got '=1,2'"),

@@ -18,6 +18,8 @@ key                           contents
 ``weights/<layer>``           ``(C_out, kh, kw, C_in/groups)`` conv/fc weights
 ``bias/<layer>``              ``(C_out,)`` biases (optional, default 0)
 ``input/<layer>``             ``(H, W, C)`` the layer's captured input (optional)
+``saturated/<key>``           int64 scalar: values of array ``<key>`` that saturated
+                              when quantized (optional, :attr:`Trace.saturated`)
 ============================  =============================================
 """
 from __future__ import annotations
@@ -144,6 +146,8 @@ def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
     for kind, table in (("weights", trace.weights), ("bias", trace.biases), ("input", trace.inputs)):
         for name, a in table.items():
             arrays[f"{kind}/{name}"] = a
+    for key, count in trace.saturated.items():
+        arrays[f"saturated/{key}"] = np.array(int(count), dtype=np.int64)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -190,10 +194,16 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
     trace.image = image
     for key, a in data.items():
         kind, _, name = key.partition("/")
+        if kind == "saturated" and name:
+            if a.shape != () or a.dtype.kind not in "iu" or int(a) < 0:
+                raise TraceError(f"{where}: {key} must be a non-negative integer scalar (a count of saturated "
+                                 f"values), got {a.dtype} array of shape {a.shape}")
+            trace.saturated[name] = int(a)
+            continue
         table = {"weights": trace.weights, "bias": trace.biases, "input": trace.inputs}.get(kind)
         if table is None or not name:
             raise TraceError(f"{where}: unexpected array {key!r}; allowed: image, weights/<layer>, "
-                             "bias/<layer>, input/<layer>")
+                             "bias/<layer>, input/<layer>, saturated/<key>")
         table[name] = a
     arrays = [("image", trace.image)] + [
         (f"{kind}/{k}", v) for kind, table in (("weights", trace.weights), ("bias", trace.biases),
