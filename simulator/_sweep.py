@@ -492,13 +492,20 @@ def _named_error(point: _Point, exc: BaseException) -> BaseException:
     return exc
 
 
-def _watch_parent() -> None:
-    """Worker initializer: exit as soon as the sweep's process dies.
+def _init_worker(numba_threads: int) -> None:
+    """Pool worker initializer: share the cores, and exit as soon as the sweep's process dies.
+
+    NOTE: the numba kernels are ``parallel=True`` and would each use every core;
+    N workers x all cores oversubscribes the machine and runs slower than one
+    process, so each worker gets ``cores // N`` numba threads.
 
     NOTE: ``ProcessPoolExecutor`` workers otherwise outlive a killed parent,
     blocked on their task queue forever. The parent's sentinel becomes ready
     only when the parent exits.
     """
+    import numba
+
+    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
     parent = multiprocessing.parent_process()
     if parent is None:  # pragma: no cover - always set in a pool worker
         return
@@ -512,8 +519,9 @@ def _watch_parent() -> None:
 
 def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[int, Result], None]) -> None:
     # NOTE: "spawn", never "fork": the parent may hold numba/OpenMP threads.
+    threads = max(1, (os.cpu_count() or 1) // workers)
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_watch_parent)
+                             initializer=_init_worker, initargs=(threads,))
     error: tuple[int, BaseException] | None = None
     try:
         futures = {ex.submit(_run_point, *task): i for i, task in tasks}

@@ -95,6 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--csv", metavar="FILE", type=_out_file, help="write the comparison rows as CSV")
     p.add_argument("--version", action="version", version="sparsesim 0.1.0")
     sub.add_parser("list", help="list networks, accelerator presets and density profiles")
+    sw = sub.add_parser("sweep", help="simulate a network over a grid of config fields (incremental, resumable)")
+    sw.add_argument("network", help="zoo network name")
+    sw.add_argument("--accel", default="nullhop", help="base preset or TOML file (default: nullhop)")
+    sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field for every point (repeatable)")
+    sw.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                    help="a swept field and its values, e.g. --grid macs=64,128,256 (repeatable)")
+    sw.add_argument("-o", "--out", required=True, metavar="DIR", help="results directory (re-runs skip finished points)")
+    sw.add_argument("--workers", type=_nonneg_int, default=None, help="local worker processes (default: all cores)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="run the points on a Dask cluster (tcp://host:port)")
+    sw.add_argument("--profile", default=None, help="density profile")
+    sw.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    sw.add_argument("--trace", choices=TRACE_MODES, default="propagated", help="trace mode (default propagated)")
+    sw.add_argument("--timing-only", action="store_true", help="bitmaps and counts only (implies --trace synthetic)")
+    sw.add_argument("--pruning", choices=PRUNING_CHOICES, default="magnitude", help="weight pruning method")
+    pl = sub.add_parser("plot", help="plot a result JSON (sparsesim run --json) or a sweep directory")
+    pl.add_argument("result", help="result JSON file, sweep directory or sweep CSV")
+    pl.add_argument("-o", "--out", required=True, metavar="FILE", help="output image (.png, .pdf, .svg)")
+    pl.add_argument("--kind", default=None, help="utilization, cycles, dram, energy or sweep (default: by input)")
     v = sub.add_parser("validate", help="prove cycle accuracy: event model vs clock-stepped reference, per layer")
     v.add_argument("network", help="zoo network name")
     v.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
@@ -148,6 +167,41 @@ def _run(args) -> int:
         result.to_csv(args.csv)
     if not args.quiet:
         print(result.format_table())
+    return 0
+
+
+def _parse_grid(items: list[str]) -> dict[str, list[str]]:
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or not vals:
+            raise _ArgumentError(f"--grid expects FIELD=V1,V2,..., got {item!r}")
+        grid[key.strip()] = vals
+    return grid
+
+
+def _sweep(args) -> int:
+    from ._sweep import sweep
+
+    options: dict[str, object] = {"pruning": args.pruning}
+    trace = args.trace
+    if args.timing_only:
+        options["timing_only"] = True
+        trace = "synthetic"
+    res = sweep(args.network, args.accel, _parse_grid(args.grid), overrides=parse_set(args.overrides),
+                out_dir=args.out, workers=args.workers, scheduler=args.scheduler, profile=args.profile,
+                seed=args.seed, trace=trace, run_options=options)
+    print(f"sparsesim sweep: {len(res.points)} points of {args.network} in {args.out} "
+          f"(sweep_totals.csv, sweep_layers.csv, points/)")
+    return 0
+
+
+def _plot(args) -> int:
+    from ._plots import plot_file
+
+    out = plot_file(args.result, args.out, kind=args.kind)
+    print(f"sparsesim plot: wrote {out}")
     return 0
 
 
@@ -207,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "sweep":
+            return _sweep(args)
+        if args.command == "plot":
+            return _plot(args)
         return _list()
     except SparsesimError as exc:
         if debug:
