@@ -17,13 +17,12 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from workloads._errors import SparsesimError
 
-from ._report import Result
+from ._report import Result, write_atomic
 
 __all__ = ["RESULT_PLOT_KINDS", "SWEEP_PLOT_KINDS", "plot_cycle_breakdown", "plot_dram_traffic",
            "plot_energy_breakdown", "plot_file", "plot_sweep", "plot_utilization"]
@@ -551,29 +550,7 @@ def _write_figure(fig, out: Path) -> Path:
         fig.savefig(buf, format=fmt, dpi=150)
     except ValueError as exc:
         raise SparsesimError(f"cannot write {str(out)!r}: {exc}") from None
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise SparsesimError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise SparsesimError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
-        raise
-    return out
+    return write_atomic(out, buf.getvalue())
 
 
 def _load_plot_input(path: Path) -> tuple[str, object]:

@@ -44,8 +44,8 @@ def safe_output_path(out_dir: str | os.PathLike, name: str, suffix: str = "") ->
     return path
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically; returns the path.
+def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
+    """Write ``text`` (str as UTF-8, or bytes) to ``path`` atomically; returns the path.
 
     Raises :class:`SparsesimError` naming the path when it cannot be written.
     """
@@ -65,8 +65,9 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
         mask = os.umask(0)
         os.umask(mask)
         os.fchmod(fd, 0o666 & ~mask)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+        data = text.encode("utf-8") if isinstance(text, str) else text
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
