@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import simulator._sweep as sweep_mod
-from simulator import (ConfigError, MappingError, Result, SparsesimError, SweepResult, field_names, load_sweep,
+from simulator import (ConfigError, MappingError, Result, SparsesimError, SweepResult, load_sweep,
                        network_progress, parse_grid, progress_bar, simulate, sweep)
 from workloads import WorkloadError
 
@@ -82,17 +82,9 @@ def test_empty_grid_is_one_point_equal_to_simulate():
     assert res.results[0].to_dict() == simulate("facedet", check=False).to_dict()
 
 
-@pytest.mark.skipif("array.dataflow" not in field_names(), reason="this build has no array.dataflow")
-def test_dataflow_key_maps_to_array_dataflow():  # pragma: no cover - depends on the build
-    res = sweep("facedet", grid={"dataflow": ["nullhop"]}, workers=1, progress=False)
-    assert res.results[0].config["array"]["dataflow"] == "nullhop"
-
-
-@pytest.mark.skipif("array.dataflow" in field_names(), reason="this build has array.dataflow")
-def test_dataflow_key_without_the_field_lists_valid_keys():
-    with pytest.raises(ConfigError, match=r"^unknown grid key 'dataflow': this build has no array.dataflow config "
-                                          r"field; valid keys are macs, profile, seed, trace, name, array\."):
-        sweep("facedet", grid={"dataflow": ["dense"]}, workers=1, progress=False)
+def test_dataflow_key_maps_to_array_dataflow():
+    res = sweep("facedet", grid={"dataflow": ["nullhop", "rsnn"]}, workers=1, progress=False)
+    assert [r.config["array"]["dataflow"] for r in res.results] == ["nullhop", "rsnn"]
 
 
 # --------------------------------------------------------------- validation
