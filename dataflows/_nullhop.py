@@ -105,6 +105,10 @@ def map_conv(layer: Layer, geom: Geometry) -> LayerMapping:
         raise MappingError(
             f"layer {layer.name!r}: kernel {kh}x{kw} exceeds array.max_kernel_size="
             f"{geom.max_kernel_size} (NullHop supports 1x1..7x7)")
+    if layer.padding >= min(kh, kw):
+        raise MappingError(
+            f"layer {layer.name!r}: padding {layer.padding} must be smaller than the {kh}x{kw} kernel on NullHop "
+            "(config_row_column_offset shifts the kernel window; rows of padding alone produce no work)")
     cout = layer.out_channels
     n = geom.num_macs
     # Block-diagonal kernels: every MAC holds all C_in taps (zeros included).

@@ -173,6 +173,20 @@ class Result:
     #: (``"weights/conv1"``); empty for synthetic data and int16 trace files.
     saturated: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def concat(cls, network: str, results: list["Result"]) -> "Result":
+        """One result whose layers are those of ``results`` in order (independent
+        single-layer networks, e.g. the rows of a SCALE-Sim topology that do not chain)."""
+        if not results:
+            raise SparsesimError("Result.concat needs at least one result")
+        first = results[0]
+        merged = cls(network=network, accelerator=first.accelerator, config=first.config, profile=first.profile,
+                     trace=first.trace, seed=first.seed, layers=[l for r in results for l in r.layers])
+        for r in results:
+            for k, v in getattr(r, "saturated", {}).items():
+                merged.saturated[k] = merged.saturated.get(k, 0) + v
+        return merged
+
     @property
     def num_macs(self) -> int:
         a = self.config["array"]

@@ -8,14 +8,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from dataflows._plan import DATAFLOWS
 from workloads import get_network, list_networks, list_profiles, load_trace
-from workloads._errors import SparsesimError
+from workloads._errors import SparsesimError, WorkloadError
+from workloads._scalesim import scalesim_networks
 from workloads._onnx import USER_NETWORK_SUFFIXES, load_user_network
 
 from ._config import list_presets, parse_set
 from ._progress import network_progress
+from ._report import Result
 from ._runner import PRUNING_CHOICES, TRACE_MODES, Simulator
 
 
@@ -131,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _network_and_trace(args):
     """The network (zoo name or user file) and the trace argument for Simulator.run."""
     network, trace = args.network, args.trace
+    if args.network.lower().endswith(".csv") and not args.image:
+        try:
+            network = load_user_network(args.network)[0]
+        except WorkloadError as exc:
+            if "scalesim_networks()" not in str(exc):
+                raise
+            # Rows that do not chain run as independent single-layer networks.
+            network = scalesim_networks(args.network)
+        if args.trace_file:
+            raise _ArgumentError("--trace-file needs a zoo network or an ONNX model, not a SCALE-Sim topology")
+        return network, trace
     if args.network.lower().endswith(USER_NETWORK_SUFFIXES) or _looks_like_file(args.network):
         network, user_trace = load_user_network(args.network, image=args.image)
         if user_trace is not None:
@@ -156,11 +170,15 @@ def _run_kwargs(args, trace) -> dict:
 def _run(args) -> int:
     sim = Simulator(args.accel, parse_set(args.overrides))
     network, trace = _network_and_trace(args)
-    progress, close = network_progress(desc=getattr(network, "name", network))
-    try:
-        result = sim.run(network, progress=progress, **_run_kwargs(args, trace))
-    finally:
-        close()
+    if isinstance(network, list):
+        name = Path(args.network).stem
+        result = Result.concat(name, [sim.run(n, **_run_kwargs(args, trace)) for n in network])
+    else:
+        progress, close = network_progress(desc=getattr(network, "name", network))
+        try:
+            result = sim.run(network, progress=progress, **_run_kwargs(args, trace))
+        finally:
+            close()
     if args.json:
         result.to_json(args.json)
     if args.csv:

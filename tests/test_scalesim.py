@@ -118,7 +118,8 @@ def test_independent_rows(tmp_path):
     text = HEADER + ("CB2a_1,56,56,1,1,64,64,1,\nCB2a_2,56,56,3,3,64,64,1,\nCB2a_3,56,56,1,1,64,256,1,\n"
                      "CB2s,56,56,1,1,64,256,1,\n")
     path = _csv(tmp_path, text, "res.csv")
-    msg = (f"{path}: row 5 ('CB2s'): IFMAP 56x56x64 does not follow from the previous row's output 56x56x256 "
+    # CB2a_3 (1x1) on 56x56 after CB2a_2's 54x54 would need padding 1 > (1 - 1) / 2: not a chain.
+    msg = (f"{path}: row 4 ('CB2a_3'): IFMAP 56x56x64 does not follow from the previous row's output 54x54x64 "
            "(directly, with symmetric padding, after a 2x2 max pool, or after a global average pool); to "
            "simulate the rows as independent layers use workloads.scalesim_networks()")
     with pytest.raises(WorkloadError, match=f"^{re.escape(msg)}$"):

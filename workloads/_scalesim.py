@@ -209,11 +209,14 @@ def from_scalesim_csv(path: str | os.PathLike, *, name: str | None = None) -> Ne
         h, w, c = prev_shape
         H, W, C = row.ifmap
         src, pad = None, None
+        # Padding inferred from the IFMAP must be one a real layer uses: at most (k - 1) / 2
+        # ("same"), else the row is not this chain's next layer (e.g. a shortcut).
+        max_pad = (min(row.filter_h, row.filter_w) - 1) // 2
         if C == c:
-            if H - h == W - w and H >= h and (H - h) % 2 == 0:
+            if H - h == W - w and H >= h and (H - h) % 2 == 0 and (H - h) // 2 <= max_pad:
                 src, pad = prev, (H - h) // 2
             elif h >= 2 and w >= 2 and H - _pooled(h) == W - _pooled(w) and H >= _pooled(h) \
-                    and (H - _pooled(h)) % 2 == 0:
+                    and (H - _pooled(h)) % 2 == 0 and (H - _pooled(h)) // 2 <= max_pad:
                 src, pad = b.maxpool(glue_name(f"{prev}_pool"), 2, 2, inputs=prev), (H - _pooled(h)) // 2
             elif H == W == 1 and h == w > 1:
                 src, pad = b.avgpool(glue_name(f"{prev}_gap"), inputs=prev), 0
