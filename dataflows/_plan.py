@@ -1,21 +1,10 @@
-"""Dataflows and pass plans: which output channels each MAC slot and PU computes.
+"""Pass plans: which output channels each MAC slot and PU computes.
 
-Four dataflows share one MAC array and memory system (docs/architecture.md §8):
-
-============  ==============  ==============  ======================  ==================
-dataflow      skips zero      skips zero      activations in DRAM     weights in DRAM
-              activations     weights
-============  ==============  ==============  ======================  ==================
-``dense``     no              no              uncompressed            uncompressed
-``nullhop``   yes [P]         no              SM + non-zeros [C]      uncompressed [C]
-``rsnn``      no              yes             uncompressed            SM + non-zeros
-``combined``  yes             yes             SM + non-zeros          SM + non-zeros
-============  ==============  ==============  ======================  ==================
-
-The RSNN-style rows are **Assumptions** built from the concepts of the RSNN
-abstract (rsnn.md §2, §4): processing units (PUs) that own output channels,
-a compile-time schedule of non-zero weights instead of mux-based selection,
-load-balance-aware pruning (offline, ``workloads``) and kernel merging (here).
+The RSNN-style dataflows are **Assumptions** built from the concepts of the
+RSNN abstract (docs/sources.md §R2, §R4): processing units (PUs) that own output
+channels, a compile-time schedule of non-zero weights instead of mux-based
+selection, load-balance-aware pruning (offline, ``workloads``) and kernel
+merging (here).
 
 A *pass plan* lists, for one pass, the groups of output channels that share a
 MAC slot group (``m`` MACs, one per input-channel lane) and the PU of each
@@ -37,40 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads._errors import MappingError
+from workloads import MappingError
 
-from ._nullhop import LayerMapping
+from ._mapping import LayerMapping
 
-__all__ = ["DATAFLOWS", "DataflowTraits", "PassPlan", "traits", "plan_passes", "kernel_lane_sizes"]
-
-DATAFLOWS = ("dense", "nullhop", "rsnn", "combined")
-
-
-@dataclass(frozen=True)
-class DataflowTraits:
-    """What a dataflow skips and how it stores data."""
-
-    skip_activations: bool
-    skip_weights: bool
-    compressed_activations: bool
-    compressed_weights: bool
-
-
-_TRAITS = {
-    "dense": DataflowTraits(False, False, False, False),
-    "nullhop": DataflowTraits(True, False, True, False),
-    "rsnn": DataflowTraits(False, True, False, True),
-    "combined": DataflowTraits(True, True, True, True),
-}
-
-
-def traits(dataflow: str) -> DataflowTraits:
-    """The :class:`DataflowTraits` of ``dataflow`` (one of :data:`DATAFLOWS`)."""
-    try:
-        return _TRAITS[dataflow]
-    except KeyError:
-        raise MappingError(f"array.dataflow must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}") from None
-
+__all__ = ["PassPlan", "plan_passes", "kernel_lane_sizes"]
 
 @dataclass(frozen=True)
 class PassPlan:

@@ -1,4 +1,4 @@
-"""Command line: ``sparsesim run | list``. Parses arguments and calls the API.
+"""Command line: ``sparsesim run | compare | validate | sweep | plot | list``. Parses arguments and calls the API.
 
 Errors in user input print one line on stderr and exit with status 2
 (``--debug`` shows the traceback instead).
@@ -10,16 +10,16 @@ import os
 import sys
 from pathlib import Path
 
-from dataflows._plan import DATAFLOWS
-from workloads import get_network, list_networks, list_profiles, load_trace
-from workloads._errors import SparsesimError, WorkloadError
-from workloads._scalesim import scalesim_networks
-from workloads._onnx import USER_NETWORK_SUFFIXES, load_user_network
+import json
 
-from ._config import list_presets, parse_set
-from ._progress import network_progress
-from ._report import Result
-from ._runner import PRUNING_CHOICES, TRACE_MODES, Simulator
+from dataflows import dataflow_names, list_presets, parse_set
+from workloads import (USER_NETWORK_SUFFIXES, SparsesimError, WorkloadError, get_network, list_networks,
+                       list_profiles, load_trace, load_user_network, scalesim_networks)
+
+from .oracle import validate_network
+from .report import Result, csv_text, network_progress, write_atomic
+from .runner import PRUNING_CHOICES, TRACE_MODES, Simulator
+from .studies import compare_dataflows, parse_grid, plot_file, sweep
 
 
 class _ArgumentError(SparsesimError):
@@ -85,14 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", metavar="FILE", type=_out_file, help="write the full result as JSON")
     r.add_argument("--csv", metavar="FILE", type=_out_file, help="write per-layer rows as CSV")
     r.add_argument("--quiet", action="store_true", help="do not print the table")
-    c = sub.add_parser("compare", help="run the dense, NullHop, RSNN-style and combined dataflows side by side")
+    c = sub.add_parser("compare", help="run several dataflows on the same array and trace, side by side")
     c.add_argument("network", help="zoo network name, .onnx model or SCALE-Sim .csv")
     c.add_argument("--accel", default="nullhop", help="base preset or TOML file (default: nullhop)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field for every dataflow (repeatable)")
-    c.add_argument("--dataflows", nargs="+", default=list(DATAFLOWS), choices=DATAFLOWS,
+    c.add_argument("--dataflows", nargs="+", default=list(dataflow_names()), choices=dataflow_names(),
                    help="dataflows to compare (default: all)")
-    c.add_argument("--baseline", default="dense", choices=DATAFLOWS, help="speedups are relative to this")
+    c.add_argument("--baseline", default="dense", choices=dataflow_names(), help="speedups are relative to this")
     _data_options(c)
     c.add_argument("--json", metavar="FILE", type=_out_file, help="write the comparison rows as JSON")
     c.add_argument("--csv", metavar="FILE", type=_out_file, help="write the comparison rows as CSV")
@@ -188,26 +188,13 @@ def _run(args) -> int:
     return 0
 
 
-def _parse_grid(items: list[str]) -> dict[str, list[str]]:
-    grid: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, values = item.partition("=")
-        vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not sep or not key.strip() or not vals:
-            raise _ArgumentError(f"--grid expects FIELD=V1,V2,..., got {item!r}")
-        grid[key.strip()] = vals
-    return grid
-
-
 def _sweep(args) -> int:
-    from ._sweep import sweep
-
     options: dict[str, object] = {"pruning": args.pruning}
     trace = args.trace
     if args.timing_only:
         options["timing_only"] = True
         trace = "synthetic"
-    res = sweep(args.network, args.accel, _parse_grid(args.grid), overrides=parse_set(args.overrides),
+    res = sweep(args.network, args.accel, parse_grid(args.grid), overrides=parse_set(args.overrides),
                 out_dir=args.out, workers=args.workers, scheduler=args.scheduler, profile=args.profile,
                 seed=args.seed, trace=trace, run_options=options)
     print(f"sparsesim sweep: {len(res.points)} points of {args.network} in {args.out} "
@@ -216,19 +203,12 @@ def _sweep(args) -> int:
 
 
 def _plot(args) -> int:
-    from ._plots import plot_file
-
     out = plot_file(args.result, args.out, kind=args.kind)
     print(f"sparsesim plot: wrote {out}")
     return 0
 
 
 def _compare(args) -> int:
-    import json
-
-    from ._compare import compare_dataflows
-    from ._report import write_atomic
-
     network, trace = _network_and_trace(args)
     comp = compare_dataflows(network, args.accel, dataflows=args.dataflows, baseline=args.baseline,
                              overrides=parse_set(args.overrides), **_run_kwargs(args, trace))
@@ -236,25 +216,15 @@ def _compare(args) -> int:
     if args.json:
         write_atomic(args.json, json.dumps(rows, indent=2) + "\n")
     if args.csv:
-        import csv
-        import io
-        buf = io.StringIO()
-        wr = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        wr.writeheader()
-        wr.writerows(rows)
-        write_atomic(args.csv, buf.getvalue())
+        write_atomic(args.csv, csv_text(rows))
     print(comp.format_table())
     return 0
 
 
 def _validate(args) -> int:
-    from ._report import write_atomic
-    from ._validate import validate_network
-
     report = validate_network(args.network, args.accel, overrides=parse_set(args.overrides), layers=args.layers,
                               max_rows=args.max_rows or None, seed=args.seed, profile=args.profile)
     if args.json:
-        import json
         write_atomic(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     print(report.format_table())
     return 0 if report.all_agree else 1

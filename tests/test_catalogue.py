@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs (issue #9): one table drives these tests and docs/errors.md.
+"""The catalogue of bad inputs: one table drives these tests and docs/errors.md.
 
 Every entry of ``CASES`` is one bad input: a config file, a network, a trace file,
 an ONNX model or a command line. The test feeds it to the library (or to
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import workloads._errors as errors
+import workloads as errors
 from simulator import AcceleratorConfig, load_config, simulate, with_overrides
-from simulator._runner import Simulator
+from simulator import Simulator
 from simulator.cli import main
 from workloads import (TRACE_FORMAT, Layer, Network, NetworkBuilder, Trace, from_onnx, get_network, get_profile,
                        load_trace, load_user_network, quantize_q88, read_scalesim_csv, from_scalesim_csv,
@@ -258,7 +258,7 @@ CASES: list[Case] = [
          "accel.toml: array.num_pus must divide the 128 MACs (array.num_clusters x array.macs_per_cluster), got 3",
          _toml("[array]\nnum_pus = 3\n")),
     Case("config-dataflow", "config", "`[array] dataflow = \"sparse\"`", "ConfigError",
-         "accel.toml: array.dataflow must be one of dense, nullhop, rsnn, combined, got 'sparse'",
+         "accel.toml: array.dataflow must be one of dense, nullhop, rsnn, combined, nullhop-prefetch, got 'sparse'",
          _toml("[array]\ndataflow = \"sparse\"\n")),
     Case("config-precision", "config", "`[precision] frac_bits = 4`", "ConfigError",
          "accel.toml: precision.frac_bits must be 8 (only Q8.8 is supported), got 4",
@@ -277,7 +277,7 @@ CASES: list[Case] = [
          _toml(b"\xff\xfe[array]\n")),
     Case("config-unknown-base", "config", "`base = \"nullhopp\"`", "ConfigError",
          "accel.toml: unknown preset 'nullhopp' (did you mean 'nullhop'?); available presets: combined, dense, "
-         "nullhop, rsnn",
+         "nullhop, nullhop-prefetch, rsnn",
          _toml("base = \"nullhopp\"\n")),
     Case("config-missing-file", "config", "`load_config(\"missing.toml\")`", "ConfigError",
          "missing.toml: config file not found",
@@ -470,7 +470,7 @@ CASES: list[Case] = [
          _cli("run", "facedet", "--trace", "real"), kind="cli"),
     Case("cli-bad-dataflow", "cli", "`compare --dataflows sparse`", "SparsesimError",
          "sparsesim: error: sparsesim compare: argument --dataflows: invalid choice: 'sparse' (choose from "
-         "'dense', 'nullhop', 'rsnn', 'combined')",
+         "'dense', 'nullhop', 'rsnn', 'combined', 'nullhop-prefetch')",
          _cli("compare", "facedet", "--dataflows", "sparse"), kind="cli"),
     Case("cli-bad-max-rows", "cli", "`validate --max-rows -1`", "SparsesimError",
          "sparsesim: error: sparsesim validate: argument --max-rows: expected a non-negative integer, got '-1'",
@@ -490,7 +490,7 @@ CASES: list[Case] = [
          _cli("run", "facedet", "--set", "array.num_clusters=eight"), kind="cli"),
     Case("cli-unknown-preset", "cli", "`--accel nullhopp`", "ConfigError",
          "sparsesim: error: unknown preset 'nullhopp' (did you mean 'nullhop'?); available presets: combined, "
-         "dense, nullhop, rsnn",
+         "dense, nullhop, nullhop-prefetch, rsnn",
          _cli("run", "facedet", "--accel", "nullhopp"), kind="cli"),
     Case("cli-broken-accel-file", "cli", "`--accel accel.toml` with `[array` in it", "ConfigError",
          "sparsesim: error: accel.toml: invalid TOML: …",

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from dataflows import Geometry, map_conv
+from dataflows import get_preset, map_conv
 from simulator.cli import main
 from workloads import MappingError, NetworkBuilder
 
@@ -27,6 +27,6 @@ def test_padding_as_large_as_the_kernel_is_rejected():
     b = NetworkBuilder("p", (8, 8, 4))
     b.conv("c", 4, 1, padding=1)
     layer = b.build().layers[0]
-    geom = Geometry(num_macs=128, kernel_memory_words_per_mac=4096, max_macs_per_channel=8, max_kernel_size=7)
+    geom = get_preset("nullhop")
     with pytest.raises(MappingError, match=r"^layer 'c': padding 1 must be smaller than the 1x1 kernel on NullHop"):
         map_conv(layer, geom)

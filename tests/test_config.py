@@ -1,4 +1,4 @@
-"""Tests for simulator._config: presets, TOML files, overrides and exact error messages."""
+"""Tests for the accelerator description (dataflows): presets, TOML files, overrides and exact error messages."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator._config import (
+from dataflows import (
     AcceleratorConfig,
     ArrayConfig,
     DmaConfig,
@@ -24,7 +24,7 @@ from simulator._config import (
     parse_set,
     with_overrides,
 )
-from workloads._errors import ConfigError
+from workloads import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def test_load_config_by_preset_name():
 
 
 def test_every_preset_field_has_a_provenance_comment():
-    text = (REPO / "simulator" / "presets" / "nullhop.toml").read_text()
+    text = (REPO / "dataflows" / "presets" / "nullhop.toml").read_text()
     for line in text.splitlines():
         if "=" in line and not line.lstrip().startswith("#") and not line.startswith("name"):
             assert "[C]" in line or "[P]" in line or "Assumption" in line, line
@@ -317,9 +317,9 @@ def raises(match_exact: str):
     ("name = \"\"\n",
      "name must be a non-empty string, got ''"),
     ("base = \"nullhp\"\n",
-     "unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: combined, dense, nullhop, rsnn"),
+     "unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: combined, dense, nullhop, nullhop-prefetch, rsnn"),
     ("base = 3\n",
-     "base must be a preset name (one of combined, dense, nullhop, rsnn), got 3"),
+     "base must be a preset name (one of combined, dense, nullhop, nullhop-prefetch, rsnn), got 3"),
     ("[dma\n",
      "invalid TOML: Expected ']' at the end of a table declaration (at line 1, column 5)"),
 ])
@@ -347,9 +347,9 @@ def test_directory_is_not_a_config_file(tmp_path):
 
 
 def test_unknown_preset_message():
-    with raises("unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: combined, dense, nullhop, rsnn"):
+    with raises("unknown preset 'nullhp' (did you mean 'nullhop'?); available presets: combined, dense, nullhop, nullhop-prefetch, rsnn"):
         get_preset("nullhp")
-    with raises("unknown preset 'qqq'; available presets: combined, dense, nullhop, rsnn"):
+    with raises("unknown preset 'qqq'; available presets: combined, dense, nullhop, nullhop-prefetch, rsnn"):
         load_config("qqq")
 
 

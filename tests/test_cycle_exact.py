@@ -1,7 +1,7 @@
 """Cycle accuracy: the event-driven model equals the clock-stepped reference.
 
-``simulator._layer_model.time_layer`` (simpy, per-stripe durations) and
-``simulator._clocked.clocked_layer`` (every unit stepped one clock at a time,
+``simulator.engine.time_layer`` (simpy, per-stripe durations) and
+``simulator.oracle.clocked_layer`` (every unit stepped one clock at a time,
 no shared timing code) must agree on the total cycles, on every per-unit
 counter of docs/architecture.md §3.2, on the useful MACs, the MAC operations
 (in total and per PU) and the DRAM traffic, for randomly drawn small layers,
@@ -22,12 +22,13 @@ from hypothesis import strategies as st
 
 from dataflows import schedule_network
 from simulator import Simulator, with_overrides
-from simulator._clocked import ClockedTiming, clocked_layer
-from simulator._config import AcceleratorConfig
-from simulator._layer_model import time_layer
-from simulator._validate import validate_network
-from workloads._errors import MappingError, WorkloadError
-from workloads._network import NetworkBuilder
+from simulator.oracle import clocked_layer
+from simulator.report import LayerTiming as ClockedTiming
+from dataflows import AcceleratorConfig
+from simulator.engine import time_layer
+from simulator.oracle import validate_network
+from workloads import MappingError, WorkloadError
+from workloads import NetworkBuilder
 
 #: Bandwidths in bytes/cycle, starved to ample, including decimals that are not binary
 #: fractions (0.3, 0.7, 1.1): both models must read them as the decimal written.
@@ -122,7 +123,7 @@ def _weights(rng: np.random.Generator, shape, density: float, pattern: str) -> n
 def materialise(c: Case):
     """The scheduled layer, its input, its written output and its weights (or None) for case ``c``."""
     cfg = c.cfg()
-    sched = next(s for s in schedule_network(_network(c), Simulator(cfg).geometry) if s.layer.name == "layer")
+    sched = next(s for s in schedule_network(_network(c), cfg) if s.layer.name == "layer")
     rng = np.random.default_rng(c.seed)
     x = _sparse(rng, (c.h, c.w, c.cin), c.density, c.pattern)
     if c.kind == "fc":
@@ -269,7 +270,8 @@ def _event_view(ev) -> dict[str, object]:
 
 
 def _reference_view(ref: ClockedTiming) -> dict[str, object]:
-    return {"cycles": ref.cycles, "units": ref.units, "macs_useful": ref.macs_useful, "mac_ops": ref.mac_ops,
+    return {"cycles": ref.cycles, "units": {u: st.as_dict() for u, st in ref.units.items()},
+            "macs_useful": ref.macs_useful, "mac_ops": ref.mac_ops,
             "pu_ops": list(ref.pu_ops), "passes": ref.passes, "resident": ref.resident,
             "dram_read_bytes": dict(ref.dram_read_bytes), "dram_write_bytes": dict(ref.dram_write_bytes)}
 
@@ -391,7 +393,7 @@ def test_corner_cases_are_cycle_exact(name: str) -> None:
 
 def test_dataflow_corners_do_what_they_say() -> None:
     _, ref = _compare(CORNERS["rsnn, all-zero weights: no MAC cycle"])
-    assert ref.units["mac_array"]["busy"] == 0 and ref.mac_ops == 0 and ref.macs_useful == 0
+    assert ref.units["mac_array"].busy == 0 and ref.mac_ops == 0 and ref.macs_useful == 0
     ev, ref = _compare(CORNERS["combined, merged sparse kernels, 300 channels"])
     assert ref.passes == 1 and len(ref.pass_channels[0]) == 300 and len(ref.pu_ops) == 4
     _, ref = _compare(CORNERS["rsnn, dense weights, 16 PUs"])
@@ -419,7 +421,7 @@ def test_reference_weight_skipping_by_hand() -> None:
     for dataflow, busy in [("combined", 4), ("nullhop", 9), ("rsnn", 22), ("dense", 49)]:
         c = with_overrides(cfg, {"array.dataflow": dataflow})
         ref = clocked_layer(sched, x, out, c, weights=w)
-        assert (ref.units["mac_array"]["busy"], ref.mac_ops, ref.macs_useful) == (busy, busy, 4), dataflow
+        assert (ref.units["mac_array"].busy, ref.mac_ops, ref.macs_useful) == (busy, busy, 4), dataflow
         ev = time_layer(sched, x, out, c, weights=w)
         assert (ev.cycles, ev.mac_ops, ev.macs_useful) == (ref.cycles, ref.mac_ops, ref.macs_useful), dataflow
 
@@ -451,7 +453,7 @@ def test_reference_dma_transfer_is_latency_plus_exact_ceil() -> None:
         ("array.num_clusters", 1), ("dma.bandwidth_bytes_per_cycle", 0.75), ("dma.latency_cycles", 7)))
     sched, x, out, cfg, _ = materialise(c)
     ref = clocked_layer(sched, x, out, cfg)
-    assert ref.units["decoder"]["stall_weights"] == 7 + 342
+    assert ref.units["decoder"].stall_weights == 7 + 342
 
 
 #: 16 MACs, C_out = 9 -> m = 1; load = 0 config + ceil(16 / 2) bias + 9 x 1 x ceil(34 / 2) = 161 beats.
@@ -463,7 +465,7 @@ DECIMAL_BW = _fixed(k=1, pad=0, h=2, w=2, cin=34, cout=9, overrides=(
 def test_reference_reads_decimal_bandwidth_exactly() -> None:
     sched, x, out, cfg, _ = materialise(DECIMAL_BW)
     ref = clocked_layer(sched, x, out, cfg)
-    assert ref.units["decoder"]["stall_weights"] == 1840   # 161 x 8 bytes / (7/10 B/cycle), exactly
+    assert ref.units["decoder"].stall_weights == 1840   # 161 x 8 bytes / (7/10 B/cycle), exactly
 
 
 def test_decimal_bandwidth_is_exact_in_event_model() -> None:
@@ -523,17 +525,20 @@ def test_validate_rejects_unknown_layers_naming_the_valid_ones() -> None:
 
 
 def test_reference_shares_no_timing_code() -> None:
-    # The oracle may use the configuration, the encoder and the mapping/planning in dataflows,
-    # never the event model's timing modules (or their kernels via another path).
+    # The oracle may use the configuration, the codec, the records and the dataflow's traits and
+    # pass plan, never the event model, the dataflow's per-pass work or the counting kernels.
     import ast
-    import simulator._clocked as clocked
-    tree = ast.parse(open(clocked.__file__, encoding="utf-8").read())
+    import simulator.oracle._clocked as clocked
+    text = open(clocked.__file__, encoding="utf-8").read()
     imported = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
             imported.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             imported.update(a.name for a in node.names)
-    forbidden = ("_engine", "_layer_model", "_cycles", "slot_mac_work", "weight_tap_prefix", "stripe_mac_work")
+    forbidden = ("engine", "_counts", "_stripe", "slot_mac_work", "weight_tap_prefix", "row_stream_elements",
+                 "stripe_windows", "dma_cycles", "StripeDataflow")
     assert not [m for m in imported if any(f in m for f in forbidden)], imported
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert ".layer_work(" not in code and "dma_cycles" not in code

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dataflows import schedule_network
-from dataflows._plan import kernel_lane_sizes, plan_passes, traits
+from dataflows import get_dataflow, kernel_lane_sizes, plan_passes
 from simulator import Simulator, WorkloadError, get_preset, with_overrides
-from simulator._compare import compare_dataflows
-from simulator._layer_model import time_layer
+from simulator.studies import compare_dataflows
+from simulator.engine import time_layer
 from workloads import NetworkBuilder, prune_weights, synthetic_activation, synthetic_weights
 
 
@@ -23,7 +23,7 @@ def _timed(net, accel, weights, act, overrides=None):
     if overrides:
         cfg = with_overrides(cfg, overrides)
     sim = Simulator(cfg)
-    sched = [s for s in schedule_network(net, sim.geometry) if s.layer.name == "c"][0]
+    sched = [s for s in schedule_network(net, sim.config) if s.layer.name == "c"][0]
     layer = sched.layer
     out = synthetic_activation((layer.out_shape[0], layer.out_shape[1], layer.out_channels), 0.5, 9)
     return time_layer(sched, act, out, cfg, weights=weights)
@@ -143,7 +143,7 @@ def test_compressed_weights_are_counted_compressed():
     act = synthetic_activation((10, 10, 32), 0.5, 1)
     w = prune_weights(synthetic_weights((32, 3, 3, 32), 2), 0.25)
     t = _timed(net, "rsnn", w, act)
-    sched = [s for s in schedule_network(net, Simulator("rsnn").geometry) if s.layer.name == "c"][0]
+    sched = [s for s in schedule_network(net, get_preset("rsnn")) if s.layer.name == "c"][0]
     sizes = kernel_lane_sizes(w, sched.mapping)              # SM words + non-zeros per kernel lane
     expect_beats = int((-(-sizes // 2)).sum())
     assert t.dram_read_bytes["weights"] == expect_beats * 8
@@ -165,7 +165,7 @@ def test_kernel_merging_packs_sparse_kernels_into_fewer_passes():
 def test_merged_plans_respect_kernel_memory_and_cover_every_channel():
     net = _layer(h=8, cin=128, cout=300)
     sim = Simulator("rsnn")
-    sched = [s for s in schedule_network(net, sim.geometry) if s.layer.name == "c"][0]
+    sched = [s for s in schedule_network(net, sim.config) if s.layer.name == "c"][0]
     w = prune_weights(synthetic_weights((300, 3, 3, 128), 3), 0.2)
     plans = plan_passes(sched.mapping, num_macs=128, num_pus=8, kernel_memory_words=4096, merging=True, weights=w)
     chans = np.concatenate([p.channels for p in plans])
@@ -181,16 +181,19 @@ def test_merged_plans_respect_kernel_memory_and_cover_every_channel():
 
 
 def test_traits_table():
-    assert traits("nullhop").skip_activations and not traits("nullhop").skip_weights
-    assert traits("rsnn").skip_weights and not traits("rsnn").compressed_activations
-    assert not any(vars(traits("dense")).values())
+    traits = {name: get_dataflow(name).traits for name in ("dense", "nullhop", "rsnn", "combined")}
+    assert traits["nullhop"].skip_activations and not traits["nullhop"].skip_weights
+    assert traits["rsnn"].skip_weights and not traits["rsnn"].compressed_activations
+    dense = traits["dense"]
+    assert not (dense.skip_activations or dense.skip_weights or dense.compressed_activations
+                or dense.compressed_weights)
 
 
 # ---------------------------------------------------------------- compare
 def test_compare_runs_every_dataflow_on_the_same_trace():
     comp = compare_dataflows("facedet", check=False, profile="uniform-0.5-w0.3", pruning="balanced")
     rows = {r["dataflow"]: r for r in comp.rows()}
-    assert set(rows) == {"dense", "nullhop", "rsnn", "combined"}
+    assert set(rows) == {"dense", "nullhop", "rsnn", "combined", "nullhop-prefetch"}
     assert rows["dense"]["speedup"] == 1.0
     assert rows["combined"]["cycles"] <= rows["nullhop"]["cycles"]
     # Same trace: identical functional outputs, so identical input densities per layer.

@@ -1,4 +1,4 @@
-"""Determinism (issue #9, item 3): the same inputs and seed give byte-identical JSON.
+"""Determinism: the same inputs and seed give byte-identical JSON.
 
 In this process, in a fresh interpreter with another ``PYTHONHASHSEED`` (so nothing
 may depend on Python's salted ``hash()`` or on set/dict iteration of strings), and
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from simulator import list_presets, simulate
-from simulator._compare import compare_dataflows
+from simulator.studies import compare_dataflows
 
 #: Small zoo networks, so every preset and trace mode fits in a few seconds.
 NETWORKS = ("facedet", "roshambonet")

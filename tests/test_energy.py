@@ -1,4 +1,4 @@
-"""Tests for simulator._energy: the table, the accounting rule, scaling, overrides and reports.
+"""Tests for simulator.energy: the table, the accounting rule, scaling, overrides and reports.
 
 Expected energies are recomputed here from ``simulator/energy/default.toml``
 read with ``tomllib`` and the action -> entry mapping written in docs/energy.md,
@@ -20,11 +20,17 @@ from hypothesis import strategies as st
 
 from dataflows import schedule_network
 from simulator import Simulator, with_overrides
-from simulator._config import AcceleratorConfig
-from simulator._energy import (ACTION_MAP, COMPONENTS, layer_energy, load_energy_table)
-from simulator._layer_model import ACTIONS, UNITS, time_layer
-from workloads._errors import ConfigError
-from workloads._network import NetworkBuilder
+from dataflows import AcceleratorConfig
+from simulator.energy import COMPONENTS, action_map, layer_energy, load_energy_table
+from simulator.engine import time_layer
+from dataflows import get_dataflow
+from workloads import ConfigError
+from workloads import NetworkBuilder
+
+#: The stripe pipeline's units and actions, as the nullhop dataflow declares them.
+UNITS = get_dataflow("nullhop").units
+ACTIONS = tuple(get_dataflow("nullhop").actions)
+ACTION_MAP = action_map(AcceleratorConfig())
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TABLE = REPO / "simulator" / "energy" / "default.toml"
@@ -100,7 +106,7 @@ def test_both_nodes_have_the_same_entries_each_sourced():
         for key, e in entries.items():
             assert isinstance(e["per"], str) and e["per"], (sec, key)
             assert any(t in e["source"] for t in TAGS), (sec, key, e["source"])
-            assert e["ref"].startswith("energy.md §"), (sec, key)
+            assert e["ref"].startswith("docs/sources.md §E"), (sec, key)
             values = [v for f, v in e.items() if f in ("pj", "mw", "coeff", "exponent", "factor")]
             assert values and all(isinstance(v, float) and v >= 0 for v in values), (sec, key)
 
@@ -116,17 +122,17 @@ def test_issue_entries_are_present():
 
 
 @pytest.mark.parametrize("key, n45, n28", [
-    ("mac_16b", 0.90, 0.46),            # energy.md §1
+    ("mac_16b", 0.90, 0.46),            # docs/sources.md §E1
     ("mac_8b", 0.25, 0.13),
     ("register_bit", 0.010, 0.0053),
-    ("sram_read_512kib", 32.47, 12.83),   # §4.2, input memory
+    ("sram_read_512kib", 32.47, 12.83),   # §E4.2, input memory
     ("sram_write_512kib", 24.39, 10.63),
-    ("sram_read_8kib", 2.92, 1.28),       # §4.2, per-MAC kernel memory
+    ("sram_read_8kib", 2.92, 1.28),       # §E4.2, per-MAC kernel memory
     ("sram_write_8kib", 3.74, 1.55),
-    ("dram_lpddr4", 8.0, 8.0),            # §5
+    ("dram_lpddr4", 8.0, 8.0),            # §E5
     ("dram_ddr4", 15.0, 15.0),
     ("dram_hbm2", 3.9, 3.9),
-    ("mac_skipped", 0.0, 0.0),            # §7.6: skipped work costs nothing
+    ("mac_skipped", 0.0, 0.0),            # §E7.6: skipped work costs nothing
 ])
 def test_pinned_values_from_energy_md(key, n45, n28):
     assert RAW["n45"][key]["pj"] == n45 and RAW["n28"][key]["pj"] == n28
@@ -152,7 +158,7 @@ def test_every_action_maps_to_exactly_one_entry():
 
 
 def test_sram_fit_reproduces_the_listed_rows_within_25_percent():
-    # energy.md §4.3: the power law is within about 25% of the CACTI rows.
+    # docs/sources.md §E4.3: the power law is within about 25% of the CACTI rows.
     for sec in RAW.values():
         for s in LISTED_KIB:
             for op in ("read", "write"):
@@ -263,7 +269,7 @@ def _one_layer(h, w, cin, cout, k, pad, pool, cfg):
     b.conv("layer", cout, k, padding=pad)
     if pool:
         b.maxpool("pool")
-    return next(s for s in schedule_network(b.build(), Simulator(cfg).geometry) if s.layer.name == "layer")
+    return next(s for s in schedule_network(b.build(), cfg) if s.layer.name == "layer")
 
 
 def _fixed_counts(sched, h, w, cin, cfg) -> dict[str, int]:

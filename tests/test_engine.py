@@ -1,4 +1,4 @@
-"""Tests for simulator._engine.simulate_pipeline against the timing contract.
+"""Tests for simulator.engine.simulate_pipeline against the timing contract.
 
 docs/architecture.md §3.1 (hand-off semantics) and §3.2 (per-unit accounting).
 The hand-written cases spell out their timelines; the hypothesis test compares
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator._engine import simulate_pipeline
+from simulator.engine import simulate_pipeline
 
 FIELDS = ("busy", "stall_input", "stall_output", "stall_weights", "idle")
 

@@ -1,7 +1,7 @@
 """Bit-exactness of the compressed-stream kernels against the plain numpy reference.
 
-Covers simulator/_format.py (SM + non-zero stream), simulator/_functional.py
-(numba kernels) and simulator/_reference.py (numpy), plus hand-computed Q8.8
+Covers simulator/numerics/_codec.py (SM + non-zero stream), simulator/numerics/_kernels.py
+(numba kernels) and simulator/numerics/_reference.py (numpy), plus hand-computed Q8.8
 cases that do not depend on either implementation.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from simulator._format import (
+from simulator.numerics import (
     check_stream,
     compressed_row_values,
     compressed_size_bits,
@@ -20,7 +20,7 @@ from simulator._format import (
     interleave,
     sm_words_per_row,
 )
-from simulator._functional import (
+from simulator.numerics import (
     add,
     avgpool,
     conv2d,
@@ -30,7 +30,7 @@ from simulator._functional import (
     maxpool,
     requantize,
 )
-from simulator._reference import (
+from simulator.numerics import (
     ref_add,
     ref_avgpool,
     ref_conv2d,
@@ -38,7 +38,7 @@ from simulator._reference import (
     ref_fc,
     ref_maxpool,
 )
-from workloads._errors import TraceError, WorkloadError
+from workloads import TraceError, WorkloadError
 
 Q = 256  # 1.0 in Q8.8
 
@@ -145,7 +145,7 @@ def test_rows_are_aligned(x):
 @given(H=st.integers(1, 6), W=st.integers(1, 6), C=st.sampled_from([16, 32, 48, 64]),
        density=DENSITIES, seed=SEEDS)
 def test_compressed_size_matches_nullhop_formula(H, W, C, density, seed):
-    # nullhop.md §5.3 [D]: N * (1 + 16 d) bits when rows fill whole SM words.
+    # docs/sources.md §N5.3 [D]: N * (1 + 16 d) bits when rows fill whole SM words.
     x = _values(np.random.default_rng(seed), (H, W, C), density, "full")
     sm, nz, rsp, rnp = encode(x)
     n = x.size

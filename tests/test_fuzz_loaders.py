@@ -1,4 +1,4 @@
-"""Hypothesis fuzzing of the two file loaders (issue #9, item 2).
+"""Hypothesis fuzzing of the two file loaders.
 
 Property: whatever the input, ``load_config`` either returns an ``AcceleratorConfig``
 or raises ``ConfigError``, and ``load_trace`` either returns a ``Trace`` or raises
@@ -26,7 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 from simulator import AcceleratorConfig, field_names, load_config, parse_set, with_overrides
 from workloads import TRACE_FORMAT, Trace, get_network, load_trace
-from workloads._errors import ConfigError, SparsesimError, TraceError
+from workloads import ConfigError, SparsesimError, TraceError
 
 def _fuzz(examples: int) -> settings:
     return settings(max_examples=examples, deadline=None,
@@ -134,7 +134,7 @@ def test_fuzz_config_documents_with_every_toml_type(tmp_path, doc):
     _only_config_errors(path)
 
 
-_PRESETS = {p.name: p.read_bytes() for p in resources.files("simulator").joinpath("presets").iterdir()
+_PRESETS = {p.name: p.read_bytes() for p in resources.files("dataflows").joinpath("presets").iterdir()
             if p.name.endswith(".toml")}
 
 

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from dataflows import schedule_network
 from simulator import Simulator, with_overrides
-from simulator._config import AcceleratorConfig
-from simulator._layer_model import time_layer
-from workloads._errors import MappingError
-from workloads._network import NetworkBuilder
+from dataflows import AcceleratorConfig
+from simulator.engine import time_layer
+from workloads import MappingError
+from workloads import NetworkBuilder
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=False)
 
@@ -38,7 +38,7 @@ def _layer(h, w, cin, cout, k, pad, *, stride=1, pool=False, first=False, groups
     b.conv("layer", cout, k, stride=stride, padding=pad, groups=groups)
     if pool:
         b.maxpool("pool")
-    return next(s for s in schedule_network(b.build(), Simulator(cfg).geometry) if s.layer.name == "layer")
+    return next(s for s in schedule_network(b.build(), cfg) if s.layer.name == "layer")
 
 
 def _random(rng, shape, density):

@@ -1,20 +1,20 @@
 """Tests for dataflows._nullhop: the driver's MAC-to-channel mapping and the schedule.
 
 Expected values are independent of the code under test: the VGG16 table of
-nullhop.md §3.4 [D], the RoshamboNet / face-detector columns of nullhop.md §10
-[D], the driver's rule of nullhop.md §3.3 [C] worked by hand, and the fixes and
+docs/sources.md §N3.4 [D], the RoshamboNet / face-detector columns of §N10
+[D], the driver's rule of §N3.3 [C] worked by hand, and the fixes and
 fusion rule of docs/architecture.md §2.
 """
 from __future__ import annotations
 
 import pytest
 
-from dataflows import Geometry, map_conv, schedule_network
+from dataflows import get_preset, map_conv, schedule_network, with_overrides
 from simulator import Simulator
 from workloads import MappingError, NetworkBuilder, get_network
 
-#: The NullHop defaults (nullhop.md §3.2 [C], §8 [P]).
-GEOM = Geometry(num_macs=128, kernel_memory_words_per_mac=4096, max_macs_per_channel=8, max_kernel_size=7)
+#: The NullHop defaults (docs/sources.md §N3.2 [C], §N8 [P]).
+GEOM = get_preset("nullhop")
 
 
 def _by_name(schedule):
@@ -28,12 +28,14 @@ def _one_conv(in_shape, cout, k, *, padding=0, activation="relu", name="c"):
 
 
 # ----------------------------------------------------------------- geometry wiring
-def test_simulator_geometry_is_the_nullhop_preset():
-    assert Simulator("nullhop").geometry == GEOM
+def test_the_mapping_limits_of_the_nullhop_preset_are_the_published_ones():
+    a, m = GEOM.array, GEOM.memory
+    assert (a.num_macs, m.kernel_memory_words_per_mac, a.max_macs_per_channel, a.max_kernel_size) == (128, 4096, 8, 7)
+    assert Simulator("nullhop").config == GEOM
 
 
-# ----------------------------------------------------------------- VGG16 (§3.4)
-#: nullhop.md §3.4: layer -> (input H, Cin, Cout, dense MACs, m, out ch / pass, passes).
+# ----------------------------------------------------------------- VGG16 (§N3.4)
+#: docs/sources.md §N3.4: layer -> (input H, Cin, Cout, dense MACs, m, out ch / pass, passes).
 VGG16_TABLE = {
     "conv1_1": (224, 3, 64, 86_704_128, 2, 64, 1),
     "conv1_2": (224, 64, 64, 1_849_688_064, 2, 64, 1),
@@ -71,7 +73,7 @@ def test_vgg16_mapping_matches_nullhop_table(vgg16_schedule, name):
 def test_vgg16_table_covers_every_conv_and_the_conv_total(vgg16_schedule):
     convs = [n for n, s in vgg16_schedule.items() if s.layer.op == "conv"]
     assert convs == list(VGG16_TABLE)
-    assert sum(v[3] for v in VGG16_TABLE.values()) == 15_346_630_656  # §3.4 conv total
+    assert sum(v[3] for v in VGG16_TABLE.values()) == 15_346_630_656  # §N3.4 conv total
 
 
 def test_vgg16_pools_fused_and_fc_on_host(vgg16_schedule):
@@ -90,16 +92,16 @@ def test_vgg16_conv4_2_is_kernel_memory_bound():
     layer = get_network("vgg16").layer("conv4_2")
     mp = map_conv(layer, GEOM)
     assert mp.m == 2
-    # P2 = 512 > m: each MAC holds 512/2 = 256 channels x 9 taps (§3.3).
+    # P2 = 512 > m: each MAC holds 512/2 = 256 channels x 9 taps (§N3.3).
     assert mp.channels_per_lane == 256
     assert mp.contiguous_kernels == 256 * 9
     assert mp.contiguous_kernels <= 4096
 
 
-# ------------------------------------------------------- RoshamboNet, facedet (§10)
-#: nullhop.md §10.2: layer -> (m, out ch / pass); all single pass.
+# ------------------------------------------------------- RoshamboNet, facedet (§N10)
+#: docs/sources.md §N10.2: layer -> (m, out ch / pass); all single pass.
 ROSHAMBO = {"layer1": (8, 16), "layer2": (4, 32), "layer3": (2, 64), "layer4": (1, 128), "layer5": (1, 128)}
-#: nullhop.md §10.3: Cout = 16 on both convs -> m = 8, 16 per pass, 1 pass.
+#: docs/sources.md §N10.3: Cout = 16 on both convs -> m = 8, 16 per pass, 1 pass.
 FACEDET = {"conv1": (8, 16), "conv2": (8, 16)}
 
 
@@ -114,7 +116,7 @@ def test_small_networks_mapping(network, table):
 
 
 def test_roshambonet_contiguous_kernels():
-    # §3.3: P2 <= m -> k^2; P2 > m -> (P2/m) k^2; m = 1 -> Cin k^2.
+    # §N3.3: P2 <= m -> k^2; P2 > m -> (P2/m) k^2; m = 1 -> Cin k^2.
     sched = _by_name(schedule_network(get_network("roshambonet"), GEOM))
     expect = {"layer1": (25, 1),          # Cin 1, m 8: P2 = 1 <= 8
               "layer2": (4 * 9, 4),       # Cin 16, m 4: 16/4 = 4 channels per MAC
@@ -173,7 +175,7 @@ def test_kernel_too_large_raises_mapping_error():
     with pytest.raises(MappingError, match="array.max_kernel_size"):
         Simulator("nullhop").run(net)
     # A larger configured maximum accepts it.
-    bigger = Simulator("nullhop", {"array.max_kernel_size": 9}).geometry
+    bigger = Simulator("nullhop", {"array.max_kernel_size": 9}).config
     assert map_conv(net.layer("huge_kernel"), bigger).m == 8
 
 
@@ -195,11 +197,11 @@ def test_too_many_kernel_memories_raises_mapping_error(cin):
 def test_smaller_kernel_memory_is_rejected_earlier():
     # 3*3*64 = 576 weights; with 64 words per MAC: 576 // 64 + 1 = 10 > 8.
     layer = _one_conv((8, 8, 64), 16, 3, name="l")
-    small = Geometry(num_macs=128, kernel_memory_words_per_mac=64, max_macs_per_channel=8, max_kernel_size=7)
+    small = with_overrides(GEOM, {"memory.kernel_memory_words_per_mac": 64})
     with pytest.raises(MappingError, match="memory.kernel_memory_words_per_mac"):
         map_conv(layer, small)
     # 128 words: 576 // 128 + 1 = 5 -> m = 8
-    ok = Geometry(num_macs=128, kernel_memory_words_per_mac=128, max_macs_per_channel=8, max_kernel_size=7)
+    ok = with_overrides(GEOM, {"memory.kernel_memory_words_per_mac": 128})
     assert map_conv(layer, ok).m == 8
 
 
@@ -285,8 +287,8 @@ def test_fc_on_host_by_default():
 
 
 def test_fc_on_accelerator_when_configured():
-    geom = Simulator("nullhop", {"array.run_fc_on_accelerator": "true"}).geometry
-    assert geom.run_fc_on_accelerator is True
+    geom = Simulator("nullhop", {"array.run_fc_on_accelerator": "true"}).config
+    assert geom.array.run_fc_on_accelerator is True
     sched = _by_name(schedule_network(get_network("facedet"), geom))
     ip1, ip2 = sched["ip1"], sched["ip2"]
     assert ip1.where == ip2.where == "accelerator"
@@ -303,8 +305,7 @@ def test_fc_on_accelerator_when_configured():
 
 def test_vgg16_fc6_on_accelerator_mapping():
     # fc6: 7*7*512 = 25088 inputs -> 25088 // 4096 + 1 = 7 kernel memories -> m = 8, 16 per pass, 256 passes.
-    geom = Geometry(num_macs=128, kernel_memory_words_per_mac=4096, max_macs_per_channel=8, max_kernel_size=7,
-                    run_fc_on_accelerator=True)
+    geom = with_overrides(GEOM, {"array.run_fc_on_accelerator": True})
     sched = _by_name(schedule_network(get_network("vgg16"), geom))
     mp = sched["fc6"].mapping
     assert (mp.m, mp.out_per_pass, mp.passes) == (8, 16, 4096 // 16)

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from simulator import simulate  # noqa: E402
 from workloads import (Trace, WorkloadError, from_onnx, load_trace, load_user_network, quantize_q88,  # noqa: E402
                        save_trace)
-from workloads._onnx import SUPPORTED_ONNX_OPS, _import  # noqa: E402
+from workloads import SUPPORTED_ONNX_OPS, import_onnx  # noqa: E402
 
 OPSET = 17
 
@@ -134,7 +134,7 @@ FULL_INPUTS = {"stem": "image", "res_a": "pool1:0", "res_b": "res_a_relu:0", "dw
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     path = _full_model(tmp_path_factory.mktemp("onnx"))
-    imp = _import(path)
+    imp = import_onnx(path)
     return path, imp, _all_outputs(path, _nchw(imp.trace.image))
 
 
@@ -243,7 +243,7 @@ def test_fc_weights_are_reordered_from_chw_to_hwc(tmp_path, flatten):
         flat = g.node("Reshape", [x, "shape"], "flat")
     y = g.node("Gemm", [flat, g.init("fc.w", g.rng.normal(0, 0.3, (7, 4 * 6 * 5)))], "fc", transB=1)
     path = g.save(tmp_path / "flat.onnx", y)
-    imp = _import(path)
+    imp = import_onnx(path)
     fc = imp.network.layer("fc")
     assert fc.in_shape == (6, 5, 4) and fc.weight_shape == (7, 1, 1, 120)
     out = _all_outputs(path, _nchw(imp.trace.image))
@@ -264,7 +264,7 @@ def test_batchnorm_fold_matches_onnxruntime(tmp_path):
     g = _Graph(in_shape=(1, 3, 9, 9), seed=3)
     y = g.bn(g.conv("image", "c", 3, 5, 3, pad=1), "bn", 5)
     path = g.save(tmp_path / "bn.onnx", y)
-    imp = _import(path)
+    imp = import_onnx(path)
     assert [l.name for l in imp.network.layers] == ["c"]
     x = np.random.default_rng(1).normal(0, 1, (1, 3, 9, 9)).astype(np.float32)
     want = _all_outputs(path, x)["bn:0"]
@@ -279,7 +279,7 @@ def test_dilation_is_a_zero_stuffed_kernel(tmp_path):
     g = _Graph(in_shape=(1, 1, 11, 11), seed=4)
     y = g.conv("image", "c", 1, 3, 3, dil=3, pad=3)
     path = g.save(tmp_path / "dil.onnx", y)
-    imp = _import(path)
+    imp = import_onnx(path)
     layer = imp.network.layer("c")
     assert layer.kernel == (7, 7) and layer.out_shape == (11, 11, 3)
     w = imp.float_weights["c"]
@@ -295,7 +295,7 @@ def test_pruned_weights_stay_zero_and_tiny_weights_stay_nonzero(tmp_path):
     w[:, :1] = 0.0                 # pruned
     w[0, 2, 0, 0] = 1e-4           # rounds to 0 in plain Q8.8
     y = g.bn(g.node("Conv", ["image", g.init("w", w)], "c", pads=[1] * 4), "bn", 4)
-    imp = _import(g.save(tmp_path / "pruned.onnx", y))
+    imp = import_onnx(g.save(tmp_path / "pruned.onnx", y))
     q = imp.trace.weights["c"]     # (C_out, kh, kw, C_in)
     assert np.count_nonzero(q) == np.count_nonzero(w) == 4 * 2 * 9
     assert q[0, 0, 0, 2] in (-1, 1)

@@ -1,4 +1,4 @@
-"""Density profiles: numbers pinned to sparsity.md, lookup rules, names and errors."""
+"""Density profiles: numbers pinned to docs/sources.md (§S), lookup rules, names and errors."""
 import math
 import re
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workloads._errors import WorkloadError
-from workloads._network import NetworkBuilder
-from workloads._profiles import (
+from workloads import WorkloadError
+from workloads import NetworkBuilder
+from workloads import (
     DensityProfile,
     default_profile_for,
     get_profile,
@@ -16,14 +16,14 @@ from workloads._profiles import (
     uniform_profile,
 )
 
-# sparsity.md §3.1, Han et al. 2015 VGG16 table: layer -> (Act%, Weights%)
+# docs/sources.md §S3.1, Han et al. 2015 VGG16 table: layer -> (Act%, Weights%)
 VGG16_TABLE = {
     "conv1_1": (53, 58), "conv1_2": (89, 22), "conv2_1": (80, 34), "conv2_2": (81, 36),
     "conv3_1": (68, 53), "conv3_2": (70, 24), "conv3_3": (64, 42), "conv4_1": (51, 32),
     "conv4_2": (45, 27), "conv4_3": (34, 34), "conv5_1": (32, 35), "conv5_2": (29, 29),
     "conv5_3": (19, 36), "fc6": (38, 4), "fc7": (42, 4), "fc8": (100, 23),
 }
-# sparsity.md §2, Han et al. 2015 AlexNet table
+# docs/sources.md §S2, Han et al. 2015 AlexNet table
 ALEXNET_TABLE = {
     "conv1": (88, 84), "conv2": (52, 38), "conv3": (37, 35), "conv4": (40, 37), "conv5": (34, 37),
     "fc1": (36, 9), "fc2": (40, 9), "fc3": (100, 25),
@@ -135,7 +135,7 @@ def test_vgg19_extra_layers_use_defaults():
 
 
 def test_vgg16_input_densities_follow_previous_act_through_pools():
-    """sparsity.md §3.2 'previous Act%' column, including the pool boundaries."""
+    """docs/sources.md §S3.2 'previous Act%' column, including the pool boundaries."""
     p = get_profile("han2015_vgg16")
     net = vgg(16)
     expected = {
@@ -149,7 +149,7 @@ def test_vgg16_input_densities_follow_previous_act_through_pools():
 
 
 def test_resnet50_agp80_matches_distiller_totals():
-    """sparsity.md §5.1: 5,108,133 of 25,502,912 weights non-zero, conv1 dense."""
+    """docs/sources.md §S5.1: 5,108,133 of 25,502,912 weights non-zero, conv1 dense."""
     p = get_profile("distiller_resnet50_agp80")
     net = resnet50()
     total, nonzero = weight_totals(net, p)
@@ -174,7 +174,7 @@ def test_resnet50_input_densities():
 
 
 def test_mobilenet_v1_agp_matches_distiller_totals():
-    """sparsity.md §6: 2,038,208 of 4,209,088 weights non-zero."""
+    """docs/sources.md §S6: 2,038,208 of 4,209,088 weights non-zero."""
     p = get_profile("distiller_mobilenet_v1_agp")
     net = mobilenet_v1()
     total, nonzero = weight_totals(net, p)
@@ -319,7 +319,7 @@ def test_bad_profile_values_are_named():
 ])
 def test_zoo_networks_match_distiller_totals(network, total, nonzero, rel):
     """The shape-based rules also hold on the zoo's own layer names."""
-    from workloads._zoo import get_network
+    from workloads import get_network
 
     net = get_network(network)
     got_total, got_nonzero = weight_totals(net, get_profile(default_profile_for(net.name)))
@@ -328,7 +328,7 @@ def test_zoo_networks_match_distiller_totals(network, total, nonzero, rel):
 
 
 def test_zoo_vgg16_input_densities_resolve():
-    from workloads._zoo import get_network
+    from workloads import get_network
 
     net = get_network("vgg16")
     p = get_profile(default_profile_for(net.name))

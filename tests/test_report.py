@@ -1,4 +1,4 @@
-"""Tests for simulator._report: Result output formats and write_atomic."""
+"""Tests for simulator.report: Result output formats and write_atomic."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from simulator import Result, Simulator, SparsesimError
-from simulator._report import write_atomic
+from simulator.report import write_atomic
 
 FACEDET_LAYERS = ["conv1", "pool1", "conv2", "pool2", "ip1", "ip2"]
 UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")

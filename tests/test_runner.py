@@ -1,6 +1,6 @@
-"""End-to-end tests of simulator._runner (Simulator, simulate) on small networks.
+"""End-to-end tests of simulator.runner (Simulator, simulate) on small networks.
 
-Independent expectations: dense MACs of nullhop.md §10, the load / DMA formulas
+Independent expectations: dense MACs of docs/sources.md §N10, the load / DMA formulas
 of docs/architecture.md §4.1-§4.2, the ratio definitions of §5, and useful MACs
 recomputed here from the observed input bitmap.
 """
@@ -19,7 +19,7 @@ UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
 STATS = ("busy", "stall_input", "stall_output", "stall_weights", "idle")
 N_MACS, CLOCK_MHZ = 128, 500.0
 
-#: nullhop.md §10.2 / §10.3: dense MACs per conv [D].
+#: docs/sources.md §N10.2 / §N10.3: dense MACs per conv [D].
 ROSHAMBO_MACS = {"layer1": 1_440_000, "layer2": 3_612_672, "layer3": 2_654_208, "layer4": 1_179_648,
                  "layer5": 65_536}
 FACEDET_MACS = {"conv1": 409_600, "conv2": 451_584}
@@ -159,7 +159,7 @@ def test_unit_accounting_identity(which, rosh, face):
 
 def test_uncompressed_first_layer_processes_every_pixel(rosh, face):
     # The first layer's input is streamed raw (§4.4): every pixel costs its taps,
-    # so performed MACs equal the dense count of nullhop.md §10.
+    # so performed MACs equal the dense count of docs/sources.md §N10.
     assert rosh[0].layer("layer1").mac_ops == ROSHAMBO_MACS["layer1"]
     assert face.layer("conv1").mac_ops == FACEDET_MACS["conv1"]
     # Compressed inputs: only non-zero pixels are processed, all of them useful.

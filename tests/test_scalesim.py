@@ -28,7 +28,7 @@ ALEXNET = (
     "Conv5     ,13          ,13         ,3            ,3           ,384     ,256       ,1      ,\n"
 )
 
-#: VGG16 with padded IFMAPs (226, 114, 58, 30, 16) and fc6..fc8 as convs, as in peers.md.
+#: VGG16 with padded IFMAPs (226, 114, 58, 30, 16) and fc6..fc8 as convs, as in docs/sources.md §P1.2.
 VGG16 = HEADER + "".join(
     f"{n},{s},{s},{k},{k},{c},{f},1,\n" for n, s, k, c, f in [
         ("conv1_1", 226, 3, 3, 64), ("conv1_2", 226, 3, 64, 64),

@@ -1,5 +1,5 @@
-"""Tests for simulator._sweep (grid expansion, execution back-ends, on-disk cache, crash safety)
-and simulator._progress."""
+"""Tests for simulator.studies (sweeps) (grid expansion, execution back-ends, on-disk cache, crash safety)
+and the progress bars."""
 from __future__ import annotations
 
 import csv
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import simulator._sweep as sweep_mod
+import simulator.studies._sweep as sweep_mod
 from simulator import (ConfigError, MappingError, Result, SparsesimError, SweepResult, load_sweep,
                        network_progress, parse_grid, progress_bar, simulate, sweep)
 from workloads import WorkloadError
@@ -207,7 +207,7 @@ def test_point_ids_are_stable_sha256_prefixes_independent_of_grid_order():
     _, p4 = a(net, cfg, {"macs": [64]}, profile="uniform-0.5", seed=0, trace="propagated", check=True)
     assert len({p1[0].id, p3[0].id, p4[0].id}) == 3
     # The id is a SHA-256 (not Python's salted hash()): recomputed in a fresh interpreter it is the same.
-    code = ("from simulator import load_config; from simulator._sweep import _expand; "
+    code = ("from simulator import load_config; from simulator.studies._sweep import _expand; "
             "from workloads import get_network; "
             "print(_expand(get_network('facedet'), load_config('nullhop'), {'macs': [64]}, profile='uniform-0.5', "
             "seed=0, trace='propagated', check=False)[1][0].id)")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads._errors import TraceError
-from workloads._synthetic import (
+from workloads import TraceError
+from workloads import (
     child_seed,
     image_input,
     sample_image,
@@ -207,7 +207,7 @@ def test_sample_image():
     assert np.array_equal(img, sample_image())
     x = img / 256
     assert -2.2 < x.min() and x.max() < 2.7  # ImageNet-normalised range
-    assert np.count_nonzero(img) > 0.99 * img.size  # the image input is dense (sparsity.md §1)
+    assert np.count_nonzero(img) > 0.99 * img.size  # the image input is dense (docs/sources.md §S1)
     assert len(np.unique(img)) > 500  # a photo, not a constant
 
 

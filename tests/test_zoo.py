@@ -1,7 +1,7 @@
 """Tests for workloads._zoo: the built-in networks against published figures.
 
 Every expected number below comes from an independent source, never from running the zoo:
-nullhop.md §3.4 (VGG MACs) and §10 (RoshamboNet, face detector), sparsity.md §5.1 and §6
+docs/sources.md §N3.4 (VGG MACs) and §N10 (RoshamboNet, face detector), §S5.1 and §S6
 (Distiller weight counts), and torchvision's published model metadata (``num_params`` and
 GFLOPS, where torchvision's "FLOPS" are multiply-accumulates).
 """
@@ -11,9 +11,9 @@ import math
 
 import pytest
 
-from workloads._errors import WorkloadError
-from workloads._network import Network
-from workloads._zoo import get_network, list_networks
+from workloads import WorkloadError
+from workloads import Network
+from workloads import get_network, list_networks
 
 ALL = ("facedet", "mobilenet_v1", "mobilenet_v2", "resnet18", "resnet50", "roshambonet", "vgg16", "vgg19")
 
@@ -88,8 +88,8 @@ def test_non_string_name_raises_workload_error():
     ("resnet50", (224, 224, 3), 1000),
     ("mobilenet_v1", (224, 224, 3), 1000),
     ("mobilenet_v2", (224, 224, 3), 1000),
-    ("roshambonet", (64, 64, 1), 4),     # nullhop.md §10.2: PAPER, SCISSORS, ROCK, BACKGROUND
-    ("facedet", (36, 36, 1), 2),         # nullhop.md §10.3: IP2_OP_SIZE 2
+    ("roshambonet", (64, 64, 1), 4),     # docs/sources.md §N10.2: PAPER, SCISSORS, ROCK, BACKGROUND
+    ("facedet", (36, 36, 1), 2),         # docs/sources.md §N10.3: IP2_OP_SIZE 2
 ])
 def test_input_and_output_shapes(name, input_shape, classes):
     net = get_network(name)
@@ -110,7 +110,7 @@ def test_depth_matches_the_published_layer_count(name, weight_layers):
     assert len(counted) == weight_layers
 
 
-# ------------------------------------------------------------------ VGG (nullhop.md §3.4)
+# ------------------------------------------------------------------ VGG (docs/sources.md §N3.4)
 def test_vgg_conv_macs_match_nullhop_worked_example():
     assert get_network("vgg16").conv_macs == 15_346_630_656
     assert get_network("vgg19").conv_macs == 19_508_428_800
@@ -168,14 +168,14 @@ def test_total_macs_match_published_figures(name, published_macs, rel):
 
 # ------------------------------------------------------------------ weight / parameter counts
 def test_resnet50_conv_fc_weights_match_distiller():
-    # sparsity.md §5.1: "5,108,133 of 25,502,912 weights are non-zero"; conv1 is 9,408 weights.
+    # docs/sources.md §S5.1: "5,108,133 of 25,502,912 weights are non-zero"; conv1 is 9,408 weights.
     net = get_network("resnet50")
     assert _weights(net) == 25_502_912
     assert math.prod(net.layer("conv1").weight_shape) == 9_408
 
 
 def test_mobilenet_v1_conv_fc_weights_match_distiller():
-    # sparsity.md §6: "2,038,208 of 4,209,088 weights non-zero".
+    # docs/sources.md §S6: "2,038,208 of 4,209,088 weights non-zero".
     assert _weights(get_network("mobilenet_v1")) == 4_209_088
 
 
@@ -249,7 +249,7 @@ def test_mobilenet_v1_structure_matches_distiller_names():
     assert len(depthwise) == 13
     for dw in depthwise:
         assert dw.kernel == (3, 3) and dw.padding == 1 and dw.activation == "relu"
-    # sparsity.md §6: pointwise convs model.4.3 to model.13.3 are 128->256 ... 1024->1024.
+    # docs/sources.md §S6: pointwise convs model.4.3 to model.13.3 are 128->256 ... 1024->1024.
     pw4, pw13 = net.layer("model.4.3"), net.layer("model.13.3")
     assert (pw4.in_channels, pw4.out_channels, pw4.kernel) == (128, 256, (1, 1))
     assert (pw13.in_channels, pw13.out_channels, pw13.kernel) == (1024, 1024, (1, 1))
@@ -274,7 +274,7 @@ def test_mobilenet_v2_structure():
     assert net.layer("classifier.1").weight_shape == (1000, 1, 1, 1280)
 
 
-# ------------------------------------------------------------------ NullHop workloads (nullhop.md §10)
+# ------------------------------------------------------------------ NullHop workloads (docs/sources.md §N10)
 def test_roshambonet_matches_nullhop_table():
     net = get_network("roshambonet")
     convs = _layers(net, "conv")

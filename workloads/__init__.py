@@ -1,11 +1,11 @@
 """Workloads: layers, networks, the model zoo, density profiles and synthetic data."""
 from ._errors import (ConfigError, FunctionalMismatchError, MappingError, SparsesimError, TraceError,
-                      WorkloadError)
+                      WorkloadError, is_int, is_number, suggest)
 from ._network import ACTIVATIONS, OPS, Layer, Network, NetworkBuilder
-from ._onnx import SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, from_onnx, load_user_network
+from ._onnx import SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, OnnxImport, from_onnx, import_onnx, load_user_network
 from ._pruning import PRUNING_METHODS, prune_weights
 from ._profiles import DensityProfile, default_profile_for, get_profile, list_profiles, uniform_profile
-from ._synthetic import (child_seed, image_input, sample_image, synthetic_activation, synthetic_bias,
+from ._synthetic import (child_seed, image_input, normalized_image, sample_image, synthetic_activation, synthetic_bias,
                          synthetic_weights)
 from ._scalesim import SCALESIM_COLUMNS, ScaleSimRow, from_scalesim_csv, read_scalesim_csv, scalesim_networks
 from ._trace import TRACE_FORMAT, Trace, load_trace, quantize_q88, save_trace
@@ -14,9 +14,9 @@ from ._zoo import get_network, list_networks
 __all__ = [
     "ACTIVATIONS", "OPS", "PRUNING_METHODS", "prune_weights", "ConfigError", "DensityProfile", "FunctionalMismatchError", "Layer", "MappingError",
     "Network", "NetworkBuilder", "SparsesimError", "TraceError", "WorkloadError", "child_seed",
-    "default_profile_for", "get_network", "get_profile", "image_input", "list_networks", "list_profiles",
-    "TRACE_FORMAT", "Trace", "load_trace", "quantize_q88", "save_trace", "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
+    "default_profile_for", "get_network", "get_profile", "image_input", "list_networks", "normalized_image", "list_profiles",
+    "is_int", "is_number", "suggest", "TRACE_FORMAT", "Trace", "load_trace", "quantize_q88", "save_trace", "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
     # bring your own network (docs/bring_your_own.md)
     "SCALESIM_COLUMNS", "SUPPORTED_ONNX_OPS", "ScaleSimRow", "USER_NETWORK_SUFFIXES", "from_onnx", "from_scalesim_csv",
-    "load_user_network", "read_scalesim_csv", "scalesim_networks",
+    "OnnxImport", "import_onnx", "load_user_network", "read_scalesim_csv", "scalesim_networks",
 ]

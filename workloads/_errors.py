@@ -27,3 +27,23 @@ class MappingError(SparsesimError, ValueError):
 
 class FunctionalMismatchError(SparsesimError, AssertionError):
     """The compressed-stream math disagrees with the plain reference."""
+
+
+# Value checks and suggestions shared by every validator (config, energy table, sweep grid).
+
+def is_int(v: object) -> bool:
+    """``v`` is an integer and not a bool."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> bool:
+    """``v`` is an int or float and not a bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def suggest(word: str, candidates) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``candidates``, or ``""``."""
+    import difflib
+
+    match = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""

@@ -39,10 +39,10 @@ import numpy as np
 
 from ._errors import SparsesimError, TraceError, WorkloadError
 from ._network import Network, NetworkBuilder, Shape
-from ._synthetic import _IMAGENET_MEAN, _IMAGENET_STD, _LUMA, _crop_resize, image_input
+from ._synthetic import image_input, normalized_image
 from ._trace import Trace, quantize_q88
 
-__all__ = ["SUPPORTED_ONNX_OPS", "USER_NETWORK_SUFFIXES", "from_onnx", "load_user_network"]
+__all__ = ["SUPPORTED_ONNX_OPS", "USER_NETWORK_SUFFIXES", "OnnxImport", "from_onnx", "import_onnx", "load_user_network"]
 
 #: ONNX op types (default domain) :func:`from_onnx` maps; ``Constant`` only feeds attributes-like inputs.
 SUPPORTED_ONNX_OPS = ("Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Constant", "Conv", "Flatten",
@@ -112,7 +112,7 @@ def from_onnx(path: str | os.PathLike, *, image: str | os.PathLike | np.ndarray 
     WorkloadError : unreadable file, unsupported op or attribute (naming the node),
         missing optional dependencies.
     """
-    return _import(path, image=image, name=name).as_pair()
+    return import_onnx(path, image=image, name=name).as_pair()
 
 
 # -- import ---------------------------------------------------------------------------------------------------
@@ -145,8 +145,8 @@ class _Pending:
 
 
 @dataclass
-class _Imported:
-    """Everything :func:`_import` learned; tests use the float data and tensor names."""
+class OnnxImport:
+    """Everything :func:`import_onnx` learned; tests use the float data and tensor names."""
 
     network: Network
     trace: Trace
@@ -195,7 +195,7 @@ def _dilate(w: np.ndarray, dilations) -> np.ndarray:
     return out
 
 
-def _import(path: str | os.PathLike, *, image=None, name: str | None = None) -> _Imported:
+def import_onnx(path: str | os.PathLike, *, image=None, name: str | None = None) -> OnnxImport:
     where = str(path)
     onnx, ort = _require(where)
     model = _load(onnx, path)
@@ -646,7 +646,7 @@ class _Importer:
             if node.op_type == "Constant":
                 self.consts[node.output[0]] = self.values[node.output[0]]
 
-    def run(self) -> _Imported:
+    def run(self) -> OnnxImport:
         self._prepare()
         image_q = self.image_q = self._image()
         self._run_model(image_q)
@@ -655,7 +655,7 @@ class _Importer:
             getattr(self, f"op_{node.op_type}")(label, node, self._attrs(node))
         return self._finish(image_q)
 
-    def _finish(self, image_q: np.ndarray) -> _Imported:
+    def _finish(self, image_q: np.ndarray) -> OnnxImport:
         b = NetworkBuilder(self.net_name, self.input_hwc)
         for p in self.pending:
             try:
@@ -674,7 +674,7 @@ class _Importer:
             except WorkloadError as exc:
                 raise WorkloadError(f"{self.where}: node {p.node!r}: {exc}") from None
         net = b.build()
-        out = _Imported(network=net, trace=Trace(network=net.name, image=image_q))
+        out = OnnxImport(network=net, trace=Trace(network=net.name, image=image_q))
         tr = out.trace
         for p, layer in zip(self.pending, net.layers):
             want = self.refs[p.onnx_out].shape
@@ -745,7 +745,4 @@ def _read_image(path: str | os.PathLike, shape: Shape) -> np.ndarray:
     h, w, c = shape
     if c not in (1, 3):
         raise WorkloadError(f"{path}: the model input has {c} channels; an image file gives 1 or 3")
-    rgb = _crop_resize(img, h, w)
-    if c == 3:
-        return (rgb - _IMAGENET_MEAN) / _IMAGENET_STD
-    return ((rgb @ _LUMA - _LUMA @ _IMAGENET_MEAN) / (_LUMA @ _IMAGENET_STD))[..., None]
+    return normalized_image(img, h, w, c)

@@ -1,8 +1,8 @@
 """Published per-layer density profiles (weights and post-ReLU activations).
 
 "Density" is the fraction of non-zeros (1 - sparsity). Every number below comes
-from ``/work/shared/reference/sparsity.md``; the provenance tags are that
-file's: [P] published by the authors, [D] derived here (working shown), [M]
+from the sources summarised in ``docs/sources.md`` (its §S sections); the
+provenance tags are that file's: [P] published by the authors, [D] derived here (working shown), [M]
 unverified hint, [NF] not found.
 
 Provenance of the profiles
@@ -10,33 +10,33 @@ Provenance of the profiles
 ``han2015_vgg16``
     S. Han, J. Pool, J. Tran, W. J. Dally, "Learning both Weights and
     Connections for Efficient Neural Networks", NIPS 2015 (arXiv 1506.02626),
-    VGG-16 per-layer table: Act% and Weights% [P] (sparsity.md §3.1). The
+    VGG-16 per-layer table: Act% and Weights% [P] (docs/sources.md §S3.1). The
     defaults for layers not in the table (VGG19's conv3_4, conv4_4, conv5_4)
     are the means of the 13 conv rows [D]: Act% 715/13 = 55.0 %, Weights%
     462/13 = 35.5 %. **Assumption.**
 ``han2015_alexnet``
-    Same paper, AlexNet per-layer table [P] (sparsity.md §2); layer names
+    Same paper, AlexNet per-layer table [P] (docs/sources.md §S2); layer names
     conv1..conv5, fc1..fc3 as printed. Defaults = means of the 5 conv rows [D]
     (Act% 251/5 = 50.2 %, Weights% 231/5 = 46.2 %). **Assumption.**
 ``distiller_resnet50_agp80``
     IntelLabs/distiller ``examples/agp-pruning/resnet50.schedule_agp.yaml`` @
     a3515f8 (unchanged @ d859fc8): 80 % sparsity on every conv and fc except the
-    first convolution, which is dense [P] (sparsity.md §5.1). ResNet-50
-    activation density is not published [NF] (sparsity.md §8); 0.5 is an
+    first convolution, which is dense [P] (docs/sources.md §S5.1). ResNet-50
+    activation density is not published [NF] (docs/sources.md §S8); 0.5 is an
     **Assumption**, the midpoint of the unverified 40-60 % zeros range [M].
 ``distiller_mobilenet_v1_agp``
     IntelLabs/distiller ``examples/agp-pruning/mobilenet.imagenet.schedule_agp.yaml``
     @ 0a86656 (unchanged @ d859fc8): pointwise convs model.4.3..model.13.3 at
-    50 % sparsity, fc at 60 %, everything else dense [P] (sparsity.md §6).
+    50 % sparsity, fc at 60 %, everything else dense [P] (docs/sources.md §S6).
     Stored as a rule over :class:`~workloads._network.Layer` attributes, see
     :func:`_mobilenet_v1_weight_rule`. Activation density 0.5 is an
-    **Assumption** (not published, sparsity.md §8).
+    **Assumption** (not published, docs/sources.md §S8).
 ``uniform-<d>``
     No source: one activation density ``d`` for every layer, dense weights
     unless ``-w<d>`` is appended (``uniform-0.5-w0.3``). For sweeps and for
     networks without a published profile.
 
-Input density of a layer is the output density of its producer (sparsity.md §1);
+Input density of a layer is the output density of its producer (docs/sources.md §S1);
 see :meth:`DensityProfile.input_density_for` for pooling and multi-input layers.
 """
 from __future__ import annotations
@@ -133,12 +133,12 @@ class DensityProfile:
         """Density of the input activations that ``layer`` reads, in [0, 1].
 
         The input density of a layer is the output density of its producer
-        (sparsity.md §1), resolved as follows:
+        (docs/sources.md §S1), resolved as follows:
 
         - the network input (the image) is dense: 1.0;
         - pooling layers (max and average) are walked through to their own
           producer. **Assumption**: pooling does not change density, as the
-          FLOP% column of Han et al. 2015 implies (sparsity.md §3.2). Max pooling
+          FLOP% column of Han et al. 2015 implies (docs/sources.md §S3.2). Max pooling
           really raises density somewhat and a global average pool makes it ~1;
         - a concat has the channel-weighted mean density of its inputs;
         - a conv/fc listed in the profile has its table value;
@@ -205,7 +205,7 @@ class DensityProfile:
 
 # -- published tables ---------------------------------------------------------
 
-# Han et al. 2015, NIPS, VGG-16 per-layer table [P] (sparsity.md §3.1):
+# Han et al. 2015, NIPS, VGG-16 per-layer table [P] (docs/sources.md §S3.1):
 # layer: (Act%, Weights%)
 _HAN2015_VGG16 = {
     "conv1_1": (53, 58),
@@ -226,7 +226,7 @@ _HAN2015_VGG16 = {
     "fc8": (100, 23),
 }
 
-# Han et al. 2015, NIPS, AlexNet per-layer table [P] (sparsity.md §2):
+# Han et al. 2015, NIPS, AlexNet per-layer table [P] (docs/sources.md §S2):
 # layer: (Act%, Weights%)
 _HAN2015_ALEXNET = {
     "conv1": (88, 84),
@@ -268,7 +268,7 @@ _RESNET50_AGP80_DENSITY = 0.2
 
 
 def _resnet50_weight_rule(layer: Layer) -> float | None:
-    """Dense first conv (the one reading the image), 0.2 for every other conv/fc [P] §5.1."""
+    """Dense first conv (the one reading the image), 0.2 for every other conv/fc [P] §S5.1."""
     if layer.op == "conv" and _reads_image(layer):
         return 1.0
     return _RESNET50_AGP80_DENSITY
@@ -283,7 +283,7 @@ _MOBILENET_PW_MIN_OUT = 256
 
 
 def _mobilenet_v1_weight_rule(layer: Layer) -> float | None:
-    """MobileNet-v1 (width 1.0) AGP schedule [P] §6, expressed on layer shapes.
+    """MobileNet-v1 (width 1.0) AGP schedule [P] §S6, expressed on layer shapes.
 
     - fc, or a 1x1 conv on a 1x1 input (a classifier written as conv): 0.4;
     - the first conv (reads the image) and every depthwise conv: dense;
@@ -301,7 +301,7 @@ def _mobilenet_v1_weight_rule(layer: Layer) -> float | None:
     return None
 
 
-#: Assumed activation density where none is published (sparsity.md §8; [M] 40-60 % zeros).
+#: Assumed activation density where none is published (docs/sources.md §S8; [M] 40-60 % zeros).
 _UNPUBLISHED_ACT_DENSITY = 0.5
 
 _PROFILES: dict[str, DensityProfile] = {

@@ -8,7 +8,7 @@ Two methods, both deterministic and both hitting the target density exactly
     Non-zeros fall wherever the large weights are, so some kernels, input
     channels and therefore PUs get much more work than others.
 ``balanced`` (load-balance-aware, RSNN-style; the algorithm is an **Assumption**,
-RSNN's own is [NF], rsnn.md §3)
+RSNN's own is [NF], docs/sources.md §R3)
     Split the layer into equal *balance units* and give every unit the same
     number of non-zeros (±1), keeping the largest ``|w|`` inside each unit:
 

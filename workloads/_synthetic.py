@@ -30,7 +30,7 @@ __all__ = [
     "synthetic_weights",
 ]
 
-#: Fractional bits of the Q8.8 format (nullhop.md §4): 1.0 == 256 LSB.
+#: Fractional bits of the Q8.8 format (docs/sources.md §N4): 1.0 == 256 LSB.
 FRAC_BITS = 8
 _ONE = 1 << FRAC_BITS
 _I16_MIN, _I16_MAX = np.iinfo(np.int16).min, np.iinfo(np.int16).max
@@ -365,6 +365,19 @@ def _crop_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.einsum("ij,jkc,lk->ilc", _area_matrix(ch, h), crop, _area_matrix(cw, w), optimize=True)
 
 
+def normalized_image(img: np.ndarray, h: int, w: int, c: int) -> np.ndarray:
+    """An RGB float image in [0, 1] as a real-valued ``(h, w, c)`` network input.
+
+    Center-cropped to the ``h : w`` aspect ratio, area-resized and normalised
+    with the ImageNet mean/std; ``c == 1`` gives BT.601 luma normalised with the
+    luma-weighted mean/std (**Assumption**).
+    """
+    rgb = _crop_resize(img, h, w)
+    if c == 3:
+        return (rgb - _IMAGENET_MEAN) / _IMAGENET_STD
+    return ((rgb @ _LUMA - _LUMA @ _IMAGENET_MEAN) / (_LUMA @ _IMAGENET_STD))[..., None]
+
+
 def image_input(shape: tuple[int, int, int]) -> np.ndarray:
     """The sample photo as a network input of ``shape = (H, W, C)``, int16 Q8.8.
 
@@ -377,12 +390,7 @@ def image_input(shape: tuple[int, int, int]) -> np.ndarray:
     h, w, c = _check_shape(shape, 3, "image input shape")
     if c not in (1, 3):
         raise TraceError(f"image input must have 1 (grayscale) or 3 (RGB) channels, not {c!r}")
-    rgb = _crop_resize(_load_photo(), h, w)
-    if c == 3:
-        x = (rgb - _IMAGENET_MEAN) / _IMAGENET_STD
-    else:
-        x = ((rgb @ _LUMA - _LUMA @ _IMAGENET_MEAN) / (_LUMA @ _IMAGENET_STD))[..., None]
-    return _to_q88(x)
+    return _to_q88(normalized_image(_load_photo(), h, w, c))
 
 
 def sample_image(size: int = 224, *, grayscale: bool = False) -> np.ndarray:

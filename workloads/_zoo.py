@@ -9,19 +9,19 @@ definitions (``torchvision/models/vgg.py``, ``resnet.py``, ``mobilenetv2.py``):
   ``vgg16``/``vgg19``). 3x3 convs with padding 1 and ReLU, 2x2/2 max pools, fc6/fc7 4096 with
   ReLU, fc8 1000 without activation. torchvision's ``AdaptiveAvgPool2d((7, 7))`` is the identity
   at 224x224 and dropout does not change shapes, so both are omitted. Layer names follow the
-  Caffe convention (``conv1_1`` ... ``pool5``, ``fc6`` ... ``fc8``) used by nullhop.md §3.4 and
-  sparsity.md §3.
+  Caffe convention (``conv1_1`` ... ``pool5``, ``fc6`` ... ``fc8``) used by docs/sources.md §N3.4 and
+  §S3.
 - ``resnet18``, ``resnet50``: torchvision ResNet v1.5 (the stride of a Bottleneck sits on its
   3x3 conv). Batch norm is folded into the convs, so every conv has a bias. Convs that feed a
   residual add, and the 1x1 ``downsample`` projections, have no activation; the ``add`` applies
   the ReLU. Layer names follow torchvision's module names (``layer1.0.conv1``,
   ``layer1.0.downsample``), which are also the names used by the Distiller schedules in
-  sparsity.md §5, plus ``layerN.i.add`` for the residual add.
+  docs/sources.md §S5, plus ``layerN.i.add`` for the residual add.
 - ``mobilenet_v1``: width 1.0, as in the Distiller ``mobilenet`` model
   (``distiller/models/imagenet/mobilenet.py``): a 3x3/2 conv with 32 channels, 13 depthwise-
   separable blocks (depthwise 3x3 + ReLU, pointwise 1x1 + ReLU), a global average pool and an
   fc 1000. Layer names follow that model (``model.0.0``, ``model.k.0`` depthwise,
-  ``model.k.3`` pointwise, ``model.14`` pool, ``fc``) so the sparsity profile of sparsity.md §6
+  ``model.k.3`` pointwise, ``model.14`` pool, ``fc``) so the sparsity profile of docs/sources.md §S6
   maps onto it by name.
 - ``mobilenet_v2``: torchvision ``mobilenet_v2`` (width 1.0): inverted residuals with expand
   ratio t, ReLU6 after the stem, expansion and depthwise convs, a linear projection conv
@@ -32,15 +32,15 @@ definitions (``torchvision/models/vgg.py``, ``resnet.py``, ``mobilenetv2.py``):
   ``conv.0.0`` depthwise and ``conv.1`` projection) plus ``features.k.add``, ``avgpool`` and
   ``classifier.1``.
 
-Small real NullHop workloads (nullhop.md §10):
+Small real NullHop workloads (docs/sources.md §N10):
 
-- ``roshambonet``: nullhop.md §10.2 [C] (``SensorsINI/dextra-roshambo-python`` @ f211d08,
+- ``roshambonet``: docs/sources.md §N10.2 [C] (``SensorsINI/dextra-roshambo-python`` @ f211d08,
   ``RoshamboNet.py``; 64x64 input from ``globals_and_utils.py`` @ 053445e; "5 convolutional
   layers and a fully connected layer" confirmed by the 2019 demo record [P]). 64x64x1 input,
   five valid convs with ReLU, each followed by a 2x2 max pool, then fc 4. Layer names follow
   the Keras model (``layer1`` ... ``layer5``, ``pool1`` ... ``pool5``, ``layer6`` for the fc);
   the Keras fc has a softmax, modelled here as no activation.
-- ``facedet``: nullhop.md §10.3 [C] (``wzygzlm/caer`` @ e17ad5d,
+- ``facedet``: docs/sources.md §N10.3 [C] (``wzygzlm/caer`` @ e17ad5d,
   ``modules/caffeinterface/caffe_models/faces_36x36/lenet.prototxt``; fc sizes confirmed by
   the testbench header ``IP1_IP_SIZE 784``, ``IP1_OP_SIZE 128``, ``IP2_OP_SIZE 2``). That it is
   the paper's face detector is likely but not confirmed. Layer names follow the Caffe LeNet

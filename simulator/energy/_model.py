@@ -2,7 +2,7 @@
 
 The table (``simulator/energy/default.toml``) holds, per technology node, the
 energy of every action the simulator counts, each entry with its provenance
-tag and the section of ``energy.md`` it comes from. A user TOML file named by
+tag and the section of docs/sources.md it comes from. A user TOML file named by
 ``energy.table`` in the accelerator config overrides single entries.
 
 Accounting is one rule (docs/energy.md): a layer's energy is
@@ -11,10 +11,10 @@ Accounting is one rule (docs/energy.md): a layer's energy is
     + Σ over units  static power(unit) × time of the layer
 
 where the counts are exactly ``LayerTiming.actions`` of the timing model
-(``simulator/_layer_model.py``) and every action maps to exactly one entry
-(:data:`ACTION_MAP`). No energy is computed from shapes or densities here.
+and every action the dataflow declares maps to exactly one entry
+(:func:`action_map`). No energy is computed from shapes or densities here.
 
-Conventions (energy.md §7): skipped work (zero activations, never fetched)
+Conventions (docs/sources.md §E7): skipped work (zero activations, never fetched)
 costs nothing and has no count; gated work (a MAC slot idle while the array
 runs) costs ``mac_gated_*``. SM words are stored inline in the data buffers, so
 their storage accesses are part of the buffers' word counts; ``sm_metadata``
@@ -22,56 +22,41 @@ adds the decode/encode work per SM word.
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import os
 import tomllib
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from workloads._errors import ConfigError, SparsesimError
+from dataflows import AcceleratorConfig, get_dataflow
+from workloads import ConfigError, SparsesimError, is_number, suggest
 
-from ._config import AcceleratorConfig
-from ._layer_model import UNITS
-
-__all__ = ["ACTION_MAP", "COMPONENTS", "MEMORIES", "ActionCost", "EnergyEntry", "EnergyTable",
+__all__ = ["COMPONENTS", "ActionCost", "action_map", "EnergyEntry", "EnergyTable",
            "action_costs", "layer_energy", "load_energy_table", "memory_capacities_kib", "table_report"]
 
 #: Breakdown components of :func:`layer_energy`, in report order.
 COMPONENTS = ("mac", "mac_gated", "input_memory", "kernel_memory", "pre_buffer", "output_buffer",
               "sm_metadata", "dram", "static")
 
-#: On-chip memories whose SRAM entry is chosen by capacity.
-MEMORIES = ("input_memory", "kernel_memory", "pre_buffer", "output_buffer")
+def action_map(cfg: AcceleratorConfig) -> Mapping[str, tuple[str, str]]:
+    """Each action the configured dataflow counts -> (breakdown component, kind of table entry).
 
-#: Each counted action -> (breakdown component, kind of table entry). The kind
-#: is resolved to one concrete entry by :func:`action_costs`:
-#: ``mac`` -> ``mac_<bits>b``; ``mac_gated`` -> ``mac_gated_<bits>b``;
-#: ``read`` / ``write`` -> the SRAM entry of the component's memory for its capacity;
-#: ``sm_decode`` / ``sm_encode`` -> ``sm_decode_word`` / ``sm_encode_word``;
-#: ``dram`` -> ``dram_<type>`` (pJ/bit, x 8 bits per byte).
-ACTION_MAP: Mapping[str, tuple[str, str]] = types.MappingProxyType({
-    "mac_ops": ("mac", "mac"),
-    "mac_gated_slots": ("mac_gated", "mac_gated"),
-    "input_memory_write_words": ("input_memory", "write"),
-    "input_memory_read_words": ("input_memory", "read"),     # SM words and non-zeros
-    "sm_read_words": ("sm_metadata", "sm_decode"),
-    "kernel_memory_write_words": ("kernel_memory", "write"),
-    "kernel_memory_read_words": ("kernel_memory", "read"),
-    "pre_buffer_write_words": ("pre_buffer", "write"),
-    "pre_buffer_read_words": ("pre_buffer", "read"),
-    "output_buffer_write_words": ("output_buffer", "write"),  # SM words and non-zeros
-    "output_buffer_read_words": ("output_buffer", "read"),
-    "sm_write_words": ("sm_metadata", "sm_encode"),
-    "dram_read_bytes": ("dram", "dram"),
-    "dram_write_bytes": ("dram", "dram"),
-})
+    The kind is resolved to one concrete entry by :func:`action_costs`:
+    ``mac`` -> ``mac_<bits>b``; ``mac_gated`` -> ``mac_gated_<bits>b``;
+    ``read`` / ``write`` -> the SRAM entry of the component's memory for its capacity;
+    ``sm_decode`` / ``sm_encode`` -> ``sm_decode_word`` / ``sm_encode_word``;
+    ``dram`` -> ``dram_<type>`` (pJ/bit, x 8 bits per byte).
+    """
+    return {a.name: (a.component, a.kind) for a in get_dataflow(cfg.array.dataflow).actions.values()}
 
-#: Static-power entries: ``static_<name>`` for every pipeline unit and memory.
-_STATIC_NAMES = (*UNITS, *MEMORIES)
+
+def _static_names(cfg: AcceleratorConfig) -> tuple[str, ...]:
+    """Static-power entries ``static_<name>``: every pipeline unit and memory of the dataflow."""
+    flow = get_dataflow(cfg.array.dataflow)
+    return (*flow.units, *(m.name for m in flow.memories))
+
 
 # Entry layout. Each entry has exactly one kind of value field.
 _VALUE_FIELDS = {"pj": ("pj",), "mw": ("mw",), "coeff": ("coeff", "exponent"), "factor": ("factor",)}
@@ -97,9 +82,9 @@ class EnergyEntry:
     per : str
         What one count is (``"op"``, ``"16-bit word"``, ``"bit"``, ...).
     source : str
-        Provenance tag(s) of energy.md §0 and the derivation.
+        Provenance tag(s) of docs/sources.md §E0 and the derivation.
     ref : str
-        Section of energy.md.
+        Section of docs/sources.md.
     exponent : float or None
         Power-law exponent (``kind == "coeff"`` only).
     """
@@ -169,7 +154,7 @@ class EnergyTable:
 
         Rule (docs/energy.md): with ``sram_subbank_kib = N > 0`` the capacity is
         first capped at N. A capacity below 1 KiB uses the small-RF entry
-        (``rf_<op>_16b``); a capacity listed in energy.md §4.2 uses its row
+        (``rf_<op>_16b``); a capacity listed in docs/sources.md §E4.2 uses its row
         (``sram_<op>_<S>kib``); any other uses the §4.3 power-law fit,
         ``coeff * S^exponent`` pJ/bit x 64 bits x ``sram_width_rule_16b``.
 
@@ -230,15 +215,6 @@ class ActionCost:
 # Loading.
 # ---------------------------------------------------------------------------
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _suggest(key: str, candidates: list[str]) -> str:
-    match = difflib.get_close_matches(key, candidates, n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 def _parse_entry(label: str, sec: str, key: str, raw: object, default: EnergyEntry | None) -> EnergyEntry:
     """Check one entry; ``default`` is the built-in entry it overrides (None: built-in itself)."""
     dotted = f"{sec}.{key}"
@@ -260,7 +236,7 @@ def _parse_entry(label: str, sec: str, key: str, raw: object, default: EnergyEnt
         if f not in raw:
             raise ConfigError(f"{label}: {dotted}.{f} is missing")
         v = raw[f]
-        if not _is_number(v) or not math.isfinite(v) or v < 0:
+        if not is_number(v) or not math.isfinite(v) or v < 0:
             raise ConfigError(f"{label}: {dotted}.{f} must be a non-negative number, got {v!r}")
         values[f] = float(v)
     meta = {}
@@ -292,7 +268,7 @@ def _parse_document(raw: bytes, label: str) -> dict[str, object]:
 @functools.lru_cache(maxsize=1)
 def _builtin() -> dict[str, dict[str, EnergyEntry]]:
     """The built-in table, parsed and checked once: section -> entry name -> entry."""
-    raw = resources.files("simulator").joinpath("energy", "default.toml").read_bytes()
+    raw = resources.files("simulator.energy").joinpath("default.toml").read_bytes()
     data = _parse_document(raw, _BUILTIN_LABEL)
     nodes: dict[str, dict[str, EnergyEntry]] = {}
     for sec, body in data.items():
@@ -326,7 +302,7 @@ def _read_overrides(path: str, nodes: dict[str, dict[str, EnergyEntry]]) -> dict
         for key, value in body.items():
             if key not in nodes[sec]:
                 raise ConfigError(f"{path}: unknown entry '{sec}.{key}'"
-                                  f"{_suggest(f'{sec}.{key}', [f'{sec}.{k}' for k in nodes[sec]])}")
+                                  f"{suggest(f'{sec}.{key}', [f'{sec}.{k}' for k in nodes[sec]])}")
             out.setdefault(sec, {})[key] = _parse_entry(path, sec, key, value, nodes[sec][key])
     return out
 
@@ -380,17 +356,11 @@ def memory_capacities_kib(cfg: AcceleratorConfig) -> dict[str, float]:
     words of ``precision.total_bits`` bits (8 KiB for NullHop). The others are
     single memories of their configured size.
     """
-    m = cfg.memory
-    return {
-        "input_memory": float(m.input_memory_kib),
-        "kernel_memory": m.kernel_memory_words_per_mac * cfg.precision.total_bits / 8 / 1024,
-        "pre_buffer": float(m.pre_buffer_kib),
-        "output_buffer": float(m.output_buffer_kib),
-    }
+    return {m.name: m.size_kib(cfg) for m in get_dataflow(cfg.array.dataflow).memories}
 
 
 def action_costs(cfg: AcceleratorConfig, table: EnergyTable) -> dict[str, ActionCost]:
-    """Resolve every action of :data:`ACTION_MAP` to its table entry and energy per count.
+    """Resolve every action of :func:`action_map` to its table entry and energy per count.
 
     Parameters
     ----------
@@ -407,7 +377,7 @@ def action_costs(cfg: AcceleratorConfig, table: EnergyTable) -> dict[str, Action
     bits = cfg.precision.total_bits
     caps = memory_capacities_kib(cfg)
     out: dict[str, ActionCost] = {}
-    for action, (component, kind) in ACTION_MAP.items():
+    for action, (component, kind) in action_map(cfg).items():
         if kind in ("mac", "mac_gated"):
             name = f"{kind}_{bits}b"
             pj = table[name].value
@@ -427,7 +397,7 @@ def layer_energy(actions: Mapping[str, int], units: Mapping[str, Mapping[str, in
                  cfg: AcceleratorConfig, table: EnergyTable | None = None) -> dict[str, float]:
     """Energy of one accelerator layer by component, in pJ.
 
-    Dynamic energy is Σ count x entry over the layer's actions (:data:`ACTION_MAP`);
+    Dynamic energy is Σ count x entry over the layer's actions (:func:`action_map`);
     static energy is Σ ``static_<unit>`` power x the unit's time. A pipeline
     unit's time is the sum of its busy, stall and idle cycles (= the layer's
     cycles; idle units are not power-gated); a memory's time is ``cycles``.
@@ -453,7 +423,7 @@ def layer_energy(actions: Mapping[str, int], units: Mapping[str, Mapping[str, in
     Raises
     ------
     SparsesimError
-        If ``actions`` holds an action without a table entry in :data:`ACTION_MAP`.
+        If ``actions`` holds an action the dataflow does not declare.
     """
     table = load_energy_table(cfg) if table is None else table
     costs = action_costs(cfg, table)
@@ -462,10 +432,10 @@ def layer_energy(actions: Mapping[str, int], units: Mapping[str, Mapping[str, in
         cost = costs.get(action)
         if cost is None:
             raise SparsesimError(f"energy model has no table entry for action {action!r} "
-                                 f"(known actions: {', '.join(ACTION_MAP)})")
+                                 f"(known actions: {', '.join(costs)})")
         out[cost.component] += count * cost.pj
     us_per_cycle = 1.0 / cfg.array.clock_mhz
-    for name in _STATIC_NAMES:
+    for name in _static_names(cfg):
         mw = table[f"static_{name}"].value
         if mw:
             span = sum(units[name].values()) if name in units else cycles
@@ -501,4 +471,4 @@ def table_report(cfg: AcceleratorConfig, table: EnergyTable) -> dict[str, object
     if table.sram_subbank_kib:
         caps = {k: min(v, float(table.sram_subbank_kib)) for k, v in caps.items()}
     return {**table.describe(), "memories_kib": caps, "actions": actions,
-            "static_mw": {n: table[f"static_{n}"].value for n in _STATIC_NAMES}}
+            "static_mw": {n: table[f"static_{n}"].value for n in _static_names(cfg)}}

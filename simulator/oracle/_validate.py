@@ -3,9 +3,9 @@
 :func:`validate_network` runs a network through :class:`~simulator.Simulator`
 (real propagated activations) and, for each selected accelerator layer,
 times exactly the data the simulator times (input, written output and the
-layer's weights) with both models: ``_layer_model.time_layer`` (event-driven)
-and ``_clocked.clocked_layer`` (one clock at a time), under the configured
-dataflow (``dense``, ``nullhop``, ``rsnn`` or ``combined``). Total cycles,
+layer's weights) with both models: :func:`simulator.engine.time_layer`
+(event-driven) and :func:`clocked_layer` (one clock at a time), under the
+configured dataflow. Total cycles,
 every per-unit counter (docs/architecture.md §3.2), useful MACs, MAC operations
 (in total and per PU), DRAM traffic and residency must be identical.
 
@@ -28,17 +28,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dataflows import ScheduledLayer, schedule_network
-from dataflows._plan import traits
-from workloads._errors import MappingError, WorkloadError
-from workloads._network import Network, NetworkBuilder
-from workloads._profiles import DensityProfile
-from workloads._zoo import get_network
+from dataflows import (AcceleratorConfig, ScheduledLayer, get_dataflow, schedule_network, stripe_windows,
+                       with_overrides)
+from workloads import DensityProfile, MappingError, Network, NetworkBuilder, WorkloadError, get_network
 
-from ._clocked import CLOCKED_UNITS, COUNTERS, ClockedTiming, _row_elements, clocked_layer
-from ._config import AcceleratorConfig, with_overrides
-from ._layer_model import time_layer
-from ._runner import Simulator
+from ..engine import time_layer
+from ..report import COUNTERS, LayerTiming
+from ..runner import Simulator
+from ._clocked import clocked_layer, row_elements
 
 __all__ = ["ValidationRow", "ValidationReport", "crop_layer", "validate_layer", "validate_network"]
 
@@ -151,14 +148,9 @@ class ValidationReport:
 
 def _window_bytes(act: np.ndarray, compressed: bool, kh: int, pad: int) -> tuple[int, int]:
     """(image bytes, largest stripe-window bytes) of an input, per docs/architecture.md §4.2."""
-    el = _row_elements(act, compressed)
-    h = act.shape[0]
-    ho1 = h + 2 * pad - kh + 1
-    best = 0
-    for s in range((ho1 + 1) // 2):
-        rows = min(2, ho1 - 2 * s)
-        lo, hi = max(0, 2 * s - pad), min(h - 1, 2 * s + rows - 1 - pad + kh - 1)
-        best = max(best, int(el[lo:hi + 1].sum()) * 2)
+    el = row_elements(act, compressed)
+    lo, hi = stripe_windows(act.shape[0], kh, pad)
+    best = max((int(el[a:b + 1].sum()) * 2 for a, b in zip(lo, hi)), default=0)
     return int(el.sum()) * 2, best
 
 
@@ -194,7 +186,7 @@ def crop_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     shape = f"rows 0..{rows - 1} of {h}"
     note = ""
     mem = cfg.memory.input_memory_kib * 1024
-    compressed = sched.compressed_input and traits(cfg.array.dataflow).compressed_activations
+    compressed = sched.compressed_input and get_dataflow(cfg.array.dataflow).traits.compressed_activations
     full_image, _ = _window_bytes(act_in, compressed, kh, pad)
     image, window = _window_bytes(act, compressed, kh, pad)
     if full_image > mem >= image:
@@ -208,13 +200,15 @@ def crop_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     return act, out, cfg, shape, note
 
 
-def _first_difference(ev, ref: ClockedTiming) -> str | None:
+def _first_difference(ev: LayerTiming, ref: LayerTiming) -> str | None:
     if ev.cycles != ref.cycles:
         return "cycles"
-    for u in CLOCKED_UNITS:
-        evd = ev.units[u].as_dict()
+    if list(ev.units) != list(ref.units):
+        return "units"
+    for u in ev.units:
+        evd, refd = ev.units[u].as_dict(), ref.units[u].as_dict()
         for c in COUNTERS:
-            if evd[c] != ref.units[u][c]:
+            if evd[c] != refd[c]:
                 return f"{u}.{c}"
     for name in ("macs_useful", "mac_ops", "pu_ops", "dram_read_bytes", "dram_write_bytes", "resident"):
         if getattr(ev, name) != getattr(ref, name):
@@ -229,7 +223,7 @@ def validate_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nd
     Parameters
     ----------
     sched, act_in, out_written, weights : exactly what ``Simulator.run`` hands its observer
-        (``weights`` is required by the weight-skipping dataflows ``rsnn`` and ``combined``).
+        (``weights`` is required by dataflows that skip zero weights).
     cfg : the accelerator configuration.
     max_rows : crop limit in input rows; None times the full layer.
     """
@@ -270,8 +264,7 @@ def _warm_up() -> None:
     b.conv("prev", 2, 1)
     b.conv("c", 2, 3, padding=1)
     cfg = AcceleratorConfig()
-    sim = Simulator(cfg)
-    sched = next(s for s in schedule_network(b.build(), sim.geometry) if s.layer.name == "c")
+    sched = next(s for s in schedule_network(b.build(), cfg) if s.layer.name == "c")
     x = np.ones((4, 4, 2), dtype=np.int16)
     clocked_layer(sched, x, x, cfg, weights=np.ones((2, 3, 3, 2), dtype=np.int16))
 
@@ -311,7 +304,7 @@ def validate_network(network: str | Network, accel: AcceleratorConfig | str | os
         raise WorkloadError(f"max_rows must be a positive integer or None, got {max_rows!r}")
     sim = Simulator(accel, overrides)
     net = get_network(network) if isinstance(network, str) else network
-    on_acc = [s.layer.name for s in schedule_network(net, sim.geometry) if s.where == "accelerator"]
+    on_acc = [s.layer.name for s in schedule_network(net, sim.config) if s.where == "accelerator"]
     if layers is None:
         wanted = set(on_acc)
     else:

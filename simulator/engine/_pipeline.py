@@ -1,13 +1,12 @@
-"""Discrete-event timing of one pass: a pipeline of units joined by bounded FIFOs.
+"""Discrete-event timing of one pass: a pipeline of units joined by bounded buffers.
 
 Each unit is a simpy process that takes a work unit (a stripe) from its input
-FIFO, is busy for that work unit's exact cycle count, then puts it into its
-output FIFO, waiting while that FIFO is full (back-pressure). Hand-offs take
-zero cycles: a work unit finished at cycle ``t`` can start downstream at
-``t``, and a FIFO slot freed at ``t`` can be filled at ``t``. The processes
-only orchestrate time; every duration is computed beforehand by the numba
-kernels in ``_cycles.py``. Event count is proportional to work units x units,
-never to cycles.
+buffer, is busy for that work unit's exact cycle count, then puts it into its
+output buffer, waiting while that buffer is full (back-pressure). Hand-offs
+take zero cycles: a work unit finished at cycle ``t`` can start downstream at
+``t``, and a buffer slot freed at ``t`` can be filled at ``t``. The processes
+only orchestrate time; every duration comes from the dataflow's per-pass work.
+Event count is proportional to work units x units, never to cycles.
 """
 from __future__ import annotations
 
@@ -16,55 +15,37 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-__all__ = ["UnitStats", "PassTiming", "simulate_pipeline", "STALL_CAUSES"]
+from ..report import UnitStats
 
-#: Why a unit was not busy: waiting for its input FIFO, blocked by a full
-#: output FIFO, or waiting for the pass's kernels and biases to load.
-STALL_CAUSES = ("input", "output", "weights")
-
-
-@dataclass
-class UnitStats:
-    """Cycle accounting of one unit. busy + stalls + idle = span of the pass."""
-
-    busy: int = 0
-    stall_input: int = 0
-    stall_output: int = 0
-    stall_weights: int = 0
-    idle: int = 0
-
-    def add(self, other: "UnitStats") -> None:
-        """Accumulate ``other`` into this record."""
-        self.busy += other.busy
-        self.stall_input += other.stall_input
-        self.stall_output += other.stall_output
-        self.stall_weights += other.stall_weights
-        self.idle += other.idle
-
-    def as_dict(self) -> dict[str, int]:
-        return {"busy": self.busy, "stall_input": self.stall_input, "stall_output": self.stall_output,
-                "stall_weights": self.stall_weights, "idle": self.idle}
+__all__ = ["PassTiming", "simulate_pipeline"]
 
 
 @dataclass
 class PassTiming:
-    """Result of one pass: total cycles and per-unit accounting."""
+    """Result of one pass: total cycles, per-unit accounting, and the part of the
+    next pass's prefetched load still to do when this pass ends (``carry_cycles``)."""
 
     cycles: int
     units: dict[str, UnitStats] = field(default_factory=dict)
+    carry_cycles: int = 0
 
 
 def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: list[int],
-                      load_cycles: int = 0, load_unit: str | None = None) -> PassTiming:
+                      load_cycles: int = 0, load_unit: str | None = None,
+                      prefetch_cycles: int = 0) -> PassTiming:
     """Run one pass through a linear pipeline in simpy.
 
     Parameters
     ----------
     units : unit names, upstream first.
     service : per unit, int64 array of cycles for each work unit (all equal length).
-    capacities : FIFO depth (work units) after each unit except the last.
+    capacities : buffer depth (work units) after each unit except the last.
     load_cycles : cycles spent loading kernels and biases before any work unit
         starts; charged as busy to ``load_unit`` and as a weight stall to the others.
+    prefetch_cycles : the next pass's load, issued on the first unit right after
+        its last work unit (a second kernel bank). The pass still ends when its
+        last work unit drains; the part of the load done by then is busy time of
+        the first unit, the rest is returned as ``carry_cycles``.
 
     Returns
     -------
@@ -103,6 +84,12 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
     env.process(start())
     env.run()
     total = max(finish) if n_items else load_cycles  # finish times are absolute, load included
+    carry = 0
+    if prefetch_cycles:
+        # The first unit has been free since finish[0]; the pass ends at ``total``.
+        done_in_pass = min(prefetch_cycles, total - finish[0])
+        stats[units[0]].busy += done_in_pass
+        carry = prefetch_cycles - done_in_pass
     for k, name in enumerate(units):
         st = stats[name]
         if name == load_unit:
@@ -110,4 +97,4 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
         else:
             st.stall_weights += load_cycles
         st.idle = total - (st.busy + st.stall_input + st.stall_output + st.stall_weights)
-    return PassTiming(cycles=int(total), units=stats)
+    return PassTiming(cycles=int(total), units=stats, carry_cycles=int(carry))

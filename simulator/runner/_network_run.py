@@ -4,32 +4,25 @@ The loop is plain Python over layers. For each layer it obtains the input
 activations (propagated from the previous layers, or synthetic), computes the
 output on the compressed stream with the numba kernels, optionally checks it
 bit for bit against the plain numpy reference, and, for accelerator layers,
-asks ``_layer_model`` for cycles and action counts.
+asks the event model (``simulator.engine``) for cycles and action counts.
 """
 from __future__ import annotations
 
 import inspect
-import math
 import os
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from dataflows import Geometry, ScheduledLayer, schedule_network
-from workloads._errors import FunctionalMismatchError, WorkloadError
-from workloads._network import Layer, Network
-from workloads._profiles import DensityProfile, default_profile_for, get_profile
-from workloads._pruning import prune_weights
-from workloads._trace import Trace
-from workloads._synthetic import child_seed, image_input, synthetic_activation, synthetic_bias, synthetic_weights
-from workloads._zoo import get_network
+from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
+from workloads import (DensityProfile, FunctionalMismatchError, Layer, Network, Trace, WorkloadError, child_seed,
+                       default_profile_for, get_network, get_profile, image_input, prune_weights, synthetic_activation,
+                       synthetic_bias, synthetic_weights)
 
-from . import _functional as fn
-from . import _reference as ref
-from ._config import AcceleratorConfig, config_to_dict, load_config, with_overrides
-from ._energy import layer_energy, load_energy_table, table_report
-from ._layer_model import UNITS, time_layer
-from ._report import LayerResult, Result, _ratios
+from .. import numerics as fn
+from ..energy import layer_energy, load_energy_table, table_report
+from ..engine import time_layer
+from ..report import LayerResult, Result, layer_ratios
 
 __all__ = ["Simulator", "simulate", "TRACE_MODES", "PRUNING_CHOICES"]
 
@@ -97,14 +90,6 @@ class Simulator:
         self.config = cfg
         self.energy_table = load_energy_table(cfg)   # fail early on a bad energy table
 
-    @property
-    def geometry(self) -> Geometry:
-        """The mapping-relevant view of the configuration."""
-        a, mem = self.config.array, self.config.memory
-        return Geometry(num_macs=a.num_macs, kernel_memory_words_per_mac=mem.kernel_memory_words_per_mac,
-                        max_macs_per_channel=a.max_macs_per_channel, max_kernel_size=a.max_kernel_size,
-                        run_fc_on_accelerator=a.run_fc_on_accelerator)
-
     def run(self, network: Network | str, *, profile: str | DensityProfile | None = None, seed: int = 0,
             trace: str | Trace = "propagated", check: bool = True, pruning: str = "magnitude",
             timing_only: bool = False,
@@ -146,7 +131,7 @@ class Simulator:
             raise WorkloadError(f"seed must be a non-negative integer, got {seed!r}")
         prof = profile if isinstance(profile, DensityProfile) else get_profile(
             profile or default_profile_for(net.name))
-        schedule = schedule_network(net, self.geometry)
+        schedule = schedule_network(net, self.config)
         run = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer)
         run.user = user
         run.pruning = pruning
@@ -309,14 +294,14 @@ class _NetworkRun:
             _call_observer(self.observer, s, x_arr, written, w)
         t = time_layer(s, x_arr, written, self.cfg, weights=w)
         a = self.cfg.array
-        lat, util, eff, gops = _ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
+        lat, util, eff, gops = layer_ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
         rec.m, rec.passes, rec.input_resident = s.mapping.m, t.passes, t.resident
         rec.macs_useful, rec.mac_ops, rec.cycles = t.macs_useful, t.mac_ops, t.cycles
         rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
         rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
         rec.pu_ops, rec.pu_imbalance, rec.pu_time_imbalance = t.pu_ops, t.pu_imbalance, t.pu_time_imbalance
         rec.actions = dict(t.actions)
-        rec.units = {u: t.units[u].as_dict() for u in UNITS}
+        rec.units = {u: st.as_dict() for u, st in t.units.items()}
         rec.energy_pj = layer_energy(t.actions, rec.units, t.cycles, self.cfg, self.energy_table)
 
     def _conv_like(self, s: ScheduledLayer, x: np.ndarray) -> tuple[LayerResult, np.ndarray]:
@@ -331,13 +316,13 @@ class _NetworkRun:
         status = "off"
         if self.check:
             if layer.op == "fc":
-                want = ref.ref_fc(x_arr, w, bias, layer.activation)
+                want = fn.ref_fc(x_arr, w, bias, layer.activation)
             else:
-                want = ref.ref_conv2d(x_arr, w, bias, stride=layer.stride, padding=layer.padding,
+                want = fn.ref_conv2d(x_arr, w, bias, stride=layer.stride, padding=layer.padding,
                                       groups=layer.groups, activation=layer.activation)
             self._mismatch(layer, out, want)
             if s.fused_pool is not None:
-                self._mismatch(s.fused_pool, written, ref.ref_maxpool(out1, 2, 2, 0))
+                self._mismatch(s.fused_pool, written, fn.ref_maxpool(out1, 2, 2, 0))
             status = "bit-exact"
         if layer.op == "fc":
             out = out.reshape(layer.out_shape)
@@ -360,13 +345,13 @@ class _NetworkRun:
             return self._conv_like(s, xs[0])
         if layer.op == "maxpool":
             out = fn.maxpool(xs[0], layer.kernel, layer.stride, layer.padding)
-            want = (lambda: ref.ref_maxpool(xs[0], layer.kernel, layer.stride, layer.padding))
+            want = (lambda: fn.ref_maxpool(xs[0], layer.kernel, layer.stride, layer.padding))
         elif layer.op == "avgpool":
             out = fn.avgpool(xs[0], layer.kernel, layer.stride, layer.padding)
-            want = (lambda: ref.ref_avgpool(xs[0], layer.kernel, layer.stride, layer.padding))
+            want = (lambda: fn.ref_avgpool(xs[0], layer.kernel, layer.stride, layer.padding))
         elif layer.op == "add":
             out = fn.add(xs[0], xs[1], layer.activation)
-            want = (lambda: ref.ref_add(xs[0], xs[1], layer.activation))
+            want = (lambda: fn.ref_add(xs[0], xs[1], layer.activation))
         elif layer.op == "concat":
             out = np.concatenate(xs, axis=2)
             want = (lambda: np.concatenate([np.asarray(x) for x in xs], axis=2))

@@ -10,12 +10,11 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from dataflows._plan import DATAFLOWS
-from workloads._errors import ConfigError
-from workloads._network import Network
+from dataflows import AcceleratorConfig, dataflow_names, load_config, with_overrides
+from workloads import ConfigError, Network
 
-from ._config import AcceleratorConfig, load_config, with_overrides
-from ._report import Result
+from ..report import Result
+from ..runner import Simulator
 
 __all__ = ["Comparison", "compare_dataflows"]
 
@@ -75,7 +74,7 @@ class Comparison:
 
 
 def compare_dataflows(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop", *,
-                      dataflows: Sequence[str] = DATAFLOWS, baseline: str = "dense",
+                      dataflows: Sequence[str] | None = None, baseline: str = "dense",
                       overrides: Mapping[str, object] | None = None,
                       progress: Callable[[str], None] | None = None, **run_kwargs) -> Comparison:
     """Run ``network`` under each dataflow on the same array, memories and trace.
@@ -84,18 +83,18 @@ def compare_dataflows(network: Network | str, accel: AcceleratorConfig | str | o
     ----------
     network : zoo name or :class:`Network`.
     accel : base configuration (its ``array.dataflow`` is replaced per run).
-    dataflows : dataflows to run (default: all four); ``baseline`` must be among them.
+    dataflows : dataflows to run (default: every registered dataflow); ``baseline`` must be among them.
     overrides : config overrides applied to every run.
     run_kwargs : passed to :meth:`Simulator.run` (``seed``, ``profile``, ``trace``, ``pruning``, ``check``).
     """
-    from ._runner import Simulator
-
     base_cfg = accel if isinstance(accel, AcceleratorConfig) else load_config(accel)
     if overrides:
         base_cfg = with_overrides(base_cfg, overrides)
-    unknown = [d for d in dataflows if d not in DATAFLOWS]
+    known = dataflow_names()
+    dataflows = list(known if dataflows is None else dataflows)
+    unknown = [d for d in dataflows if d not in known]
     if unknown or not dataflows:
-        raise ConfigError(f"dataflows must be chosen from {', '.join(DATAFLOWS)}, got {list(dataflows)!r}")
+        raise ConfigError(f"dataflows must be chosen from {', '.join(known)}, got {list(dataflows)!r}")
     if baseline not in dataflows:
         raise ConfigError(f"baseline {baseline!r} must be one of the compared dataflows {list(dataflows)!r}")
     results: dict[str, Result] = {}

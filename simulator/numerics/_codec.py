@@ -1,6 +1,6 @@
 """NullHop compressed feature-map stream: sparsity map (SM) + non-zero value list.
 
-Follows nullhop.md §5.1 [C]:
+Follows docs/sources.md §N5.1 [C]:
 
 * an SM word is 16 bits and covers 16 consecutive pixels; bit ``i`` (LSB
   first) is set iff pixel ``i`` of the word is non-zero;
@@ -27,10 +27,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from workloads._errors import TraceError
+from workloads import TraceError
 
 __all__ = [
     "SM_WORD_BITS",
+    "as_activation",
+    "as_stream",
     "sm_words_per_row",
     "encode",
     "decode",
@@ -40,7 +42,7 @@ __all__ = [
     "interleave",
 ]
 
-#: Pixels covered by one sparsity-map word (``SPARSITY_MAP_WORD_NUM_BITS``, nullhop.md §5.1 [C]).
+#: Pixels covered by one sparsity-map word (``SPARSITY_MAP_WORD_NUM_BITS``, docs/sources.md §N5.1 [C]).
 SM_WORD_BITS = 16
 
 
@@ -170,7 +172,7 @@ def _interleave_kernel(sm, nz, row_sm_ptr, row_nz_ptr):
 # ---------------------------------------------------------------------------
 
 
-def _as_act(act: np.ndarray) -> np.ndarray:
+def as_activation(act: np.ndarray) -> np.ndarray:
     act = np.asarray(act)
     if act.ndim != 3:
         raise TraceError(f"activations must have shape (H, W, C), not {act.shape!r}")
@@ -179,7 +181,7 @@ def _as_act(act: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(act)
 
 
-def _as_stream(sm, nz, row_sm_ptr, row_nz_ptr):
+def as_stream(sm, nz, row_sm_ptr, row_nz_ptr):
     sm = np.ascontiguousarray(sm)
     nz = np.ascontiguousarray(nz)
     row_sm_ptr = np.ascontiguousarray(row_sm_ptr)
@@ -217,7 +219,7 @@ def encode(act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     row_sm_ptr, row_nz_ptr : int64 arrays of length ``H + 1``; per-row offsets
         into ``sm`` and ``nz``.
     """
-    return _encode_kernel(_as_act(act))
+    return _encode_kernel(as_activation(act))
 
 
 def check_stream(
@@ -233,9 +235,9 @@ def check_stream(
 
     Checks the row alignment, the popcount / non-zero count agreement per row,
     that partial words have clear high bits, and that no zero is stored
-    (nullhop.md §5.1: "reading a zero inside the list is flagged as an error").
+    (docs/sources.md §N5.1: "reading a zero inside the list is flagged as an error").
     """
-    sm, nz, row_sm_ptr, row_nz_ptr = _as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
+    sm, nz, row_sm_ptr, row_nz_ptr = as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
     H, W, C = int(H), int(W), int(C)
     if min(H, W, C) < 1:
         raise TraceError(f"(H, W, C) must be positive, not {(H, W, C)!r}")
@@ -262,7 +264,7 @@ def decode(
     The stream is validated first with :func:`check_stream`.
     """
     check_stream(sm, nz, row_sm_ptr, row_nz_ptr, H, W, C)
-    sm, nz, row_sm_ptr, row_nz_ptr = _as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
+    sm, nz, row_sm_ptr, row_nz_ptr = as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
     return _decode_kernel(sm, nz, row_sm_ptr, row_nz_ptr, int(H), int(W), int(C))
 
 
@@ -277,7 +279,7 @@ def compressed_size_bits(row_sm_ptr: np.ndarray, row_nz_ptr: np.ndarray) -> int:
     """Size of the whole stream in bits: 16 bits per SM word and per non-zero.
 
     For ``N`` pixels at density ``d`` with ``W * C`` a multiple of 16 this is
-    ``N * (1 + 16 d)`` (nullhop.md §5.3 [D]); AXI packing is not included.
+    ``N * (1 + 16 d)`` (docs/sources.md §N5.3 [D]); AXI packing is not included.
     """
     return 16 * int(compressed_row_values(row_sm_ptr, row_nz_ptr).sum())
 
@@ -292,7 +294,7 @@ def interleave(
     stream : uint16 array (non-zeros as their two's-complement bit pattern).
     row_ptr : int64 array of length ``H + 1``; ``stream[row_ptr[r]]`` is the
         first SM word of row ``r``, the word that carries the "new row" flag
-        (nullhop.md §5.1 [C]).
+        (docs/sources.md §N5.1 [C]).
     """
-    sm, nz, row_sm_ptr, row_nz_ptr = _as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
+    sm, nz, row_sm_ptr, row_nz_ptr = as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
     return _interleave_kernel(sm, nz, row_sm_ptr, row_nz_ptr)

@@ -13,7 +13,7 @@ mirror the TOML file layout::
     [energy]                  # -> EnergyConfig
 
 Every default is the published NullHop design. Each field's comment carries
-its provenance tag from ``nullhop.md`` (``[C]`` driver code, ``[P]`` paper
+its provenance tag from docs/sources.md (``[C]`` driver code, ``[P]`` paper
 text) or says ``Assumption`` where no public source gives the value.
 
 All checks live in :func:`_validate`, which ``AcceleratorConfig.__post_init__``
@@ -34,8 +34,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
-from dataflows._plan import DATAFLOWS
-from workloads._errors import ConfigError
+from workloads import ConfigError, is_int, is_number, suggest
+
+from ._protocol import dataflow_names
 
 __all__ = [
     "AcceleratorConfig",
@@ -51,6 +52,9 @@ __all__ = [
     "load_config",
     "parse_set",
     "with_overrides",
+    "closest_key",
+    "ENERGY_NODES_NM",
+    "DRAM_TYPES",
 ]
 
 
@@ -230,13 +234,13 @@ class EnergyConfig:
         ``0`` charges every SRAM access at the energy of the whole memory
         macro (CACTI, one bank). ``N > 0`` charges accesses to memories larger
         than N KiB at the energy of an N-KiB sub-bank, the Eyeriss-like view
-        (energy.md §1.1). Assumption: 0, full macro.
+        (docs/sources.md §E1.1). Assumption: 0, full macro.
     """
 
     tech_node_nm: int = 28                # [P] "28-nm process"
     dram_type: str = "LPDDR4"             # Assumption: DRAM of the ASIC is [NF]
     table: str = ""                       # "" = built-in table simulator/energy/default.toml
-    sram_subbank_kib: int = 0             # Assumption: 0 = charge the full macro (energy.md §1.1)
+    sram_subbank_kib: int = 0             # Assumption: 0 = charge the full macro (docs/sources.md §E1.1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,14 +303,6 @@ _TYPES: dict[str, dict[str, type]] = {sec: _field_types(cls) for sec, cls in _SE
 # Validation: the one place where field values are checked.
 # ---------------------------------------------------------------------------
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _validate(cfg: AcceleratorConfig) -> None:
     """Check every field of ``cfg``; raise :class:`ConfigError` on the first bad one.
 
@@ -315,7 +311,7 @@ def _validate(cfg: AcceleratorConfig) -> None:
     """
 
     def integer(key: str, v: object) -> None:
-        if not _is_int(v):
+        if not is_int(v):
             raise ConfigError(f"{key} must be an integer, got {v!r}")
 
     def positive_int(key: str, v: object) -> None:
@@ -329,7 +325,7 @@ def _validate(cfg: AcceleratorConfig) -> None:
             raise ConfigError(f"{key} must be a non-negative integer, got {v!r}")
 
     def positive_number(key: str, v: object) -> None:
-        if not _is_number(v):
+        if not is_number(v):
             raise ConfigError(f"{key} must be a number, got {v!r}")
         if not math.isfinite(v):
             raise ConfigError(f"{key} must be finite, got {v!r}")
@@ -372,8 +368,9 @@ def _validate(cfg: AcceleratorConfig) -> None:
     positive_int("array.pre_words_per_cycle", a.pre_words_per_cycle)
     positive_int("array.encoder_values_per_cycle", a.encoder_values_per_cycle)
     boolean("array.run_fc_on_accelerator", a.run_fc_on_accelerator)
-    if a.dataflow not in DATAFLOWS:
-        raise ConfigError(f"array.dataflow must be one of {', '.join(DATAFLOWS)}, got {a.dataflow!r}")
+    if not isinstance(a.dataflow, str) or a.dataflow not in dataflow_names():
+        hint = suggest(a.dataflow, dataflow_names()) if isinstance(a.dataflow, str) else ""
+        raise ConfigError(f"array.dataflow must be one of {', '.join(dataflow_names())}, got {a.dataflow!r}{hint}")
     positive_int("array.num_pus", a.num_pus)
     if a.num_macs % a.num_pus:
         raise ConfigError(f"array.num_pus must divide the {a.num_macs} MACs "
@@ -447,20 +444,26 @@ def field_names() -> list[str]:
     return ["name"] + [f"{sec}.{f}" for sec, types in _TYPES.items() for f in types]
 
 
+def closest_key(key: str, candidates: list[str]) -> str | None:
+    """The candidate key closest to ``key``, also matching a field written without
+    its section (``latency_cycles`` -> ``dma.latency_cycles``); None if none is close."""
+    match = difflib.get_close_matches(key, candidates, n=1)
+    if not match and "." not in key:
+        by_leaf = {c.rpartition(".")[2]: c for c in candidates if "." in c}
+        leaf = difflib.get_close_matches(key, list(by_leaf), n=1)
+        match = [by_leaf[leaf[0]]] if leaf else []
+    return match[0] if match else None
+
+
 def _unknown_key(key: str, *, allow_base: bool) -> str:
     """Build the "unknown key" message for ``key``, with a suggestion if one is close."""
     if key in _TYPES:
         return (f"unknown key {key!r} ({key} is a section; use {key}.<field>, one of: "
                 f"{', '.join(_TYPES[key])})")
     candidates = field_names() + (["base"] if allow_base else []) + list(_SECTIONS)
-    match = difflib.get_close_matches(key, candidates, n=1)
-    if not match and "." not in key:
-        # A field written without its section, e.g. "latency_cycles".
-        by_leaf = {c.rpartition(".")[2]: c for c in candidates if "." in c}
-        leaf = difflib.get_close_matches(key, list(by_leaf), n=1)
-        match = [by_leaf[leaf[0]]] if leaf else []
+    match = closest_key(key, candidates)
     if match:
-        return f"unknown key {key!r} (did you mean {match[0]!r}?)"
+        return f"unknown key {key!r} (did you mean {match!r}?)"
     sec = key.partition(".")[0]
     if "." in key and sec in _TYPES:
         return f"unknown key {key!r} ({sec} keys are: {', '.join(_TYPES[sec])})"
@@ -470,7 +473,7 @@ def _unknown_key(key: str, *, allow_base: bool) -> str:
 
 def _coerce_number(key: str, ftype: type, value: object) -> object:
     """Turn an ``int`` into a ``float`` for float fields; leave everything else to validation."""
-    if ftype is float and _is_int(value):
+    if ftype is float and is_int(value):
         try:
             return float(value)
         except OverflowError:
@@ -498,7 +501,7 @@ def _apply(base: AcceleratorConfig, updates: Mapping[str, object]) -> Accelerato
 # ---------------------------------------------------------------------------
 
 def _presets_dir():
-    return resources.files("simulator").joinpath("presets")
+    return resources.files("dataflows").joinpath("presets")
 
 
 def list_presets() -> list[str]:
@@ -541,8 +544,7 @@ def get_preset(name: str) -> AcceleratorConfig:
 def _get_preset(name: object, stack: tuple[str, ...]) -> AcceleratorConfig:
     available = list_presets()
     if not isinstance(name, str) or name not in available:
-        match = difflib.get_close_matches(name, available, n=1) if isinstance(name, str) else []
-        hint = f" (did you mean {match[0]!r}?)" if match else ""
+        hint = suggest(name, available) if isinstance(name, str) else ""
         raise ConfigError(f"unknown preset {name!r}{hint}; available presets: {', '.join(available)}")
     if name in stack:
         chain = " -> ".join((*stack, name))

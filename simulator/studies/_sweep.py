@@ -12,7 +12,7 @@ With ``out_dir`` the sweep is a small on-disk database::
     out_dir/sweep_layers.csv        one row per point x layer   (written at the end)
     out_dir/sweep_totals.csv        one row per point           (written at the end)
 
-Every file is written atomically (:func:`~simulator._report.write_atomic`), a
+Every file is written atomically (:func:`~simulator.report.write_atomic`), a
 point file as soon as its point finishes. Re-running the same sweep loads the
 point files that parse and re-runs only the others, so a killed sweep loses
 no finished point. A point's id is a SHA-256 over its network, full
@@ -22,12 +22,9 @@ after changing the timing model.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import difflib
 import hashlib
 import inspect
-import io
 import itertools
 import json
 import multiprocessing
@@ -39,16 +36,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataflows import schedule_network
-from workloads._errors import ConfigError, MappingError, SparsesimError, WorkloadError
-from workloads._network import Network
-from workloads._profiles import DensityProfile, default_profile_for, get_profile
-from workloads._zoo import get_network
+from dataflows import (AcceleratorConfig, closest_key, config_to_dict, field_names, load_config, schedule_network,
+                       with_overrides)
+from workloads import (ConfigError, DensityProfile, MappingError, Network, SparsesimError, WorkloadError,
+                       default_profile_for, get_network, get_profile)
 
-from ._config import AcceleratorConfig, config_to_dict, field_names, load_config, with_overrides
-from ._progress import progress_bar
-from ._report import LayerResult, Result, write_atomic
-from ._runner import TRACE_MODES, Simulator
+from ..report import LayerResult, Result, csv_text, progress_bar, write_atomic
+from ..runner import TRACE_MODES, Simulator
 
 __all__ = ["SweepResult", "load_sweep", "parse_grid", "sweep", "GRID_SHORTHANDS"]
 
@@ -108,19 +102,10 @@ def _grid_keys() -> list[str]:
 
 
 def _unknown_grid_key(key: object) -> ConfigError:
-    if key == "dataflow":
-        return ConfigError(
-            f"unknown grid key 'dataflow': this build has no {_DATAFLOW_FIELD} config field; valid keys are "
-            f"{', '.join(k for k in _grid_keys() if k != 'dataflow')}")
-    text = str(key)
-    candidates = [k for k in _grid_keys() if k != "dataflow" or _DATAFLOW_FIELD in field_names()]
-    match = difflib.get_close_matches(text, candidates, n=1)
-    if not match and "." not in text:
-        by_leaf = {c.rpartition(".")[2]: c for c in candidates if "." in c}
-        leaf = difflib.get_close_matches(text, list(by_leaf), n=1)
-        match = [by_leaf[leaf[0]]] if leaf else []
+    candidates = _grid_keys()
+    match = closest_key(str(key), candidates)
     if match:
-        return ConfigError(f"unknown grid key {key!r} (did you mean {match[0]!r}?)")
+        return ConfigError(f"unknown grid key {key!r} (did you mean {match!r}?)")
     return ConfigError(f"unknown grid key {key!r}; valid keys are {', '.join(candidates)}")
 
 
@@ -186,7 +171,7 @@ def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence],
         raise ConfigError(f"sweep grid must be a mapping of key -> list of values, got {grid!r}")
     valid = set(_grid_keys())
     for key in grid:
-        if key not in valid or (key == "dataflow" and _DATAFLOW_FIELD not in field_names()):
+        if key not in valid:
             raise _unknown_grid_key(key)
     clashes = [("macs", "array.num_clusters"), ("dataflow", _DATAFLOW_FIELD)]
     for a, b in clashes:
@@ -220,7 +205,7 @@ def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence],
         ckey = _canonical_json(config_to_dict(cfg))
         if ckey not in schedules_ok:
             try:
-                schedule_network(net, Simulator(cfg).geometry)
+                schedule_network(net, cfg)
             except MappingError as exc:
                 raise MappingError(f"sweep grid point {label}: {exc}") from None
             schedules_ok.add(ckey)
@@ -294,21 +279,6 @@ def _totals_row(pid: str, params: Mapping[str, object], result: Result) -> dict[
     for k, v in flat.items():
         row.setdefault(k, v)
     return row
-
-
-def _csv_text(rows: list[dict[str, object]]) -> str:
-    cols: list[str] = []
-    seen: set[str] = set()
-    for r in rows:
-        for k in r:
-            if k not in seen:
-                seen.add(k)
-                cols.append(k)
-    buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    wr.writeheader()
-    wr.writerows(rows)
-    return buf.getvalue()
 
 
 @dataclass
@@ -398,8 +368,8 @@ class SweepResult:
     def to_csv(self, directory: str | os.PathLike) -> tuple[Path, Path]:
         """Write ``sweep_layers.csv`` and ``sweep_totals.csv`` atomically into ``directory``; return both paths."""
         d = Path(directory)
-        layers = write_atomic(d / "sweep_layers.csv", _csv_text(self.rows()))
-        totals = write_atomic(d / "sweep_totals.csv", _csv_text(self.totals_rows()))
+        layers = write_atomic(d / "sweep_layers.csv", csv_text(self.rows()))
+        totals = write_atomic(d / "sweep_totals.csv", csv_text(self.totals_rows()))
         return layers, totals
 
 
@@ -612,7 +582,7 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         e.g. ``"array.clock_mhz"`` in MHz, ``"dma.bandwidth_bytes_per_cycle"``,
         ``"memory.input_memory_kib"``) or the shorthands ``macs`` (total MAC
         count, realised as ``array.num_clusters = macs / array.macs_per_cluster``),
-        ``dataflow`` (``array.dataflow``, where the build has it), ``profile``,
+        ``dataflow`` (``array.dataflow``), ``profile``,
         ``seed`` and ``trace``. Values may be strings (``"16"``), parsed to the
         field's type. Points are the Cartesian product, last key varying fastest.
         ``None`` or ``{}`` is one point, the base configuration.

@@ -1,10 +1,10 @@
-"""NullHop dataflow: how a layer is split into passes and stripes.
+"""Layer mapping shared by every dataflow: how a layer is split into passes and stripes.
 
 Follows the driver's mapping rule (``zs_cnn_layer::set_derived_config``,
-nullhop.md §3.3 [C]) with the fixes documented in docs/architecture.md:
+docs/sources.md §N3.3 [C]) with the fixes documented in docs/architecture.md:
 
 * pass count is ``ceil(C_out / out_per_pass)`` (the driver's integer division
-  drops channels when C_out is not a multiple; nullhop.md §3.3 caveat [D]);
+  drops channels when C_out is not a multiple; docs/sources.md §N3.3 caveat [D]);
 * the channel-derived ``m`` is capped at ``max_macs_per_channel`` (the driver
   logs "Invalid macs_per_channel" instead), leaving MACs idle;
 * grouped and depthwise convolutions run as dense block-diagonal convolutions,
@@ -17,26 +17,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from workloads._errors import MappingError
-from workloads._network import Layer, Network
+from workloads import MappingError
+from workloads import Layer, Network
 
-__all__ = ["Geometry", "LayerMapping", "ScheduledLayer", "map_conv", "schedule_network", "next_pow2"]
+from ._accelerator import AcceleratorConfig
+
+__all__ = ["LayerMapping", "ScheduledLayer", "map_conv", "schedule_network", "next_pow2"]
 
 
 def next_pow2(n: int) -> int:
     """Smallest power of two >= ``n`` (``n >= 1``)."""
     return 1 << (int(n) - 1).bit_length()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Geometry:
-    """The accelerator facts the mapping needs (a view of the config)."""
-
-    num_macs: int
-    kernel_memory_words_per_mac: int
-    max_macs_per_channel: int
-    max_kernel_size: int
-    run_fc_on_accelerator: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,42 +80,44 @@ class ScheduledLayer:
     compressed_output: bool = True
 
 
-def map_conv(layer: Layer, geom: Geometry) -> LayerMapping:
+def map_conv(layer: Layer, cfg: AcceleratorConfig) -> LayerMapping:
     """Map a conv (or an FC run as a 1x1 conv) onto the MAC array.
 
     Raises :class:`MappingError` when the kernel is too large or the kernels
     do not fit the kernel memories even with the largest ``m``.
     """
+    max_k, max_m = cfg.array.max_kernel_size, cfg.array.max_macs_per_channel
+    words = cfg.memory.kernel_memory_words_per_mac
     kh, kw = layer.kernel
     if layer.op == "fc":
         kh = kw = 1
         cin = layer.weight_shape[3]
     else:
         cin = layer.in_channels
-    if max(kh, kw) > geom.max_kernel_size:
+    if max(kh, kw) > max_k:
         raise MappingError(
             f"layer {layer.name!r}: kernel {kh}x{kw} exceeds array.max_kernel_size="
-            f"{geom.max_kernel_size} (NullHop supports 1x1..7x7)")
+            f"{max_k} (NullHop supports 1x1..7x7)")
     if layer.padding >= min(kh, kw):
         raise MappingError(
             f"layer {layer.name!r}: padding {layer.padding} must be smaller than the {kh}x{kw} kernel on NullHop "
             "(config_row_column_offset shifts the kernel window; rows of padding alone produce no work)")
     cout = layer.out_channels
-    n = geom.num_macs
+    n = cfg.array.num_macs
     # Block-diagonal kernels: every MAC holds all C_in taps (zeros included).
-    kmem_required = (kh * kw * cin) // geom.kernel_memory_words_per_mac + 1  # "+1" even when exact [C]
+    kmem_required = (kh * kw * cin) // words + 1  # "+1" even when exact [C]
     if cout <= n:
         m_channels = n // cout
     else:
         per_pass = cout // (cout // n + (1 if cout % n else 0))
         m_channels = n // per_pass
-    m_channels = min(next_pow2(max(m_channels, 1)), geom.max_macs_per_channel)
-    if kmem_required > geom.max_macs_per_channel:
+    m_channels = min(next_pow2(max(m_channels, 1)), max_m)
+    if kmem_required > max_m:
         raise MappingError(
             f"layer {layer.name!r}: {kh}x{kw}x{cin} = {kh * kw * cin} weights per output channel need "
             f"{kmem_required} kernel memories of memory.kernel_memory_words_per_mac="
-            f"{geom.kernel_memory_words_per_mac}, more than array.max_macs_per_channel="
-            f"{geom.max_macs_per_channel}")
+            f"{words}, more than array.max_macs_per_channel="
+            f"{max_m}")
     m = next_pow2(max(kmem_required, m_channels))
     out_per_pass = n // m
     passes = math.ceil(cout / out_per_pass)  # fix for the driver's integer division (docs/architecture.md)
@@ -147,7 +140,7 @@ def _fusable_pool(conv: Layer, pool: Layer) -> bool:
             and conv.stride == 1 and conv.activation in ("relu", "relu6") and ho % 2 == 0 and wo % 2 == 0)
 
 
-def schedule_network(network: Network, geom: Geometry) -> list[ScheduledLayer]:
+def schedule_network(network: Network, cfg: AcceleratorConfig) -> list[ScheduledLayer]:
     """Decide, per layer, where it runs and how convs are mapped.
 
     * convs run on the accelerator; FC too when ``run_fc_on_accelerator``
@@ -173,7 +166,7 @@ def schedule_network(network: Network, geom: Geometry) -> list[ScheduledLayer]:
             out.append(ScheduledLayer(layer=layer, where="fused",
                                       reason=f"2x2 max pool fused into {fused[layer.name].name!r} PRE"))
             continue
-        on_acc = layer.op == "conv" or (layer.op == "fc" and geom.run_fc_on_accelerator)
+        on_acc = layer.op == "conv" or (layer.op == "fc" and cfg.array.run_fc_on_accelerator)
         if not on_acc:
             reason = {"fc": "FC runs on the host CPU (NullHop driver) [C]",
                       "add": "residual add is not a NullHop operation",
@@ -184,7 +177,7 @@ def schedule_network(network: Network, geom: Geometry) -> list[ScheduledLayer]:
             continue
         pool = next((p for p, c in fused.items() if c.name == layer.name), None)
         out.append(ScheduledLayer(
-            layer=layer, where="accelerator", mapping=map_conv(layer, geom),
+            layer=layer, where="accelerator", mapping=map_conv(layer, cfg),
             fused_pool=by_name[pool] if pool else None,
             compressed_input=layer.inputs != ("input",),
             compressed_output=layer.activation in ("relu", "relu6")))

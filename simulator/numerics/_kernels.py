@@ -3,12 +3,12 @@
 Numerics (see docs/numerics.md for provenance):
 
 * activations, weights and biases are int16 Q8.8 (value = int / 256),
-  nullhop.md §4 [C];
+  docs/sources.md §N4 [C];
 * products are accumulated at full precision in int64; the bias enters as
   ``bias << 8``; the sum is shifted right by 8 (floor), saturated to int16,
   then ReLU / ReLU6 is applied;
 * the accelerator computes stride 1 only; stride ``s`` is the stride-1 result
-  decimated as ``[::s, ::s]`` by the host, nullhop.md §8 [C].
+  decimated as ``[::s, ::s]`` by the host, docs/sources.md §N8 [C].
 
 Tensors are int16 ``(H, W, C)``, channel fastest; weights are int16
 ``(C_out, kh, kw, C_in / groups)``; biases are int16 ``(C_out,)``.
@@ -17,16 +17,16 @@ strings ``None``, ``"relu"`` and ``"relu6"`` are accepted as well.
 
 The convolution kernel walks the SM + non-zero stream of
 :mod:`simulator._format`, so only non-zero inputs are ever multiplied,
-as in the hardware (nullhop.md §7.3).
+as in the hardware (docs/sources.md §N7.3).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from workloads._errors import TraceError, WorkloadError
+from workloads import TraceError, WorkloadError
 
-from ._format import _as_act, _as_stream, encode, sm_words_per_row
+from ._codec import as_activation, as_stream, encode, sm_words_per_row
 
 __all__ = [
     "ACT_NONE",
@@ -358,7 +358,7 @@ def conv_accumulate(
     int64 array ``(H + 2p - kh + 1, W + 2p - kw + 1, C_out)``: sums of
     products, in units of 2**-16 (Q16.16).
     """
-    sm, nz, row_sm_ptr, row_nz_ptr = _as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
+    sm, nz, row_sm_ptr, row_nz_ptr = as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
     H, W, C = _check_int("H", H, 1), _check_int("W", W, 1), _check_int("C", C, 1)
     if row_sm_ptr.shape[0] != H + 1:
         raise TraceError(
@@ -415,7 +415,7 @@ def conv2d_accumulators(
 
     Returns int64 ``(Ho, Wo, C_out)`` with ``Ho = (H + 2p - kh) // s + 1``.
     """
-    act = _as_act(act)
+    act = as_activation(act)
     stride = _check_int("stride", stride, 1)
     H, W, C = act.shape
     sm, nz, rsp, rnp = encode(act)
@@ -462,7 +462,7 @@ def maxpool(act: np.ndarray, k, stride: int = 2, padding: int = 0) -> np.ndarray
     ``k`` is an int or ``(kh, kw)``; ``padding`` must be smaller than the
     kernel so every window holds a real pixel. Output ``(Ho, Wo, C)`` int16.
     """
-    act = _as_act(act)
+    act = as_activation(act)
     kh, kw, stride, padding, Ho, Wo = _pool_geometry(act.shape, k, stride, padding)
     return _maxpool_kernel(act, kh, kw, stride, padding, Ho, Wo)
 
@@ -473,7 +473,7 @@ def avgpool(act: np.ndarray, k, stride: int | None = None, padding: int = 0) -> 
     ``k`` is an int or ``(kh, kw)``; ``stride`` defaults to the kernel height.
     Output ``(Ho, Wo, C)`` int16.
     """
-    act = _as_act(act)
+    act = as_activation(act)
     if stride is None:
         stride = k[0] if isinstance(k, (tuple, list)) else k
     kh, kw, stride, padding, Ho, Wo = _pool_geometry(act.shape, k, stride, padding)
@@ -482,8 +482,8 @@ def avgpool(act: np.ndarray, k, stride: int | None = None, padding: int = 0) -> 
 
 def add(a: np.ndarray, b: np.ndarray, activation: int | str | None = ACT_NONE) -> np.ndarray:
     """Element-wise Q8.8 add: int32 sum, saturate to int16, then the activation."""
-    a = _as_act(a)
-    b = _as_act(b)
+    a = as_activation(a)
+    b = as_activation(b)
     if a.shape != b.shape:
         raise TraceError(f"add operands differ in shape: {a.shape!r} and {b.shape!r}")
     return _add_kernel(a, b, activation_code(activation))
@@ -495,7 +495,7 @@ def fc(
     bias: np.ndarray | None,
     activation: int | str | None = ACT_NONE,
 ) -> np.ndarray:
-    """Fully connected layer over ``x`` flattened in HWC order (on the host, nullhop.md §8).
+    """Fully connected layer over ``x`` flattened in HWC order (on the host, docs/sources.md §N8).
 
     Walks the compressed stream of ``x`` so only non-zero inputs are
     multiplied, then requantizes exactly as :func:`conv2d`.
@@ -512,7 +512,7 @@ def fc(
     -------
     int16 ``(1, 1, C_out)``.
     """
-    x = _as_act(x)
+    x = as_activation(x)
     weights = _as_weights(weights)
     cout = weights.shape[0]
     n = x.size

@@ -9,16 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from workloads._errors import SparsesimError
+from workloads import SparsesimError
 
-__all__ = ["LayerResult", "Result", "safe_output_path", "write_atomic"]
+__all__ = ["LayerResult", "Result", "csv_text", "layer_ratios", "safe_output_path", "write_atomic"]
 
 _SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -85,6 +84,22 @@ def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
     return path
 
 
+def csv_text(rows: list[dict[str, object]]) -> str:
+    """CSV text of ``rows``: a header of every key in first-seen order, one line per row."""
+    cols: list[str] = []
+    seen: set[str] = set()
+    for r in rows:
+        for k in r:
+            if k not in seen:
+                seen.add(k)
+                cols.append(k)
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    wr.writeheader()
+    wr.writerows(rows)
+    return buf.getvalue()
+
+
 @dataclass
 class LayerResult:
     """What one layer cost. Cycles are accelerator clock cycles.
@@ -147,7 +162,7 @@ class LayerResult:
         return row
 
 
-def _ratios(macs_dense: int, macs_useful: int, cycles: int, num_macs: int, clock_mhz: float):
+def layer_ratios(macs_dense: int, macs_useful: int, cycles: int, num_macs: int, clock_mhz: float):
     if cycles <= 0:
         return 0.0, 0.0, 0.0, 0.0
     latency_us = cycles / clock_mhz
@@ -210,7 +225,7 @@ class Result:
         cycles = sum(l.cycles for l in acc)
         dense = sum(l.macs_dense for l in acc)
         useful = sum(l.macs_useful for l in acc)
-        lat, util, eff, gops = _ratios(dense, useful, cycles, self.num_macs, self.clock_mhz)
+        lat, util, eff, gops = layer_ratios(dense, useful, cycles, self.num_macs, self.clock_mhz)
         read: dict[str, int] = {}
         write: dict[str, int] = {}
         units: dict[str, dict[str, int]] = {}
@@ -291,17 +306,10 @@ class Result:
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         """Return per-layer CSV text; also write it atomically to ``path`` if given."""
-        rows = self.rows()
-        cols: list[str] = []
-        for r in rows:
-            cols.extend(k for k in r if k not in cols)
-        buf = io.StringIO()
-        wr = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        wr.writeheader()
-        wr.writerows(rows)
+        text = csv_text(self.rows())
         if path is not None:
-            write_atomic(path, buf.getvalue())
-        return buf.getvalue()
+            write_atomic(path, text)
+        return text
 
     def to_dataframe(self):
         """Per-layer pandas DataFrame (needs the ``tables`` extra: pandas)."""
@@ -368,6 +376,3 @@ class Result:
         return "\n".join(lines)
 
 
-def finite(x: float) -> float:
-    """``x`` if finite else 0.0 (keeps JSON valid)."""
-    return x if math.isfinite(x) else 0.0

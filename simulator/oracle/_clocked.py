@@ -41,25 +41,21 @@ because real layers take millions of cycles.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 from numba import njit
 
-from dataflows import ScheduledLayer
-from dataflows._plan import plan_passes, traits
-from workloads._errors import ConfigError, MappingError, TraceError, WorkloadError
+from dataflows import AcceleratorConfig, ScheduledLayer, get_dataflow
+from workloads import ConfigError, MappingError, TraceError, WorkloadError
 
-from ._config import AcceleratorConfig
-from ._format import encode
+from ..numerics import encode
+from ..report import COUNTERS, LayerTiming, UnitStats
 
-__all__ = ["CLOCKED_UNITS", "COUNTERS", "ClockedTiming", "clocked_layer", "exact_bandwidth"]
+__all__ = ["clocked_layer", "exact_bandwidth", "row_elements"]
 
-#: Units of the pipeline, upstream first (docs/architecture.md §3).
-CLOCKED_UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
-#: Per-unit cycle classes (docs/architecture.md §3.2), in the column order of the stats array.
-COUNTERS = ("busy", "stall_input", "stall_output", "stall_weights", "idle")
+#: Units this reference steps, by position in the dataflow's pipeline (docs/architecture.md §3).
+_N_UNITS = 6
 
 # Unit state registers.
 _WAIT = 0   # has handed off its previous work unit; waits for the next one in its input FIFO
@@ -75,49 +71,6 @@ _DMA_R, _DEC, _MAC, _PRE, _ENC, _DMA_W = 0, 1, 2, 3, 4, 5
 
 #: Largest scaled byte counter the DMA stepping may reach (int64 headroom).
 _MAX_SCALED = 2**62
-
-
-@dataclass
-class ClockedTiming:
-    """What the clock-stepped reference measured for one layer (all passes).
-
-    Attributes
-    ----------
-    cycles : clock cycles of all passes (kernel loads included).
-    units : per unit (``CLOCKED_UNITS``), cycles per class (``COUNTERS``), summed over passes.
-    macs_useful : multiply-accumulates with a non-zero activation and a non-zero
-        weight (every weight counts as non-zero without ``weights``), counted tap
-        by tap as the MAC slots retire them; with stride > 1 only taps feeding
-        outputs the host keeps after decimation count.
-    mac_ops : taps the MAC slots retired (multiply-accumulates performed).
-    pu_ops : taps retired per PU (one PU for the dataflows that do not skip weights).
-    pu_imbalance : max / mean of ``pu_ops`` over the PUs that retired any tap (1.0 if none).
-    pu_time_imbalance : sum over stripes of the slowest PU's busy cycles / sum over
-        stripes of the mean PU's busy cycles (PUs with slots in the pass; 1.0 if idle).
-    passes : number of passes.
-    pass_cycles : cycles of each pass.
-    pass_channels : output channels computed in each pass (merged passes may hold more).
-    resident : whether the input image stays in the input memory for all passes.
-    input_fifo_stripes : capacity of the input memory in stripes (§3 table, row 1).
-    dram_read_bytes, dram_write_bytes : DRAM traffic by kind, in bytes.
-    """
-
-    cycles: int = 0
-    units: dict[str, dict[str, int]] = field(
-        default_factory=lambda: {u: {c: 0 for c in COUNTERS} for u in CLOCKED_UNITS})
-    macs_useful: int = 0
-    mac_ops: int = 0
-    pu_ops: list[int] = field(default_factory=list)
-    pu_imbalance: float = 1.0
-    pu_time_imbalance: float = 1.0
-    passes: int = 0
-    pass_cycles: list[int] = field(default_factory=list)
-    pass_channels: list[list[int]] = field(default_factory=list)
-    resident: bool = False
-    input_fifo_stripes: int = 0
-    dram_read_bytes: dict[str, int] = field(default_factory=lambda: {
-        "activations": 0, "weights": 0, "biases": 0, "config": 0})
-    dram_write_bytes: dict[str, int] = field(default_factory=lambda: {"activations": 0})
 
 
 def exact_bandwidth(bandwidth_bytes_per_cycle: float) -> Fraction:
@@ -267,7 +220,8 @@ def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, 
 
 
 @njit(cache=True)
-def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, caps,
+def _clock_pass(latency, bw_num, bw_den, load_bytes, load_lat, load_acc, prefetch_bytes,
+                read_bytes, write_bytes, caps,
                 row_el, win_lo, win_hi, dec_rate,
                 nonzero, skip_act, skip_w, has_w, wmask, cin_g, cout_g, lane_of_c, m,
                 slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, stride, out_lo, out_rows,
@@ -279,7 +233,11 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     ----------
     latency : DMA latency per transfer, in cycles.
     bw_num, bw_den : DMA bandwidth ``bw_num / bw_den`` bytes per cycle.
-    load_bytes : bytes of the kernel/bias/config load at the pass start.
+    load_bytes : bytes of the kernel/bias/config load at the pass start (0: nothing to load).
+    load_lat, load_acc : the load transfer's latency counter and scaled byte counter at the
+        pass start (``latency`` and 0 for a fresh load; what is left of a prefetched one).
+    prefetch_bytes : bytes of the next pass's load, issued on the DMA read channel as soon
+        as DMA read has handed off its last work unit (a second kernel bank); 0: none.
     read_bytes, write_bytes : (S,) bytes DMA-read / DMA-written per stripe.
     caps : (5,) FIFO capacities in stripes, after units 0..4.
     row_el : (H,) 16-bit stream elements per input row; win_lo, win_hi : (S,) window rows.
@@ -301,7 +259,9 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
     -------
     cycles : cycles of the pass; stats : (6, 5) int64 per unit and class;
     macs : useful MACs retired in this pass; pu_ops : (P,) taps retired per PU;
-    pu_busy : (S, P) cycles each PU worked on each stripe.
+    pu_busy : (S, P) cycles each PU worked on each stripe;
+    pf_left, pf_lat, pf_acc : whether the prefetch is still in flight when the pass ends,
+        and its latency and scaled byte counters then.
     """
     # NOTE: one flat numba loop with the six units written out in place, and state held in
     # small int64 arrays instead of per-unit objects: numba has no cheap dynamic dispatch, and
@@ -355,9 +315,11 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
 
     loading = load_bytes > 0
     if loading:
-        lat_left[0] = latency
-        acc[0] = 0
+        lat_left[0] = load_lat
+        acc[0] = load_acc
         target[0] = load_bytes * bw_den
+    # Prefetch of the next pass's load on the read channel: 0 not started, 1 in flight, 2 done.
+    pf = 0
     t = 0
     while True:
         # ---- cycle boundary t: resolve hand-offs to a fixed point, downstream first.
@@ -433,6 +395,11 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
                             acc[1] = 0
                             target[1] = write_bytes[i] * bw_den
                     state[k] = _HOLD if zero else _BUSY
+        if pf == 0 and prefetch_bytes > 0 and state[_DMA_R] == _DONE:
+            pf = 1
+            lat_left[0] = latency
+            acc[0] = 0
+            target[0] = prefetch_bytes * bw_den
         if state[_DMA_W] == _DONE:
             break
 
@@ -444,7 +411,9 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
         else:
             for k in range(6):
                 s = state[k]
-                if s == _BUSY:
+                if k == _DMA_R and pf == 1:
+                    stats[k, _C_BUSY] += 1                # the read channel is prefetching
+                elif s == _BUSY:
                     stats[k, _C_BUSY] += 1
                 elif s == _WAIT:
                     stats[k, _C_IN] += 1
@@ -460,6 +429,8 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
         else:
             if state[_DMA_R] == _BUSY and _dma_step(0, lat_left, acc, target, bw_num):
                 state[_DMA_R] = _HOLD
+            if pf == 1 and _dma_step(0, lat_left, acc, target, bw_num):
+                pf = 2
             if state[_DEC] == _BUSY:
                 left = 0
                 for j in range(n_mgr):
@@ -509,7 +480,11 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, read_bytes, write_bytes, ca
             if state[_DMA_W] == _BUSY and _dma_step(1, lat_left, acc, target, bw_num):
                 state[_DMA_W] = _HOLD
         t += 1
-    return t, stats, macs, pu_ops[:n_pu], pu_busy[:, :n_pu]
+    if pf == 0 and prefetch_bytes > 0:                # the pass ended as DMA read finished
+        pf = 1
+        lat_left[0] = latency
+        acc[0] = 0
+    return t, stats, macs, pu_ops[:n_pu], pu_busy[:, :n_pu], pf == 1, lat_left[0], acc[0]
 
 
 # ---------------------------------------------------------------------------
@@ -523,7 +498,7 @@ def _next_pow2(n: int) -> int:
     return p
 
 
-def _row_elements(act: np.ndarray, compressed: bool) -> np.ndarray:
+def row_elements(act: np.ndarray, compressed: bool) -> np.ndarray:
     """16-bit stream elements per row: SM words + non-zeros (row-aligned), or raw values."""
     h, w, c = act.shape
     if not compressed:
@@ -560,7 +535,7 @@ def _kernel_block_words(full: np.ndarray, lane_channels: np.ndarray) -> np.ndarr
 
 
 def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray,
-                  cfg: AcceleratorConfig, weights: np.ndarray | None = None) -> ClockedTiming:
+                  cfg: AcceleratorConfig, weights: np.ndarray | None = None) -> LayerTiming:
     """Time one accelerator layer by stepping every unit one clock cycle at a time.
 
     Parameters
@@ -571,12 +546,12 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         pool if any; shape ``(Ho1, Wo1, C_out)`` or ``(Ho1 // 2, Wo1 // 2, C_out)``.
     cfg : the accelerator configuration (``array.dataflow`` picks what is skipped).
     weights : the layer's ``(C_out, kh, kw, C_in / groups)`` weights. Required by the
-        dataflows that skip zero weights (``rsnn``, ``combined``); otherwise only
+        dataflows that skip zero weights; otherwise only
         used to count useful MACs (every weight counts as non-zero without them).
 
     Returns
     -------
-    ClockedTiming; cycles are accelerator clock cycles.
+    LayerTiming (no action counts); cycles are accelerator clock cycles.
 
     Raises
     ------
@@ -606,7 +581,12 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         raise TraceError(f"layer {sched.layer.name!r}: out_written has shape {out.shape!r}, expected {want!r} "
                          f"(stride-1 output{', 2x2-pooled, even height' if pooled else ''})")
     a, d, mem = cfg.array, cfg.dma, cfg.memory
-    flow = traits(a.dataflow)
+    dataflow = get_dataflow(a.dataflow)
+    flow = dataflow.traits
+    units = tuple(dataflow.units)
+    if len(units) != _N_UNITS:
+        raise WorkloadError(f"dataflow {a.dataflow!r} has a {len(units)}-unit pipeline; the clock-stepped "
+                            f"reference steps the {_N_UNITS}-unit stripe pipeline")
     cout = mp.out_channels
     groups = mp.groups
     cin_g = c // groups
@@ -622,7 +602,7 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
     # What the dataflow stores compressed and what it skips (docs §8 table).
     compressed_in = sched.compressed_input and flow.compressed_activations
     compressed_out = sched.compressed_output and flow.compressed_activations
-    n_pus = a.num_pus if flow.skip_weights else 1      # without weight skipping the array runs in lockstep
+    n_pus = a.num_pus if flow.uses_pus else 1      # without PUs the array runs in lockstep
 
     # Stripes: stride-1 output rows 2s, 2s+1 (one row for an odd last stripe), and
     # their windows: every input row that feeds one of them through some kernel row.
@@ -643,7 +623,7 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
                 first_stripe_of_row[iy] = s
 
     # Input side: stream elements, DMA bytes, residency.
-    row_el = _row_elements(act, compressed_in)
+    row_el = row_elements(act, compressed_in)
     row_bytes = _beats(row_el, d.values_per_beat) * d.beat_bytes
     read_bytes = np.zeros(n_stripes, dtype=np.int64)
     np.add.at(read_bytes, first_stripe_of_row, row_bytes)
@@ -676,8 +656,7 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         wmask = np.zeros((1, 1, 1), dtype=np.uint16)
 
     # Pass plans (shared mapping): which output channels each slot group computes, and its PU.
-    plans = plan_passes(mp, num_macs=a.num_macs, num_pus=n_pus, kernel_memory_words=mem.kernel_memory_words_per_mac,
-                        merging=a.kernel_merging and flow.skip_weights, weights=weights)
+    plans = dataflow.plan(sched, cfg, weights)
     if flow.compressed_weights:
         full = np.zeros((cout, kh, kw, c), dtype=np.int16)
         for g in range(groups):
@@ -690,16 +669,34 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
 
     pre_tree = int(math.log2(m)) + 1
     bias_beats = math.ceil(a.num_macs / d.values_per_beat)
-    timing = ClockedTiming(passes=len(plans), resident=resident, input_fifo_stripes=int(in_fifo))
+    timing = LayerTiming(units={u: UnitStats() for u in units}, passes=len(plans), resident=resident,
+                         input_fifo_stripes=int(in_fifo))
     pu_ops_total = np.zeros(n_pus, dtype=np.int64)
     busy_max = 0
     busy_mean = 0.0
-    for p, plan in enumerate(plans):
+
+    # Every pass's MAC slots and its kernel, bias and register load (§4.1): raw kernels (every
+    # slot holds contiguous_kernels words) or, compressed, each slot's block of its kernels'
+    # lane blocks, starting on a new beat.
+    slots = []
+    for plan in plans:
         chans = np.asarray(plan.channels, dtype=np.int64)
         n_groups = len(plan.group_ptr) - 1
         # MAC slots: group g, lane l is slot g * m + l; it computes the group's kernels.
         slot_lane = np.array([ln for g in range(n_groups) for ln in range(m)], dtype=np.int64)
         slot_kernels = [chans[plan.group_ptr[g]:plan.group_ptr[g + 1]] for g in range(n_groups) for _ in range(m)]
+        if flow.compressed_weights:
+            slot_words = np.array([int(block_words[slot_kernels[s], slot_lane[s]].sum())
+                                   for s in range(len(slot_lane))], dtype=np.int64)
+            kernel_beats = int(_beats(slot_words, d.values_per_beat).sum())
+        else:
+            kernel_beats = len(slot_lane) * math.ceil(mp.contiguous_kernels / d.values_per_beat)
+        load_bytes = (d.config_beats_per_pass + bias_beats + kernel_beats) * d.beat_bytes
+        slots.append((chans, slot_lane, slot_kernels, kernel_beats, load_bytes))
+
+    carry = None          # a prefetched load still in flight: (latency counter, scaled bytes)
+    for p, plan in enumerate(plans):
+        chans, slot_lane, slot_kernels, kernel_beats, load_bytes = slots[p]
         slot_kptr = np.concatenate(([0], np.cumsum([len(x) for x in slot_kernels]))).astype(np.int64)
         slot_k = np.concatenate(slot_kernels).astype(np.int64)
         slot_pu = np.asarray(plan.slot_pu, dtype=np.int64)
@@ -711,35 +708,35 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         pre_words = math.ceil(max(mp.out_per_pass, len(chans)) / 16)
         # Output side of this pass: the pass's channels of each written row.
         sl = np.ascontiguousarray(out[:, :, chans])
-        o_el = _row_elements(sl, compressed_out)
+        o_el = row_elements(sl, compressed_out)
         o_stripe = np.arange(out.shape[0]) if pooled else np.arange(out.shape[0]) // 2
         enc_el = np.zeros(n_stripes, dtype=np.int64)
         np.add.at(enc_el, o_stripe, o_el)
         write_bytes = np.zeros(n_stripes, dtype=np.int64)
         np.add.at(write_bytes, o_stripe, _beats(o_el, d.values_per_beat) * d.beat_bytes)
-        # Kernel, bias and register load of this pass (§4.1): raw kernels (every slot holds
-        # contiguous_kernels words) or, compressed, each slot's block of its kernels' lane blocks,
-        # starting on a new beat.
-        if flow.compressed_weights:
-            slot_words = np.array([int(block_words[slot_kernels[s], slot_lane[s]].sum())
-                                   for s in range(len(slot_lane))], dtype=np.int64)
-            kernel_beats = int(_beats(slot_words, d.values_per_beat).sum())
+        # With two kernel banks every pass after the first loads during the previous one.
+        prefetching = flow.kernel_banks > 1 and p > 0
+        if not prefetching:
+            start_bytes, start_lat, start_acc = load_bytes, int(d.latency_cycles), 0
+        elif carry is None:
+            start_bytes, start_lat, start_acc = 0, 0, 0        # the prefetch finished in time
         else:
-            kernel_beats = len(slot_lane) * math.ceil(mp.contiguous_kernels / d.values_per_beat)
-        load_beats = d.config_beats_per_pass + bias_beats + kernel_beats
-        load_bytes = load_beats * d.beat_bytes
+            start_bytes, (start_lat, start_acc) = load_bytes, carry
+        next_bytes = slots[p + 1][4] if flow.kernel_banks > 1 and p + 1 < len(plans) else 0
         rb = read_bytes if (p == 0 or not resident) else np.zeros(n_stripes, dtype=np.int64)
-        biggest = max(load_bytes, int(rb.max()), int(write_bytes.max()))
+        biggest = max(load_bytes, next_bytes, int(rb.max()), int(write_bytes.max()))
         if (biggest + 1) * bw_den + bw_num >= _MAX_SCALED:
             raise ConfigError(f"dma.bandwidth_bytes_per_cycle={d.bandwidth_bytes_per_cycle!r} = {bw} needs a "
                               "denominator too large for exact stepping; use fewer decimal digits")
-        cycles, stats, macs, pu_ops, pu_busy = _clock_pass(
-            int(d.latency_cycles), bw_num, bw_den, load_bytes, rb, write_bytes, caps,
+        cycles, stats, macs, pu_ops, pu_busy, pf_left, pf_lat, pf_acc = _clock_pass(
+            int(d.latency_cycles), bw_num, bw_den, start_bytes, start_lat, start_acc, next_bytes,
+            rb, write_bytes, caps,
             row_el, win_lo, win_hi, int(a.decoder_values_per_cycle),
             nonzero, compressed_in, flow.skip_weights, has_w, wmask, cin_g, cout_g, lane_of_c, m,
             slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, int(mp.stride), out_lo, out_rows,
             pre_words, int(a.pre_words_per_cycle), pre_tree, wo1,
             enc_el, int(a.encoder_values_per_cycle))
+        carry = (int(pf_lat), int(pf_acc)) if pf_left else None
         timing.cycles += int(cycles)
         timing.pass_cycles.append(int(cycles))
         timing.pass_channels.append([int(x) for x in chans])
@@ -749,9 +746,10 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
             pu_ops_total[u] += int(pu_ops[j])
         busy_max += int(pu_busy.max(axis=1).sum())
         busy_mean += float(pu_busy.mean(axis=1).sum())
-        for k, u in enumerate(CLOCKED_UNITS):
+        for k, u in enumerate(units):
+            st = timing.units[u]
             for j, name in enumerate(COUNTERS):
-                timing.units[u][name] += int(stats[k, j])
+                setattr(st, name, getattr(st, name) + int(stats[k, j]))
         timing.dram_read_bytes["activations"] += int(rb.sum())
         timing.dram_read_bytes["weights"] += kernel_beats * d.beat_bytes
         timing.dram_read_bytes["biases"] += bias_beats * d.beat_bytes

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workloads._errors import TraceError, WorkloadError
+from workloads import TraceError, WorkloadError
 
 __all__ = [
     "ref_conv2d_accumulators",

@@ -20,9 +20,10 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from workloads._errors import SparsesimError
+from workloads import SparsesimError, is_number
 
-from ._report import Result, write_atomic
+from ..report import COUNTERS, Result, write_atomic
+from ._sweep import SweepResult, load_sweep
 
 __all__ = ["RESULT_PLOT_KINDS", "SWEEP_PLOT_KINDS", "plot_cycle_breakdown", "plot_dram_traffic",
            "plot_energy_breakdown", "plot_file", "plot_sweep", "plot_utilization"]
@@ -32,11 +33,8 @@ RESULT_PLOT_KINDS = ("utilization", "cycles", "dram", "energy")
 #: ``kind`` values of :func:`plot_file` for a sweep.
 SWEEP_PLOT_KINDS = ("sweep",)
 
-#: Unit order of the cycle breakdown (the pipeline order of docs/architecture.md).
-_UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
 #: Cycle categories of one unit, with their colours (a unit's categories sum to the layer's cycles).
-_CAUSES = (("busy", "#2ca02c"), ("stall_input", "#ff7f0e"), ("stall_output", "#d62728"),
-           ("stall_weights", "#9467bd"), ("idle", "#c7c7c7"))
+_CAUSES = tuple(zip(COUNTERS, ("#2ca02c", "#ff7f0e", "#d62728", "#9467bd", "#c7c7c7")))
 
 _MIB = 2.0 ** 20
 
@@ -180,9 +178,8 @@ def plot_cycle_breakdown(result: Result | Mapping, ax=None, *, unit: str | None 
         Where to draw; default a new figure.
     unit : str, optional
         ``None`` (default): one stacked bar per pipeline unit over the whole
-        network. A unit name (``"mac_array"``, ``"decoder"``, ``"dma_read"``,
-        ``"pre"``, ``"encoder"``, ``"dma_write"``): one stacked bar per layer
-        for that unit.
+        network. A unit name of the result's dataflow (e.g. ``"mac_array"``):
+        one stacked bar per layer for that unit.
 
     Returns
     -------
@@ -192,7 +189,7 @@ def plot_cycle_breakdown(result: Result | Mapping, ax=None, *, unit: str | None 
     layers = _acc_layers(d)
     if unit is None:
         units = d["totals"].get("units") or {}
-        names = [u for u in _UNITS if u in units] + [u for u in units if u not in _UNITS]
+        names = list(units)   # the dataflow's pipeline order, as the result records it
         if not names:
             raise SparsesimError(f"result of {d.get('network', '?')!r} has no per-unit cycle counts")
         ax = ax if ax is not None else _new_axes((8.0, 4.2))
@@ -371,7 +368,6 @@ def _read_csv_rows(path: Path) -> list[dict]:
 
 def _sweep_rows(data) -> tuple[list[dict], list[str]]:
     """Totals rows and the names of the grid-parameter columns."""
-    from ._sweep import SweepResult
 
     if isinstance(data, SweepResult):
         return data.totals_rows(), list(data.grid)
@@ -393,7 +389,6 @@ def _sweep_rows(data) -> tuple[list[dict], list[str]]:
 
 
 def _load_sweep_rows(path: Path) -> tuple[list[dict], list[str]]:
-    from ._sweep import load_sweep
 
     if path.is_dir():
         if (path / "sweep.json").is_file():
@@ -415,8 +410,8 @@ def _load_sweep_rows(path: Path) -> tuple[list[dict], list[str]]:
     return rows, params
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _finite_number(v: object) -> bool:
+    return is_number(v) and math.isfinite(v)
 
 
 def plot_sweep(data, x: str = "macs", metrics: Sequence[str] | None = None, *, axes=None):
@@ -449,7 +444,7 @@ def plot_sweep(data, x: str = "macs", metrics: Sequence[str] | None = None, *, a
 
 def _default_metrics(rows: list[dict]) -> list[str]:
     """The default metrics the rows have (energy only when the energy model produced some)."""
-    return [m for m in _DEFAULT_METRICS if any(_is_number(r.get(m)) and r.get(m) != 0 for r in rows)]
+    return [m for m in _DEFAULT_METRICS if any(_finite_number(r.get(m)) and r.get(m) != 0 for r in rows)]
 
 
 def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes):
@@ -462,9 +457,9 @@ def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes):
         metrics = _default_metrics(rows)
     else:
         metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        missing = [m for m in metrics if not any(_is_number(r.get(m)) for r in rows)]
+        missing = [m for m in metrics if not any(_finite_number(r.get(m)) for r in rows)]
         if missing:
-            numeric = [c for c in cols if any(_is_number(r.get(c)) for r in rows)]
+            numeric = [c for c in cols if any(_finite_number(r.get(c)) for r in rows)]
             raise SparsesimError(f"plot_sweep: no numeric column {missing[0]!r} in the sweep rows; "
                                  f"available: {', '.join(numeric)}")
     if not metrics:
@@ -486,7 +481,7 @@ def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes):
         groups.setdefault(tuple(r.get(p) for p in hue), []).append(r)
 
     xs_all = [r.get(x) for r in rows]
-    numeric_x = all(_is_number(v) for v in xs_all)
+    numeric_x = all(_finite_number(v) for v in xs_all)
     categories: list = []
     if not numeric_x:
         for v in xs_all:
@@ -509,7 +504,7 @@ def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes):
     for ax, m in zip(axes, metrics):
         label, scale = _METRICS.get(m, (m, 1.0))
         for key, grp in groups.items():
-            pts = [(r.get(x), r.get(m)) for r in grp if _is_number(r.get(m))]
+            pts = [(r.get(x), r.get(m)) for r in grp if _finite_number(r.get(m))]
             if numeric_x:
                 pts.sort(key=lambda p: p[0])
                 xv = [p[0] for p in pts]

@@ -1,0 +1,347 @@
+"""The stripe pipeline: the work model shared by NullHop and its weight-skipping relatives.
+
+A layer runs pass by pass; a pass streams the input image stripe by stripe
+(two stride-1 output rows from the ``kh + 1`` input rows that feed them,
+docs/sources.md §N7.2) through six units joined by bounded buffers:
+DMA read -> input decoder -> MAC array -> PRE -> output encoder -> DMA write.
+This module turns one mapped layer and its real data into, per pass, the
+cycles each unit spends on each stripe (exact counts from the numba kernels
+in ``_counts``), the buffer capacities, the kernel-load cycles, and the
+action counts the energy model charges. It decides nothing about time: the
+event model in ``simulator.engine`` schedules the work.
+
+A dataflow built on it is a :class:`StripeDataflow` with its own
+:class:`~dataflows.DataflowTraits` (what it skips, what it compresses, its
+kernel banks); see ``dataflows/nullhop.py`` and its siblings.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from workloads import MappingError
+
+from ._accelerator import AcceleratorConfig
+from ._counts import ceil_div, row_stream_elements, slot_mac_work, stripe_windows, weight_tap_prefix
+from ._mapping import ScheduledLayer
+from ._plan import PassPlan, kernel_lane_sizes, plan_passes
+from ._protocol import Action, Buffer, DataflowTraits, LayerWork, Memory, PassWork, frozen_actions
+
+__all__ = ["STRIPE_ACTIONS", "STRIPE_BUFFERS", "STRIPE_MEMORIES", "STRIPE_UNITS", "StripeDataflow", "dma_cycles"]
+
+#: Units of the stripe pipeline, upstream first.
+STRIPE_UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
+
+#: The buffer after each unit but the last. The input memory holds as many
+#: stripe windows as fit (all of them when the image is resident).
+STRIPE_BUFFERS = (
+    Buffer("input_memory"),
+    Buffer("decoder_fifo", "memory.decoder_fifo_stripes"),
+    Buffer("pre_fifo", "memory.pre_fifo_stripes"),
+    Buffer("encoder_fifo"),   # Assumption: the PRE hands one stripe at a time to the encoder
+    Buffer("output_fifo", "memory.output_fifo_stripes"),
+)
+
+#: On-chip memories whose accesses the energy model charges.
+STRIPE_MEMORIES = (
+    Memory("input_memory", "compressed input image (IDP memory)", lambda cfg: float(cfg.memory.input_memory_kib)),
+    Memory("kernel_memory", "one per MAC: kernel_memory_words_per_mac 16-bit words",
+           lambda cfg: cfg.memory.kernel_memory_words_per_mac * cfg.precision.total_bits / 8 / 1024),
+    Memory("pre_buffer", "retired accumulator columns", lambda cfg: float(cfg.memory.pre_buffer_kib)),
+    Memory("output_buffer", "encoded output before the DMA", lambda cfg: float(cfg.memory.output_buffer_kib)),
+)
+
+#: Countable actions of a layer, the input of the energy model. ``*_words`` are
+#: 16-bit words; MAC slots are MAC x cycle pairs.
+STRIPE_ACTIONS = frozen_actions(
+    Action("mac_ops", "mac", "mac", "multiply-accumulates performed (skipped zeros excluded)"),
+    Action("mac_gated_slots", "mac_gated", "mac_gated",
+           "MAC slots idle while the array is busy (lane imbalance, unused MACs)"),
+    Action("input_memory_write_words", "input_memory", "write"),
+    Action("input_memory_read_words", "input_memory", "read", "SM words and non-zeros"),
+    Action("sm_read_words", "sm_metadata", "sm_decode", "sparsity-map words among the input-memory reads"),
+    Action("kernel_memory_write_words", "kernel_memory", "write"),
+    Action("kernel_memory_read_words", "kernel_memory", "read"),
+    Action("pre_buffer_write_words", "pre_buffer", "write"),
+    Action("pre_buffer_read_words", "pre_buffer", "read"),
+    Action("output_buffer_write_words", "output_buffer", "write", "SM words and non-zeros"),
+    Action("output_buffer_read_words", "output_buffer", "read"),
+    Action("sm_write_words", "sm_metadata", "sm_encode", "sparsity-map words among the output-buffer writes"),
+    Action("dram_read_bytes", "dram", "dram"),
+    Action("dram_write_bytes", "dram", "dram"),
+)
+
+
+def dma_cycles(beats, cfg: AcceleratorConfig):
+    """Cycles one DMA transfer of ``beats`` beats occupies its channel.
+
+    A transfer pays ``dma.latency_cycles`` once, then streams at
+    ``dma.bandwidth_bytes_per_cycle``; an empty transfer costs nothing.
+    """
+    beats = np.asarray(beats, dtype=np.int64)
+    nbytes = beats * cfg.dma.beat_bytes
+    # Exact rational ceil: the bandwidth as written (0.7 means 7/10), so that
+    # float rounding never adds a cycle.
+    bw = Fraction(repr(float(cfg.dma.bandwidth_bytes_per_cycle)))
+    stream = -(-(nbytes * bw.denominator) // bw.numerator)
+    return np.where(beats > 0, cfg.dma.latency_cycles + stream, 0)
+
+
+def _kept_taps_1d(n_in: int, k: int, pad: int, stride: int) -> np.ndarray:
+    """Per input index: kernel taps that land on outputs kept after stride decimation."""
+    n_out1 = n_in + 2 * pad - k + 1
+    i = np.arange(n_in)[:, None]
+    o = np.arange(0, n_out1, stride)[None, :]
+    tap = i - o + pad
+    return ((tap >= 0) & (tap < k)).sum(axis=1)
+
+
+def _useful_taps_per_channel(act: np.ndarray, kh: int, kw: int, pad: int, stride: int) -> np.ndarray:
+    """Taps of each input channel's non-zero pixels that produce kept outputs.
+
+    Stride > 1 is computed at stride 1 and decimated on the host [C], so only the
+    products feeding kept outputs are useful.
+    """
+    h, w, _ = act.shape
+    ny = _kept_taps_1d(h, kh, pad, stride)
+    nx = _kept_taps_1d(w, kw, pad, stride)
+    return np.einsum("hwc,h,w->c", (act != 0).astype(np.int64), ny, nx)
+
+
+def _per_stripe(values: np.ndarray, rows_per_stripe: int, n_stripes: int) -> np.ndarray:
+    out = np.zeros(n_stripes, dtype=np.int64)
+    idx = np.minimum(np.arange(len(values)) // rows_per_stripe, n_stripes - 1)
+    np.add.at(out, idx, values)
+    return out
+
+
+def _effectual_per_channel(act: np.ndarray, weights: np.ndarray | None, mp, kh: int, kw: int, pad: int,
+                           stride: int) -> np.ndarray:
+    """Per output channel: products with a non-zero activation AND a non-zero weight
+    that feed outputs kept after decimation (all weights count when ``weights`` is None)."""
+    h, w, c = act.shape
+    cout = mp.out_channels
+    groups = mp.groups
+    cin_g, cout_g = c // groups, cout // groups
+    if weights is None:
+        taps_c = _useful_taps_per_channel(act, kh, kw, pad, stride)
+        return np.repeat(taps_c.reshape(groups, cin_g).sum(axis=1), cout_g)
+    vy = (np.arange(h)[:, None, None] - np.arange(0, h + 2 * pad - kh + 1, stride)[None, None, :] + pad
+          == np.arange(kh)[None, :, None]).sum(axis=2)       # (h, kh): kept outputs fed through tap ky
+    vx = (np.arange(w)[:, None, None] - np.arange(0, w + 2 * pad - kw + 1, stride)[None, None, :] + pad
+          == np.arange(kw)[None, :, None]).sum(axis=2)       # (w, kw)
+    nz = (act != 0).astype(np.int64)
+    a = np.einsum("hwc,hy,wx->cyx", nz, vy, vx)               # (c, kh, kw)
+    nzw = (weights.reshape(cout, kh, kw, cin_g) != 0).astype(np.int64)
+    out = np.zeros(cout, dtype=np.int64)
+    for g in range(groups):
+        ag = a[g * cin_g:(g + 1) * cin_g]                     # (cin_g, kh, kw)
+        out[g * cout_g:(g + 1) * cout_g] = np.einsum("kyxc,cyx->k", nzw[g * cout_g:(g + 1) * cout_g], ag)
+    return out
+
+
+def _block_diagonal(weights: np.ndarray, mp) -> np.ndarray:
+    """Weights expanded to all input channels, zero outside each kernel's group."""
+    cout = mp.out_channels
+    kh, kw = mp.kernel
+    cin, groups = mp.conv_in_channels, mp.groups
+    w = weights.reshape(cout, kh, kw, cin // groups)
+    if groups == 1:
+        return np.ascontiguousarray(w)
+    full = np.zeros((cout, kh, kw, cin), dtype=w.dtype)
+    cin_g, cout_g = cin // groups, cout // groups
+    for g in range(groups):
+        full[g * cout_g:(g + 1) * cout_g, :, :, g * cin_g:(g + 1) * cin_g] = w[g * cout_g:(g + 1) * cout_g]
+    return full
+
+
+class StripeDataflow:
+    """A dataflow on the stripe pipeline, characterised by its traits.
+
+    Parameters
+    ----------
+    name, description : registry name and one-line description.
+    traits : what it skips and compresses, and its kernel banks.
+    """
+
+    units = STRIPE_UNITS
+    buffers = STRIPE_BUFFERS
+    memories = STRIPE_MEMORIES
+    actions = STRIPE_ACTIONS
+
+    def __init__(self, name: str, description: str, traits: DataflowTraits) -> None:
+        self.name = name
+        self.description = description
+        self.traits = traits
+
+    def __repr__(self) -> str:
+        return f"StripeDataflow({self.name!r}, {self.traits!r})"
+
+    def num_pus(self, cfg: AcceleratorConfig) -> int:
+        """Processing units: ``array.num_pus`` when weights are skipped; NullHop broadcasts
+        every pixel to the whole array, one PU [S]."""
+        return cfg.array.num_pus if self.traits.uses_pus else 1
+
+    def plan(self, sched: ScheduledLayer, cfg: AcceleratorConfig, weights: np.ndarray | None) -> list[PassPlan]:
+        """Pass plans (kernel merging only where weights are skipped)."""
+        return plan_passes(sched.mapping, num_macs=cfg.array.num_macs, num_pus=self.num_pus(cfg),
+                           kernel_memory_words=cfg.memory.kernel_memory_words_per_mac,
+                           merging=cfg.array.kernel_merging and self.traits.skip_weights, weights=weights)
+
+    def layer_work(self, sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray,
+                   cfg: AcceleratorConfig, weights: np.ndarray | None = None) -> LayerWork:
+        """Per-pass work of one accelerator layer.
+
+        Parameters
+        ----------
+        sched : the scheduled layer (mapping, fused pool, compression flags).
+        act_in : int16 (H, W, C) input as the array sees it (FC: (1, 1, N)).
+        out_written : int16 output as the PRE writes it: stride-1, after the fused
+            pool if any (host decimation for stride > 1 comes later).
+        cfg : the accelerator configuration.
+        weights : int16 ``(C_out, kh, kw, C_in/groups)``. Required when weights are
+            skipped; without it useful MACs count every weight as non-zero.
+        """
+        mp = sched.mapping
+        layer = sched.layer
+        h, w, c = act_in.shape
+        kh, kw = mp.kernel
+        pad = mp.padding
+        n_macs = cfg.array.num_macs
+        tr = self.traits
+        if tr.skip_weights and weights is None:
+            raise MappingError(f"layer {layer.name!r}: dataflow {self.name!r} skips zero weights and "
+                               "needs the layer's weights")
+        compressed_in = sched.compressed_input and tr.compressed_activations
+        compressed_out = sched.compressed_output and tr.compressed_activations
+        n_pus = self.num_pus(cfg)
+        plans = self.plan(sched, cfg, weights)
+        if tr.skip_weights:
+            full = _block_diagonal(weights, mp)
+            wpre = weight_tap_prefix(full)
+            lane_words = kernel_lane_sizes(weights, mp, cfg.array.sm_word_pixels)   # (cout, m)
+        else:
+            wpre = np.zeros((1, 1, 1, 1), dtype=np.uint8)
+            lane_words = None
+
+        # Input side: identical for every pass.
+        row_el = row_stream_elements(act_in, cfg.array.sm_word_pixels, compressed_in)
+        row_sm = ceil_div(w * c, cfg.array.sm_word_pixels) if compressed_in else 0
+        row_beats = -(-row_el // cfg.dma.values_per_beat)
+        lo, hi = stripe_windows(h, kh, pad)
+        n_stripes = len(lo)
+        cum = np.concatenate(([0], np.cumsum(row_el)))
+        window_el = cum[hi + 1] - cum[lo]
+        dec_rate = cfg.array.decoder_values_per_cycle
+        decoder = np.array([ceil_div(int(row_el[a:b + 1].max()), dec_rate) if b >= a else 0
+                            for a, b in zip(lo, hi)], dtype=np.int64)
+        # Rows first needed by each stripe (one DMA transfer per stripe).
+        prev_end = np.concatenate(([0], hi[:-1] + 1))
+        new_hi = hi.copy()
+        new_hi[-1] = h - 1
+        cumb = np.concatenate(([0], np.cumsum(row_beats)))
+        read_beats = cumb[new_hi + 1] - cumb[np.minimum(prev_end, new_hi + 1)]
+        image_bytes = int(row_el.sum()) * 2
+        mem_bytes = cfg.memory.input_memory_kib * 1024
+        resident = image_bytes <= mem_bytes
+        if resident:
+            in_fifo = max(1, n_stripes)
+        else:
+            window_bytes = int(window_el.max()) * 2
+            if window_bytes > mem_bytes:
+                raise MappingError(
+                    f"layer {layer.name!r}: memory.input_memory_kib={cfg.memory.input_memory_kib} is too small "
+                    f"for one stripe of {int((hi - lo + 1).max())} input rows, which needs "
+                    f"{math.ceil(window_bytes / 1024)} KiB")
+            in_fifo = max(1, mem_bytes // window_bytes)
+        capacities = [in_fifo, cfg.memory.decoder_fifo_stripes, cfg.memory.pre_fifo_stripes, 1,
+                      cfg.memory.output_fifo_stripes]
+
+        # Output side.
+        rows_out_stripe = np.minimum(2, (h + 2 * pad - kh + 1) - 2 * np.arange(n_stripes))
+        wo1 = w + 2 * pad - kw + 1
+        pre_tree = int(math.log2(mp.m)) + 1
+        window_rows = int((hi - lo + 1).clip(min=0).sum())
+        out_w = out_written.shape[1]
+        out_rows_per_stripe = 1 if sched.fused_pool is not None else 2
+        effectual = _effectual_per_channel(act_in, weights, mp, kh, kw, pad, mp.stride)
+        vpb = cfg.dma.values_per_beat
+        bb = cfg.dma.beat_bytes
+        mac_cache: dict = {}
+        passes = []
+        for p, plan in enumerate(plans):
+            stream = p == 0 or not resident
+            # MAC slots of this pass: group g, lane l -> slot g*m + l.
+            m = mp.m
+            n_slots = plan.groups * m
+            sizes = np.diff(plan.group_ptr)
+            slot_kptr = np.concatenate(([0], np.cumsum(np.repeat(sizes, m)))).astype(np.int64)
+            slot_kernels = np.concatenate([np.tile(plan.channels[plan.group_ptr[g]:plan.group_ptr[g + 1]], 1)
+                                           for g in range(plan.groups) for _ in range(m)]).astype(np.int64)
+            slot_lane = np.tile(np.arange(m, dtype=np.int64), plan.groups)
+            # NOTE: without weight skipping the MAC work depends only on the slot layout,
+            # so passes with the same layout reuse it (a 512-channel layer has 8 identical passes).
+            key = None if tr.skip_weights else (n_slots, sizes.tobytes(), plan.slot_pu.tobytes())
+            if key is not None and key in mac_cache:
+                mac_cycles, pu_cycles, pu_ops = mac_cache[key]
+            else:
+                mac_cycles, pu_cycles, pu_ops = slot_mac_work(
+                    act_in, wpre, kh, kw, pad, m, mp.channels_per_lane, compressed_in, tr.skip_weights,
+                    slot_kptr, slot_kernels, slot_lane, plan.slot_pu, n_pus)
+                if key is not None:
+                    mac_cache[key] = (mac_cycles, pu_cycles, pu_ops)
+            ops = int(pu_ops.sum())
+            busy = pu_cycles[:, np.unique(plan.slot_pu)]
+
+            count = plan.count
+            chans = plan.channels
+            out_slice = np.ascontiguousarray(out_written[:, :, chans])
+            el = row_stream_elements(out_slice, cfg.array.sm_word_pixels, compressed_out)
+            beats = -(-el // vpb)
+            enc = -(-_per_stripe(el, out_rows_per_stripe, n_stripes) // cfg.array.encoder_values_per_cycle)
+            wr_beats = _per_stripe(beats, out_rows_per_stripe, n_stripes)
+            rd_beats = read_beats if stream else np.zeros(n_stripes, dtype=np.int64)
+            words_per_px = ceil_div(ceil_div(max(mp.out_per_pass, count), 16), cfg.array.pre_words_per_cycle)
+            pre = rows_out_stripe * wo1 * words_per_px + pre_tree
+            if lane_words is None:
+                kmem_words = n_slots * mp.contiguous_kernels
+                w_beats = n_slots * ceil_div(mp.contiguous_kernels, vpb)
+            else:
+                # Compressed kernels: each slot's block (SM words + non-zeros of its kernels) starts a new beat.
+                slot_words = np.array([int(lane_words[plan.channels[plan.group_ptr[g]:plan.group_ptr[g + 1]],
+                                                      ln].sum())
+                                       for g in range(plan.groups) for ln in range(m)], dtype=np.int64)
+                kmem_words = int(slot_words.sum())
+                w_beats = int((-(-slot_words // vpb)).sum())
+            b_beats = ceil_div(n_macs, vpb)
+            cfg_beats = cfg.dma.config_beats_per_pass
+            load_beats = cfg_beats + b_beats + w_beats
+            acc_words = int(rows_out_stripe.sum()) * wo1 * n_slots
+            a = dict.fromkeys(self.actions, 0)
+            a["mac_ops"] = ops
+            a["mac_gated_slots"] = n_macs * int(mac_cycles.sum()) - ops
+            a["input_memory_write_words"] = int(row_el.sum()) if stream else 0
+            a["input_memory_read_words"] = int(window_el.sum())
+            a["sm_read_words"] = row_sm * window_rows
+            a["kernel_memory_write_words"] = int(kmem_words)
+            a["kernel_memory_read_words"] = ops
+            a["pre_buffer_write_words"] = acc_words
+            a["pre_buffer_read_words"] = acc_words
+            a["output_buffer_write_words"] = int(el.sum())
+            a["output_buffer_read_words"] = int(el.sum())
+            if compressed_out:
+                a["sm_write_words"] = ceil_div(out_w * count, cfg.array.sm_word_pixels) * out_written.shape[0]
+            a["dram_read_bytes"] = (int(rd_beats.sum()) + int(w_beats) + int(b_beats) + int(cfg_beats)) * bb
+            a["dram_write_bytes"] = int(wr_beats.sum()) * bb
+            passes.append(PassWork(
+                service=[dma_cycles(rd_beats, cfg), decoder, mac_cycles, pre, enc, dma_cycles(wr_beats, cfg)],
+                capacities=capacities, load_cycles=int(dma_cycles(load_beats, cfg)),
+                prefetched=tr.kernel_banks > 1 and p > 0, channels=chans, actions=a,
+                dram_read_bytes={"activations": int(rd_beats.sum()) * bb, "weights": int(w_beats) * bb,
+                                 "biases": int(b_beats) * bb, "config": int(cfg_beats) * bb},
+                dram_write_bytes={"activations": int(wr_beats.sum()) * bb},
+                mac_ops=ops, macs_useful=int(effectual[chans].sum()), pu_ops=pu_ops.sum(axis=0),
+                pu_busy_max=int(busy.max(axis=1).sum()), pu_busy_mean=float(busy.mean(axis=1).sum())))
+        return LayerWork(passes=passes, resident=resident)
