@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_perf.py [--networks vgg16 resnet50 mobilenet_v2] [--quick]
-        [--skip-torch] [--skip-scalesim] [--scalesim-python /tmp/scalesim-venv/bin/python]
+        [--skip-torch] [--skip-scalesim] [--scalesim-python .scalesim-venv/bin/python]
         [--scalesim-timeout 180] [--markdown FILE]
 
 Measures, for every network, the full mode (``trace="propagated", check=True``,
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--networks", nargs="+", default=list(NETWORKS))
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--skip-scalesim", action="store_true")
-    ap.add_argument("--scalesim-python", default="/tmp/scalesim-venv/bin/python",
+    ap.add_argument("--scalesim-python", default=".scalesim-venv/bin/python",
                     help="interpreter of a venv with scalesim==3.0.0, numpy==2.3.5, pandas==2.3.3")
     ap.add_argument("--scalesim-timeout", type=float, default=180.0)
     ap.add_argument("--quick", action="store_true",

@@ -13,7 +13,8 @@ from ._protocol import (Action, Buffer, Dataflow, DataflowTraits, LayerWork, Mem
                         frozen_actions, get_dataflow, register)
 from ._accelerator import (DRAM_TYPES, ENERGY_NODES_NM, AcceleratorConfig, ArrayConfig, DmaConfig, EnergyConfig,
                            MemoryConfig, PrecisionConfig, closest_key, config_to_dict, field_names, get_preset,
-                           list_presets, load_config, parse_set, with_overrides)
+                           list_presets, load_config, parse_set, parse_toml, read_user_file,
+                           with_overrides)
 from ._mapping import LayerMapping, ScheduledLayer, map_conv, next_pow2, schedule_network
 from ._plan import PassPlan, kernel_lane_sizes, plan_passes
 from ._counts import stripe_windows
@@ -26,7 +27,7 @@ __all__ = [
     # accelerator description
     "AcceleratorConfig", "ArrayConfig", "DRAM_TYPES", "DmaConfig", "ENERGY_NODES_NM", "EnergyConfig",
     "MemoryConfig", "PrecisionConfig", "closest_key", "config_to_dict", "field_names", "get_preset",
-    "list_presets", "load_config", "parse_set", "with_overrides",
+    "list_presets", "load_config", "parse_set", "parse_toml", "read_user_file", "with_overrides",
     # mapping and pass plans
     "LayerMapping", "PassPlan", "ScheduledLayer", "kernel_lane_sizes", "map_conv", "next_pow2", "plan_passes",
     "schedule_network",

@@ -53,6 +53,8 @@ __all__ = [
     "parse_set",
     "with_overrides",
     "closest_key",
+    "parse_toml",
+    "read_user_file",
     "ENERGY_NODES_NM",
     "DRAM_TYPES",
 ]
@@ -554,14 +556,32 @@ def _get_preset(name: object, stack: tuple[str, ...]) -> AcceleratorConfig:
     return _from_text(resource.read_bytes(), label, default_name=name, stack=(*stack, name))
 
 
+def read_user_file(path: str, what: str) -> bytes:
+    """The bytes of a user's file; :class:`ConfigError` naming the file and ``what`` it is otherwise."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    except ValueError as exc:   # e.g. "embedded null byte"
+        raise ConfigError(f"{path!r}: not a valid file name ({exc})") from None
+
+
+def parse_toml(raw: bytes, label: str) -> dict[str, object]:
+    """A TOML document (never executed, never YAML); :class:`ConfigError` prefixed with ``label``."""
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+
+
 def _from_text(
     raw: bytes, label: str, *, default_name: str, stack: tuple[str, ...]
 ) -> AcceleratorConfig:
     """Parse TOML bytes and build a config; every error is prefixed with ``label``."""
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    data = parse_toml(raw, label)
     try:
         return _from_mapping(data, default_name=default_name, stack=stack)
     except ConfigError as exc:
@@ -647,15 +667,7 @@ def load_config(path_or_preset: str | os.PathLike[str]) -> AcceleratorConfig:
             return get_preset(path)
     else:
         raise ConfigError(f"config must be a file path or preset name, got {path_or_preset!r}")
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
-    except ValueError as exc:   # e.g. "embedded null byte"
-        raise ConfigError(f"{path!r}: not a valid file name ({exc})") from None
+    raw = read_user_file(path, "config file")
     stem = os.path.splitext(os.path.basename(path))[0] or "config"
     cfg = _from_text(raw, path, default_name=stem, stack=())
     table = cfg.energy.table

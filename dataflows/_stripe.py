@@ -211,20 +211,20 @@ class StripeDataflow:
         pad = mp.padding
         n_macs = cfg.array.num_macs
         tr = self.traits
-        if tr.skip_weights and weights is None:
-            raise MappingError(f"layer {layer.name!r}: dataflow {self.name!r} skips zero weights and "
+        if (tr.skip_weights or tr.compressed_weights) and weights is None:
+            raise MappingError(f"layer {layer.name!r}: dataflow {self.name!r} "
+                               f"{'skips zero weights' if tr.skip_weights else 'compresses kernels'} and "
                                "needs the layer's weights")
         compressed_in = sched.compressed_input and tr.compressed_activations
         compressed_out = sched.compressed_output and tr.compressed_activations
         n_pus = self.num_pus(cfg)
         plans = self.plan(sched, cfg, weights)
         if tr.skip_weights:
-            full = _block_diagonal(weights, mp)
-            wpre = weight_tap_prefix(full)
-            lane_words = kernel_lane_sizes(weights, mp, cfg.array.sm_word_pixels)   # (cout, m)
+            wpre = weight_tap_prefix(_block_diagonal(weights, mp))
         else:
             wpre = np.zeros((1, 1, 1, 1), dtype=np.uint8)
-            lane_words = None
+        # Compressed kernels: SM words + non-zeros of each (output channel, lane) block.
+        lane_words = kernel_lane_sizes(weights, mp, cfg.array.sm_word_pixels) if tr.compressed_weights else None
 
         # Input side: identical for every pass.
         row_el = row_stream_elements(act_in, cfg.array.sm_word_pixels, compressed_in)

@@ -5,8 +5,8 @@
 no shared timing code) must agree on the total cycles, on every per-unit
 counter of docs/architecture.md §3.2, on the useful MACs, the MAC operations
 (in total and per PU) and the DRAM traffic, for randomly drawn small layers,
-data, weights and configurations under all four dataflows (dense, nullhop,
-rsnn, combined). A mismatch reports the (shrunk) layer, its configuration and
+data, weights and configurations under every registered dataflow (dense, nullhop,
+rsnn, combined, nullhop-prefetch). A mismatch reports the (shrunk) layer, its configuration and
 both counter dictionaries.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from dataflows import schedule_network
+from dataflows import dataflow_names, get_dataflow, schedule_network
 from simulator import Simulator, with_overrides
 from simulator.oracle import clocked_layer
 from simulator.report import LayerTiming as ClockedTiming
@@ -41,7 +41,7 @@ CIN_WIDE = [129, 160, 200, 260]
 #: Output channels: m = 8 (<= 16), 4 (<= 32), 2 (<= 64), 1 (<= 128) and multi-pass.
 COUT = [1, 4, 9, 16, 20, 32, 40, 64, 96, 100, 128, 129, 200, 300]
 #: Dataflows (docs/architecture.md §8) and PU counts (all divide every drawn MAC count, 16..128).
-DATAFLOWS = ["dense", "nullhop", "rsnn", "combined"]
+DATAFLOWS = list(dataflow_names())   # every registered dataflow, nullhop-prefetch included
 PUS = [1, 2, 4, 8, 16]
 #: Upper bound on the taps of a drawn layer (pixels x kernel taps x C_in x C_out): the
 #: reference retires every tap of every MAC slot one cycle at a time.
@@ -141,7 +141,7 @@ def materialise(c: Case):
 
 def _compressed_input(sched, cfg: AcceleratorConfig) -> bool:
     """The input stream is compressed: not the first layer, and a dataflow that compresses activations."""
-    return sched.compressed_input and cfg.array.dataflow in ("nullhop", "combined")
+    return sched.compressed_input and get_dataflow(cfg.array.dataflow).traits.compressed_activations
 
 
 def _input_bytes(x: np.ndarray, compressed: bool, k: int, pad: int) -> tuple[int, int]:
@@ -231,13 +231,14 @@ def cases(draw) -> Case:
         "dma.config_beats_per_pass": draw(st.sampled_from([16, 0, 3])),
     }
     dataflow = draw(st.sampled_from(DATAFLOWS))
-    merging = dataflow in ("rsnn", "combined") and draw(st.booleans())
+    skips_weights = get_dataflow(dataflow).traits.skip_weights
+    merging = skips_weights and draw(st.booleans())
     ov["array.dataflow"] = dataflow
     ov["array.num_pus"] = draw(st.sampled_from(PUS))
     ov["array.kernel_merging"] = merging
     w_density = draw(st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)))
     w_pattern = draw(st.sampled_from(["iid", "iid", "balanced", "kernels"]
-                                     + (["none"] if dataflow in ("dense", "nullhop") else [])))
+                                     + ([] if skips_weights else ["none"])))
     c = Case(kind, h, w, cin, cout, k, pad, stride, groups, activation, pool, first, density, pattern,
              out_density, seed, tuple(ov.items()), w_density, w_pattern)
     if merging and draw(st.integers(0, 9)):
@@ -491,6 +492,11 @@ VALIDATIONS = [
      None),
     ("vgg16", "rsnn", None, 6, ["conv1_1", "conv1_2", "conv2_1"], None),
     ("vgg16", "combined", {"array.kernel_merging": True}, 6, ["conv1_2", "conv2_2", "conv3_1"], None),
+    # Two kernel banks: multi-pass layers, loads overlapping the previous pass, resident and streaming inputs.
+    ("resnet18", "nullhop-prefetch", None, None, None, None),
+    ("vgg16", "nullhop-prefetch", None, 6, ["conv3_1", "conv4_2", "conv5_1"], None),
+    ("mobilenet_v2", "nullhop-prefetch", {"dma.latency_cycles": 400}, 6,
+     ["features.14.conv.0.0", "features.17.conv.2", "features.18"], None),
 ]
 
 

@@ -25,12 +25,11 @@ from __future__ import annotations
 import functools
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from dataflows import AcceleratorConfig, get_dataflow
+from dataflows import AcceleratorConfig, get_dataflow, parse_toml, read_user_file
 from workloads import ConfigError, SparsesimError, is_number, suggest
 
 __all__ = ["COMPONENTS", "ActionCost", "action_map", "EnergyEntry", "EnergyTable",
@@ -258,18 +257,11 @@ def _parse_entry(label: str, sec: str, key: str, raw: object, default: EnergyEnt
                        exponent=values.get("exponent"), **meta)
 
 
-def _parse_document(raw: bytes, label: str) -> dict[str, object]:
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
-
-
 @functools.lru_cache(maxsize=1)
 def _builtin() -> dict[str, dict[str, EnergyEntry]]:
     """The built-in table, parsed and checked once: section -> entry name -> entry."""
     raw = resources.files("simulator.energy").joinpath("default.toml").read_bytes()
-    data = _parse_document(raw, _BUILTIN_LABEL)
+    data = parse_toml(raw, _BUILTIN_LABEL)
     nodes: dict[str, dict[str, EnergyEntry]] = {}
     for sec, body in data.items():
         if not isinstance(body, dict):
@@ -284,14 +276,8 @@ def _builtin() -> dict[str, dict[str, EnergyEntry]]:
 
 def _read_overrides(path: str, nodes: dict[str, dict[str, EnergyEntry]]) -> dict[str, dict[str, EnergyEntry]]:
     """Parse a user table: only known sections and entries, each checked against its built-in entry."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: energy table not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read energy table: {exc.strerror or exc}") from None
-    data = _parse_document(raw, path)
+    raw = read_user_file(path, "energy table")
+    data = parse_toml(raw, path)
     out: dict[str, dict[str, EnergyEntry]] = {}
     for sec, body in data.items():
         if sec not in nodes:

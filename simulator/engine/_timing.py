@@ -23,15 +23,11 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
                cfg: AcceleratorConfig, weights: np.ndarray | None = None) -> LayerTiming:
     """Simulate one accelerator layer under the configured dataflow.
 
-    Parameters
-    ----------
-    sched : the scheduled layer (mapping, fused pool, compression flags).
-    act_in : int16 (H, W, C) input as the array sees it (FC: (1, 1, N)).
-    out_written : int16 output as the PRE writes it: stride-1, after the fused
-        pool if any (host decimation for stride > 1 comes later).
-    cfg : the accelerator configuration (``array.dataflow`` picks the dataflow).
-    weights : int16 ``(C_out, kh, kw, C_in/groups)``. Required by dataflows that
-        skip zero weights; without it useful MACs count every weight as non-zero.
+    The arguments are those of the dataflow's ``layer_work`` (``dataflows.StripeDataflow``
+    documents them): the scheduled layer, its int16 input as the array sees it, its
+    stride-1 output as the PRE writes it, the configuration (``array.dataflow`` picks
+    the dataflow) and the int16 weights (required by dataflows that skip zero weights
+    or compress kernels).
 
     Returns
     -------

@@ -596,8 +596,9 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         if weights.shape != (cout, kh, kw, cin_g):
             raise TraceError(f"layer {sched.layer.name!r}: weights have shape {weights.shape!r}, expected "
                              f"{(cout, kh, kw, cin_g)!r}")
-    elif flow.skip_weights:
-        raise MappingError(f"layer {sched.layer.name!r}: dataflow {a.dataflow!r} skips zero weights and needs "
+    elif flow.skip_weights or flow.compressed_weights:
+        raise MappingError(f"layer {sched.layer.name!r}: dataflow {a.dataflow!r} "
+                           f"{'skips zero weights' if flow.skip_weights else 'compresses kernels'} and needs "
                            "the layer's weights")
     # What the dataflow stores compressed and what it skips (docs §8 table).
     compressed_in = sched.compressed_input and flow.compressed_activations
