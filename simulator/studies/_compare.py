@@ -60,12 +60,13 @@ class Comparison:
         """Text table, one line per dataflow."""
         rows = self.rows()
         has_e = all("energy_uj" in r for r in rows)
-        hdr = (f"{'dataflow':<10} {'cycles':>13} {'lat ms':>9} {'speedup':>8} {'util':>6} {'effic':>7} "
+        nw = max([10] + [len(r["dataflow"]) for r in rows])
+        hdr = (f"{'dataflow':<{nw}} {'cycles':>13} {'lat ms':>9} {'speedup':>8} {'util':>6} {'effic':>7} "
                f"{'PU imb':>7} {'passes':>6} {'DRAM MiB':>9}" + (f" {'energy uJ':>10}" if has_e else ""))
         lines = [f"sparsesim compare: {self.network}, speedup over {self.baseline}", hdr, "-" * len(hdr)]
         for r in rows:
             lines.append(
-                f"{r['dataflow']:<10} {r['cycles']:>13,d} {r['latency_ms']:>9.3f} {r['speedup']:>7.2f}x "
+                f"{r['dataflow']:<{nw}} {r['cycles']:>13,d} {r['latency_ms']:>9.3f} {r['speedup']:>7.2f}x "
                 f"{r['mac_utilization']:>6.1%} {r['efficiency']:>7.1%} {r['pu_imbalance']:>7.3f} {r['passes']:>6d} "
                 f"{r['dram_bytes'] / 2**20:>9.2f}" + (f" {r['energy_uj']:>10.1f}" if has_e else ""))
         lines.append("PU imbalance = slowest / mean PU work (MAC operations), weighted over layers; "
