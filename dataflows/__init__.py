@@ -11,12 +11,13 @@
 """
 from ._protocol import (Action, Buffer, Dataflow, DataflowTraits, LayerWork, Memory, PassWork, dataflow_names,
                         frozen_actions, get_dataflow, register)
-from ._accelerator import (DRAM_TYPES, ENERGY_NODES_NM, AcceleratorConfig, ArrayConfig, DmaConfig, EnergyConfig,
+from ._accelerator import (DRAM_INTERFACES, DRAM_TYPES, ENERGY_NODES_NM, MAX_BUFFER_KIB, AcceleratorConfig, ArrayConfig, DmaConfig, EnergyConfig,
                            MemoryConfig, PrecisionConfig, closest_key, config_to_dict, field_names, get_preset,
                            list_presets, load_config, parse_set, parse_toml, read_user_file,
                            with_overrides)
 from ._mapping import LayerMapping, ScheduledLayer, map_conv, next_pow2, schedule_network
 from ._plan import PassPlan, kernel_lane_sizes, plan_passes
+from ._handoff import HANDOFF_BUFFERS, Handoff, handoff_columns, input_column_chunks, written_column_chunks
 from ._counts import stripe_windows
 from ._stripe import STRIPE_UNITS, StripeDataflow, dma_cycles
 
@@ -35,4 +36,7 @@ __all__ = [
     "Action", "Buffer", "Dataflow", "DataflowTraits", "LayerWork", "Memory", "PassWork", "STRIPE_UNITS",
     "StripeDataflow", "dataflow_names", "dma_cycles", "frozen_actions", "get_dataflow", "register",
     "stripe_windows",
+    # the hand-off granularity shared by both timing models
+    "HANDOFF_BUFFERS", "Handoff", "handoff_columns", "input_column_chunks", "written_column_chunks",
+    "DRAM_INTERFACES", "MAX_BUFFER_KIB",
 ]

@@ -55,9 +55,18 @@ __all__ = [
     "closest_key",
     "parse_toml",
     "read_user_file",
+    "DRAM_INTERFACES",
     "ENERGY_NODES_NM",
+    "MAX_BUFFER_KIB",
     "DRAM_TYPES",
 ]
+
+
+#: Choices of ``dma.interface``.
+DRAM_INTERFACES = ("shared", "separate")
+
+#: Largest hand-off buffer a configuration may ask for, in KiB (1 GiB).
+MAX_BUFFER_KIB = 1 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +110,15 @@ class ArrayConfig:
     kernel_merging : bool
         Weight-skipping dataflows pack several sparse kernels into one MAC's
         kernel memory and balance them over PUs (Assumption, RSNN-style).
+    handoff_columns : int
+        Widest work unit handed between units, in stride-1 output columns of a
+        stripe (lowered per layer until two fit every buffer,
+        docs/architecture.md §3). The MAC array retires one accumulator column
+        at a time [S]; Assumption: 4 columns per hand-off, to bound the event count.
+    min_handoffs_per_stripe : int
+        Fewest hand-offs per stripe: a work unit is at most ``Wo1 // min_handoffs_per_stripe``
+        columns wide (at least one), so that grouping columns adds little pipeline
+        fill on narrow layers. Assumption: 16.
     """
 
     num_clusters: int = 8                 # [C] NUM_MACS / NUM_MACS_PER_CLUSTER = 128 / 16
@@ -117,6 +135,8 @@ class ArrayConfig:
     dataflow: str = "nullhop"             # [P] NullHop skips zero activations; others are Assumptions
     num_pus: int = 8                      # Assumption: one RSNN-style PU per cluster (RSNN's count is [NF])
     kernel_merging: bool = False          # Assumption: RSNN-style kernel merging off by default
+    handoff_columns: int = 4              # Assumption: columns per hand-off (the hardware retires 1 at a time [S])
+    min_handoffs_per_stripe: int = 16     # Assumption: narrow layers hand off at least 16 times per stripe
 
     @property
     def num_macs(self) -> int:
@@ -136,31 +156,31 @@ class MemoryConfig:
     kernel_memory_words_per_mac : int
         Kernel memory of each MAC, in 16-bit weight words.
         [C] 4096, from ``k*k*Cin/4096 + 1`` in ``set_derived_config``.
-    decoder_fifo_stripes : int
-        Capacity of the decoder -> MAC hand-off buffer, in stripes.
-        Assumption (buffer sizes are [NF]).
-    pre_fifo_stripes : int
-        Capacity of the MAC -> PRE hand-off buffer, in stripes. Assumption.
-    output_fifo_stripes : int
-        Capacity of the PRE -> output DMA buffer, in stripes. Assumption.
-    pre_buffer_kib : int
-        Capacity of the PRE buffer that receives the retired accumulator
-        columns, in KiB. Used only to pick its SRAM energy per access.
+    decoder_fifo_kib : float
+        Buffer between the input decoder and the MAC array, in KiB: decoded
+        pixels, 2 bytes each. Assumption: 16 KiB (the size is [NF]).
+    pre_buffer_kib : float
+        PRE buffer between the MAC array and the PRE, in KiB: retired
+        accumulator columns, one 16-bit partial sum per MAC slot and output
+        pixel. Timing and the SRAM energy per access both use it.
         Assumption: 4 KiB, eight columns of 2 output rows x 128 MACs x 16 bits
         (the size is [NF]).
-    output_buffer_kib : int
-        Capacity of the output buffer between the encoder and the output DMA,
-        in KiB. Used only to pick its SRAM energy per access. Assumption: 8 KiB
-        (the size is [NF]; the driver reads the output in 1 KB transfers [C]).
+    encoder_fifo_kib : float
+        Buffer between the PRE and the output encoder, in KiB: raw output
+        values, 2 bytes each. Assumption: 4 KiB (the size is [NF]).
+    output_buffer_kib : float
+        Output buffer between the encoder and the output DMA, in KiB: encoded
+        output. Timing and the SRAM energy per access both use it.
+        Assumption: 8 KiB (the size is [NF]; the driver reads the output in
+        1 KB transfers [C]).
     """
 
     input_memory_kib: int = 512           # [C] IDP_MEMORY_SIZE_KB
     kernel_memory_words_per_mac: int = 4096   # [C] k*k*Cin/4096 + 1 in set_derived_config
-    decoder_fifo_stripes: int = 2         # Assumption: bounded hand-off buffer, in stripes ([NF])
-    pre_fifo_stripes: int = 2             # Assumption: bounded hand-off buffer, in stripes ([NF])
-    output_fifo_stripes: int = 2          # Assumption: bounded hand-off buffer, in stripes ([NF])
-    pre_buffer_kib: int = 4               # Assumption: 8 accumulator columns of 2 rows x 128 MACs x 16 bit ([NF])
-    output_buffer_kib: int = 8            # Assumption: size is [NF]; driver reads output in 1 KB transfers [C]
+    decoder_fifo_kib: float = 16          # Assumption: decoded pixels between decoder and MAC array ([NF])
+    pre_buffer_kib: float = 4             # Assumption: 8 accumulator columns of 2 rows x 128 MACs x 16 bit ([NF])
+    encoder_fifo_kib: float = 4           # Assumption: raw output values between PRE and encoder ([NF])
+    output_buffer_kib: float = 8          # Assumption: size is [NF]; driver reads output in 1 KB transfers [C]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,8 +190,9 @@ class DmaConfig:
     Attributes
     ----------
     bandwidth_bytes_per_cycle : float
-        Sustained DMA bandwidth per direction, in bytes per core clock cycle.
-        Assumption: one 64-bit AXI beat per clock (bandwidth is [NF]).
+        Sustained DRAM bandwidth, in bytes per core clock cycle: of the one
+        interface when ``interface = "shared"``, of each direction when
+        ``"separate"``. Assumption: one 64-bit AXI beat per clock (bandwidth is [NF]).
     latency_cycles : int
         Fixed latency of one DMA transfer, in core clock cycles. Assumption ([NF]).
     beat_bytes : int
@@ -181,6 +202,12 @@ class DmaConfig:
     config_beats_per_pass : int
         Register-write beats sent before each pass, in beats.
         Assumption: 16 register writes per pass.
+    interface : str
+        ``"shared"``: read and write transfers take turns on one DRAM interface
+        (first come, first served; the read side first on a tie), or
+        ``"separate"``: two independent channels, each at the full bandwidth.
+        Assumption: shared, since the Zynq-7100 board that hosts NullHop reaches
+        one DDR memory through its one memory controller (docs/architecture.md §4.2).
     """
 
     bandwidth_bytes_per_cycle: float = 8.0    # Assumption: one 64-bit AXI beat per clock ([NF])
@@ -188,6 +215,7 @@ class DmaConfig:
     beat_bytes: int = 8                   # [C] 64-bit AXI beats
     values_per_beat: int = 2              # [C] 2 x 16-bit payload per beat
     config_beats_per_pass: int = 16       # Assumption: register writes per pass
+    interface: str = "shared"             # Assumption: one DDR interface for both directions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -378,15 +406,16 @@ def _validate(cfg: AcceleratorConfig) -> None:
         raise ConfigError(f"array.num_pus must divide the {a.num_macs} MACs "
                           f"(array.num_clusters x array.macs_per_cluster), got {a.num_pus!r}")
     boolean("array.kernel_merging", a.kernel_merging)
+    positive_int("array.handoff_columns", a.handoff_columns)
+    positive_int("array.min_handoffs_per_stripe", a.min_handoffs_per_stripe)
 
     m = cfg.memory
     positive_int("memory.input_memory_kib", m.input_memory_kib)
     positive_int("memory.kernel_memory_words_per_mac", m.kernel_memory_words_per_mac)
-    positive_int("memory.decoder_fifo_stripes", m.decoder_fifo_stripes)
-    positive_int("memory.pre_fifo_stripes", m.pre_fifo_stripes)
-    positive_int("memory.output_fifo_stripes", m.output_fifo_stripes)
-    positive_int("memory.pre_buffer_kib", m.pre_buffer_kib)
-    positive_int("memory.output_buffer_kib", m.output_buffer_kib)
+    for name in ("decoder_fifo_kib", "pre_buffer_kib", "encoder_fifo_kib", "output_buffer_kib"):
+        positive_number(f"memory.{name}", getattr(m, name))
+        if getattr(m, name) > MAX_BUFFER_KIB:
+            raise ConfigError(f"memory.{name} must be at most {MAX_BUFFER_KIB} KiB, got {getattr(m, name)!r}")
 
     d = cfg.dma
     positive_number("dma.bandwidth_bytes_per_cycle", d.bandwidth_bytes_per_cycle)
@@ -401,6 +430,8 @@ def _validate(cfg: AcceleratorConfig) -> None:
             f"value, i.e. be <= {d.beat_bytes // 2}, got {d.values_per_beat!r}"
         )
     non_negative_int("dma.config_beats_per_pass", d.config_beats_per_pass)
+    if not isinstance(d.interface, str) or d.interface not in DRAM_INTERFACES:
+        raise ConfigError(f"dma.interface must be one of {', '.join(DRAM_INTERFACES)}, got {d.interface!r}")
 
     p = cfg.precision
     integer("precision.total_bits", p.total_bits)

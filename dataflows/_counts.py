@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["slot_mac_work", "weight_tap_prefix", "row_stream_elements", "stripe_windows",
+__all__ = ["slot_mac_work", "weight_tap_prefix", "row_stream_elements", "row_chunk_elements", "stripe_windows",
            "ceil_div"]
 
 
@@ -41,6 +41,40 @@ def row_stream_elements(act, sm_word_pixels, compressed):
                     nnz += 1
         out[iy] = ceil_div(w * c, sm_word_pixels) + nnz
     return out
+
+
+@njit(cache=True)
+def row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, n_chunks):
+    """Per row and chunk: 16-bit stream elements, and the pixels a decoder delivers.
+
+    ``col_chunk[x]`` is the chunk of column ``x``. Elements are the non-zeros in
+    the chunk's columns plus the SM words that start there (word ``k`` covers
+    stream positions ``16k .. 16k+15``, position = column x channels + channel),
+    or every value when not compressed. Pixels are the non-zeros, or every value.
+
+    Returns
+    -------
+    elements, pixels : int64 ``(H, n_chunks)``; each row of ``elements`` sums to
+    :func:`row_stream_elements`.
+    """
+    h, w, c = act.shape
+    el = np.zeros((h, n_chunks), dtype=np.int64)
+    px = np.zeros((h, n_chunks), dtype=np.int64)
+    for iy in range(h):
+        for ix in range(w):
+            j = col_chunk[ix]
+            if not compressed:
+                el[iy, j] += c
+                px[iy, j] += c
+                continue
+            nnz = 0
+            for ch in range(c):
+                if act[iy, ix, ch] != 0:
+                    nnz += 1
+            words = ceil_div((ix + 1) * c, sm_word_pixels) - ceil_div(ix * c, sm_word_pixels)
+            el[iy, j] += nnz + words
+            px[iy, j] += nnz
+    return el, px
 
 
 def stripe_windows(h: int, kh: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +109,8 @@ def weight_tap_prefix(weights_full):
 
 @njit(cache=True, parallel=True)
 def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w,
-                  slot_kptr, slot_kernels, slot_lane, slot_pu, n_pus):
-    """MAC-array cycles per stripe for any dataflow, with per-PU busy time.
+                  slot_kptr, slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks):
+    """MAC-array cycles per work unit (stripe ``s``, chunk ``j`` -> ``s * n_chunks + j``), with per-PU busy time.
 
     Each MAC slot ``s`` serves lane ``slot_lane[s]`` for the output channels
     ``slot_kernels[slot_kptr[s]:slot_kptr[s+1]]`` (one, or several when kernels
@@ -85,23 +119,24 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
     weight of that kernel (``skip_w`` True), summed over the slot's kernels.
     Zero pixels are skipped when ``skip_act``. Within a PU, slots synchronise per
     input column (a column costs the PU the maximum over its slots); PUs run
-    independently through a stripe and meet at its end (Assumption,
-    docs/architecture.md §8).
+    independently through a chunk's input columns (``col_chunk[x]`` is the chunk
+    of input column ``x``) and meet at its end (Assumption, docs/architecture.md §8.1).
 
     Returns
     -------
-    mac_cycles : int64 (S,) stripe cycles (slowest PU).
-    pu_cycles : int64 (S, n_pus) busy cycles of each PU per stripe.
-    pu_ops : int64 (S, n_pus) MAC operations performed by each PU per stripe.
+    mac_cycles : int64 (S * n_chunks,) work-unit cycles (slowest PU).
+    pu_cycles : int64 (S * n_chunks, n_pus) busy cycles of each PU per work unit.
+    pu_ops : int64 (S * n_chunks, n_pus) MAC operations performed by each PU per work unit.
     """
     h, w, c = act.shape
     ho = h + 2 * pad - kh + 1
     wo = w + 2 * pad - kw + 1
     n_stripes = (ho + 1) // 2
     n_slots = slot_lane.shape[0]
-    mac_cycles = np.zeros(n_stripes, dtype=np.int64)
-    pu_cycles = np.zeros((n_stripes, n_pus), dtype=np.int64)
-    pu_ops = np.zeros((n_stripes, n_pus), dtype=np.int64)
+    n_items = n_stripes * n_chunks
+    mac_cycles = np.zeros(n_items, dtype=np.int64)
+    pu_cycles = np.zeros((n_items, n_pus), dtype=np.int64)
+    pu_ops = np.zeros((n_items, n_pus), dtype=np.int64)
     # NOTE: lane -> slots table (CSR), built once so the inner loop touches only its lane's slots.
     lane_cnt = np.zeros(m + 1, dtype=np.int64)
     for s in range(n_slots):
@@ -113,7 +148,8 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
         ln = slot_lane[s]
         lane_slots[fillp[ln]] = s
         fillp[ln] += 1
-    # NOTE: stripes are independent (each writes only its own row of the outputs), so prange is race-free.
+    # NOTE: stripes are independent (each writes only its own work units' rows of the outputs), so prange
+    # is race-free.
     for st in prange(n_stripes):
         oy0 = 2 * st
         rows_out = min(2, ho - oy0)
@@ -122,9 +158,9 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
         slot_work = np.zeros(n_slots, dtype=np.int64)
         lane_taps = np.zeros(m, dtype=np.int64)
         pu_col = np.zeros(n_pus, dtype=np.int64)
-        pu_time = np.zeros(n_pus, dtype=np.int64)
         kys = np.zeros(2, dtype=np.int64)
         for ix in range(w):
+            item = st * n_chunks + col_chunk[ix]
             kx_lo = max(0, ix + pad - (wo - 1))
             kx_hi = min(kw - 1, ix + pad)
             if kx_hi < kx_lo:
@@ -164,15 +200,15 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
             pu_col[:] = 0
             for s in range(n_slots):
                 p = slot_pu[s]
-                pu_ops[st, p] += slot_work[s]
+                pu_ops[item, p] += slot_work[s]
                 if slot_work[s] > pu_col[p]:
                     pu_col[p] = slot_work[s]
             for p in range(n_pus):
-                pu_time[p] += pu_col[p]
-        best = 0
-        for p in range(n_pus):
-            pu_cycles[st, p] = pu_time[p]
-            if pu_time[p] > best:
-                best = pu_time[p]
-        mac_cycles[st] = best
+                pu_cycles[item, p] += pu_col[p]
+        for j in range(st * n_chunks, (st + 1) * n_chunks):
+            best = 0
+            for p in range(n_pus):
+                if pu_cycles[j, p] > best:
+                    best = pu_cycles[j, p]
+            mac_cycles[j] = best
     return mac_cycles, pu_cycles, pu_ops

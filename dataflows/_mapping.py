@@ -119,15 +119,28 @@ def map_conv(layer: Layer, cfg: AcceleratorConfig) -> LayerMapping:
             f"{words}, more than array.max_macs_per_channel="
             f"{max_m}")
     m = next_pow2(max(kmem_required, m_channels))
+    p2 = next_pow2(cin)
+
+    def lane_layout(m: int) -> tuple[int, int]:
+        if m == 1:
+            return cin * kh * kw, cin
+        if p2 > m:
+            return (p2 // m) * kh * kw, p2 // m
+        return kh * kw, 1
+
+    contiguous, per_lane = lane_layout(m)
+    # The driver sizes m from the real C_in, but a lane holds its share of the channels
+    # padded to a power of two; raise m until the padded kernels fit (docs/architecture.md §2).
+    while contiguous > words and m < max_m:
+        m *= 2
+        contiguous, per_lane = lane_layout(m)
+    if contiguous > words:
+        raise MappingError(
+            f"layer {layer.name!r}: each MAC must hold {contiguous} kernel words ({kh}x{kw} taps x {per_lane} "
+            f"channels padded to a power of two) even at m=array.max_macs_per_channel={max_m}, more than "
+            f"memory.kernel_memory_words_per_mac={words}")
     out_per_pass = n // m
     passes = math.ceil(cout / out_per_pass)  # fix for the driver's integer division (docs/architecture.md)
-    p2 = next_pow2(cin)
-    if m == 1:
-        contiguous, per_lane = cin * kh * kw, cin
-    elif p2 > m:
-        contiguous, per_lane = (p2 // m) * kh * kw, p2 // m
-    else:
-        contiguous, per_lane = kh * kw, 1
     return LayerMapping(m=m, out_per_pass=out_per_pass, passes=passes, contiguous_kernels=contiguous,
                         channels_per_lane=per_lane, kernel=(kh, kw), padding=layer.padding,
                         stride=layer.stride, conv_in_channels=cin, out_channels=cout,

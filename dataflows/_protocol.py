@@ -77,9 +77,7 @@ class DataflowTraits:
 class Buffer:
     """A bounded hand-off buffer between two consecutive units.
 
-    ``capacity_key`` is the config field that sizes it (dotted key), or ``""``
-    when the dataflow derives the capacity from the layer (e.g. how many stripe
-    windows fit the input memory).
+    ``capacity_key`` is the config field that sizes it (dotted key, in KiB).
     """
 
     name: str
@@ -121,7 +119,15 @@ class PassWork:
     Attributes
     ----------
     service : per unit (``Dataflow.units``), int64 cycles of each work unit.
-    capacities : per buffer (``Dataflow.buffers``), its capacity in work units.
+    capacities : per buffer (``Dataflow.buffers``), its capacity in bytes.
+    alloc : per buffer, int64 bytes each work unit takes in it when its
+        producer starts the work unit.
+    free : per buffer, int64 bytes its consumer frees when it finishes each
+        work unit (equal to ``alloc`` except where data outlives one work
+        unit, as rows of the input memory do).
+    dram_units : indices of the units that transfer to or from DRAM, read side
+        first (the first is also the load unit).
+    shared_dram : those units take turns on one DRAM interface.
     load_cycles : cycles the load unit (the first unit) spends loading this
         pass's kernels, biases and configuration.
     prefetched : the load may be issued while the previous pass runs (a second
@@ -138,6 +144,10 @@ class PassWork:
     service: list[np.ndarray]
     capacities: list[int]
     load_cycles: int
+    alloc: list[np.ndarray] = field(default_factory=list)
+    free: list[np.ndarray] = field(default_factory=list)
+    dram_units: tuple[int, ...] = ()
+    shared_dram: bool = False
     prefetched: bool = False
     channels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     actions: dict[str, int] = field(default_factory=dict)
@@ -152,10 +162,12 @@ class PassWork:
 
 @dataclass
 class LayerWork:
-    """All passes of one layer; ``resident``: the input image stays on chip for every pass."""
+    """All passes of one layer; ``resident``: the input image stays on chip for every pass;
+    ``handoff_columns``: stride-1 output columns per work unit (docs/architecture.md §3)."""
 
     passes: list[PassWork]
     resident: bool
+    handoff_columns: int = 0
 
 
 @runtime_checkable

@@ -2,13 +2,15 @@
 
 A layer runs pass by pass; a pass streams the input image stripe by stripe
 (two stride-1 output rows from the ``kh + 1`` input rows that feed them,
-docs/sources.md §N7.2) through six units joined by bounded buffers:
+docs/sources.md §N7.2), each stripe chunk by chunk (a few output columns,
+``_handoff``), through six units joined by buffers sized in bytes:
 DMA read -> input decoder -> MAC array -> PRE -> output encoder -> DMA write.
 This module turns one mapped layer and its real data into, per pass, the
-cycles each unit spends on each stripe (exact counts from the numba kernels
-in ``_counts``), the buffer capacities, the kernel-load cycles, and the
-action counts the energy model charges. It decides nothing about time: the
-event model in ``simulator.engine`` schedules the work.
+cycles each unit spends on each work unit (exact counts from the numba kernels
+in ``_counts``), the bytes each work unit takes in each buffer, the kernel-load
+cycles, and the action counts the energy model charges. It decides nothing
+about time: the event model in ``simulator.engine`` schedules the work
+(docs/architecture.md §3-§4).
 
 A dataflow built on it is a :class:`StripeDataflow` with its own
 :class:`~dataflows.DataflowTraits` (what it skips, what it compresses, its
@@ -24,7 +26,8 @@ import numpy as np
 from workloads import MappingError
 
 from ._accelerator import AcceleratorConfig
-from ._counts import ceil_div, row_stream_elements, slot_mac_work, stripe_windows, weight_tap_prefix
+from ._counts import ceil_div, row_chunk_elements, slot_mac_work, stripe_windows, weight_tap_prefix
+from ._handoff import HANDOFF_BUFFERS, handoff_columns, input_column_chunks, written_column_chunks
 from ._mapping import ScheduledLayer
 from ._plan import PassPlan, kernel_lane_sizes, plan_passes
 from ._protocol import Action, Buffer, DataflowTraits, LayerWork, Memory, PassWork, frozen_actions
@@ -34,22 +37,18 @@ __all__ = ["STRIPE_ACTIONS", "STRIPE_BUFFERS", "STRIPE_MEMORIES", "STRIPE_UNITS"
 #: Units of the stripe pipeline, upstream first.
 STRIPE_UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
 
-#: The buffer after each unit but the last. The input memory holds as many
-#: stripe windows as fit (all of them when the image is resident).
-STRIPE_BUFFERS = (
-    Buffer("input_memory"),
-    Buffer("decoder_fifo", "memory.decoder_fifo_stripes"),
-    Buffer("pre_fifo", "memory.pre_fifo_stripes"),
-    Buffer("encoder_fifo"),   # Assumption: the PRE hands one stripe at a time to the encoder
-    Buffer("output_fifo", "memory.output_fifo_stripes"),
-)
+#: The buffer after each unit but the last, sized in bytes (docs/architecture.md §3).
+STRIPE_BUFFERS = (Buffer("input_memory", "memory.input_memory_kib"),) + tuple(
+    Buffer(name, key) for name, key in HANDOFF_BUFFERS)
 
 #: On-chip memories whose accesses the energy model charges.
 STRIPE_MEMORIES = (
     Memory("input_memory", "compressed input image (IDP memory)", lambda cfg: float(cfg.memory.input_memory_kib)),
     Memory("kernel_memory", "one per MAC: kernel_memory_words_per_mac 16-bit words",
            lambda cfg: cfg.memory.kernel_memory_words_per_mac * cfg.precision.total_bits / 8 / 1024),
+    Memory("decoder_fifo", "decoded pixels for the MAC array", lambda cfg: float(cfg.memory.decoder_fifo_kib)),
     Memory("pre_buffer", "retired accumulator columns", lambda cfg: float(cfg.memory.pre_buffer_kib)),
+    Memory("encoder_fifo", "raw output values for the encoder", lambda cfg: float(cfg.memory.encoder_fifo_kib)),
     Memory("output_buffer", "encoded output before the DMA", lambda cfg: float(cfg.memory.output_buffer_kib)),
 )
 
@@ -64,8 +63,12 @@ STRIPE_ACTIONS = frozen_actions(
     Action("sm_read_words", "sm_metadata", "sm_decode", "sparsity-map words among the input-memory reads"),
     Action("kernel_memory_write_words", "kernel_memory", "write"),
     Action("kernel_memory_read_words", "kernel_memory", "read"),
+    Action("decoder_fifo_write_words", "decoder_fifo", "write", "decoded pixels"),
+    Action("decoder_fifo_read_words", "decoder_fifo", "read"),
     Action("pre_buffer_write_words", "pre_buffer", "write"),
     Action("pre_buffer_read_words", "pre_buffer", "read"),
+    Action("encoder_fifo_write_words", "encoder_fifo", "write", "raw output values"),
+    Action("encoder_fifo_read_words", "encoder_fifo", "read"),
     Action("output_buffer_write_words", "output_buffer", "write", "SM words and non-zeros"),
     Action("output_buffer_read_words", "output_buffer", "read"),
     Action("sm_write_words", "sm_metadata", "sm_encode", "sparsity-map words among the output-buffer writes"),
@@ -107,14 +110,8 @@ def _useful_taps_per_channel(act: np.ndarray, kh: int, kw: int, pad: int, stride
     h, w, _ = act.shape
     ny = _kept_taps_1d(h, kh, pad, stride)
     nx = _kept_taps_1d(w, kw, pad, stride)
-    return np.einsum("hwc,h,w->c", (act != 0).astype(np.int64), ny, nx)
-
-
-def _per_stripe(values: np.ndarray, rows_per_stripe: int, n_stripes: int) -> np.ndarray:
-    out = np.zeros(n_stripes, dtype=np.int64)
-    idx = np.minimum(np.arange(len(values)) // rows_per_stripe, n_stripes - 1)
-    np.add.at(out, idx, values)
-    return out
+    nz = (act != 0).astype(np.int64)
+    return (ny @ nz.reshape(h, -1)).reshape(w, -1).T @ nx
 
 
 def _effectual_per_channel(act: np.ndarray, weights: np.ndarray | None, mp, kh: int, kw: int, pad: int,
@@ -133,7 +130,9 @@ def _effectual_per_channel(act: np.ndarray, weights: np.ndarray | None, mp, kh: 
     vx = (np.arange(w)[:, None, None] - np.arange(0, w + 2 * pad - kw + 1, stride)[None, None, :] + pad
           == np.arange(kw)[None, :, None]).sum(axis=2)       # (w, kw)
     nz = (act != 0).astype(np.int64)
-    a = np.einsum("hwc,hy,wx->cyx", nz, vy, vx)               # (c, kh, kw)
+    # Two matrix products instead of one three-operand einsum (much faster on large layers).
+    rows = (vy.T @ nz.reshape(h, w * c)).reshape(kh, w, c)    # (kh, w, c)
+    a = np.einsum("ywc,wx->cyx", rows, vx, optimize=True)     # (c, kh, kw)
     nzw = (weights.reshape(cout, kh, kw, cin_g) != 0).astype(np.int64)
     out = np.zeros(cout, dtype=np.int64)
     for g in range(groups):
@@ -218,7 +217,6 @@ class StripeDataflow:
         compressed_in = sched.compressed_input and tr.compressed_activations
         compressed_out = sched.compressed_output and tr.compressed_activations
         n_pus = self.num_pus(cfg)
-        plans = self.plan(sched, cfg, weights)
         if tr.skip_weights:
             wpre = weight_tap_prefix(_block_diagonal(weights, mp))
         else:
@@ -226,18 +224,36 @@ class StripeDataflow:
         # Compressed kernels: SM words + non-zeros of each (output channel, lane) block.
         lane_words = kernel_lane_sizes(weights, mp, cfg.array.sm_word_pixels) if tr.compressed_weights else None
 
+        plans = self.plan(sched, cfg, weights)
+        m = mp.m
+        max_slots = max(plan.groups * m for plan in plans)
+        max_channels = max(plan.count for plan in plans)
+        hand = handoff_columns(sched, act_in.shape, cfg, max_slots, max_channels)
+        cols, n_chunks = hand.columns, hand.chunks
+        in_chunk = input_column_chunks(w, kw, pad, cols, n_chunks)
+
         # Input side: identical for every pass.
-        row_el = row_stream_elements(act_in, cfg.array.sm_word_pixels, compressed_in)
+        el_in, px_in = row_chunk_elements(act_in, cfg.array.sm_word_pixels, compressed_in, in_chunk, n_chunks)
+        row_el = el_in.sum(axis=1)
         row_sm = ceil_div(w * c, cfg.array.sm_word_pixels) if compressed_in else 0
         row_beats = -(-row_el // cfg.dma.values_per_beat)
         lo, hi = stripe_windows(h, kh, pad)
         n_stripes = len(lo)
+        n_items = n_stripes * n_chunks
+        first = np.arange(n_stripes) * n_chunks          # chunk 0 of each stripe
+        last = first + n_chunks - 1
         cum = np.concatenate(([0], np.cumsum(row_el)))
         window_el = cum[hi + 1] - cum[lo]
         dec_rate = cfg.array.decoder_values_per_cycle
-        decoder = np.array([ceil_div(int(row_el[a:b + 1].max()), dec_rate) if b >= a else 0
-                            for a, b in zip(lo, hi)], dtype=np.int64)
-        # Rows first needed by each stripe (one DMA transfer per stripe).
+        decoder = np.zeros((n_stripes, n_chunks), dtype=np.int64)
+        dec_bytes = np.zeros((n_stripes, n_chunks), dtype=np.int64)
+        for st, (a0, b0) in enumerate(zip(lo, hi)):
+            if b0 >= a0:
+                decoder[st] = -(-el_in[a0:b0 + 1].max(axis=0) // dec_rate)
+                dec_bytes[st] = 2 * px_in[a0:b0 + 1].sum(axis=0)
+        decoder = decoder.ravel()
+        dec_bytes = dec_bytes.ravel()
+        # Rows first needed by each stripe (one DMA transfer per stripe, on its chunk 0).
         prev_end = np.concatenate(([0], hi[:-1] + 1))
         new_hi = hi.copy()
         new_hi[-1] = h - 1
@@ -246,35 +262,46 @@ class StripeDataflow:
         image_bytes = int(row_el.sum()) * 2
         mem_bytes = cfg.memory.input_memory_kib * 1024
         resident = image_bytes <= mem_bytes
-        if resident:
-            in_fifo = max(1, n_stripes)
-        else:
+        mem_alloc = np.zeros(n_items, dtype=np.int64)
+        mem_free = np.zeros(n_items, dtype=np.int64)
+        if not resident:
             window_bytes = int(window_el.max()) * 2
             if window_bytes > mem_bytes:
                 raise MappingError(
                     f"layer {layer.name!r}: memory.input_memory_kib={cfg.memory.input_memory_kib} is too small "
                     f"for one stripe of {int((hi - lo + 1).max())} input rows, which needs "
                     f"{math.ceil(window_bytes / 1024)} KiB")
-            in_fifo = max(1, mem_bytes // window_bytes)
-        capacities = [in_fifo, cfg.memory.decoder_fifo_stripes, cfg.memory.pre_fifo_stripes, 1,
-                      cfg.memory.output_fifo_stripes]
+            # Rows enter with their stripe's read and leave once the last stripe needing them is decoded.
+            mem_alloc[first] = 2 * (cum[new_hi + 1] - cum[np.minimum(prev_end, new_hi + 1)])
+            leave = np.concatenate((lo[1:], [h]))
+            mem_free[last] = 2 * (cum[leave] - cum[lo])
+        caps = [mem_bytes] + [int(getattr(cfg.memory, key.split(".")[1]) * 1024) for _, key in HANDOFF_BUFFERS]
 
         # Output side.
         rows_out_stripe = np.minimum(2, (h + 2 * pad - kh + 1) - 2 * np.arange(n_stripes))
         wo1 = w + 2 * pad - kw + 1
+        chunk_cols = np.minimum(cols, wo1 - cols * np.arange(n_chunks))
+        pix_out = np.outer(rows_out_stripe, chunk_cols).ravel()     # stride-1 output pixels per work unit
         pre_tree = int(math.log2(mp.m)) + 1
         window_rows = int((hi - lo + 1).clip(min=0).sum())
         out_w = out_written.shape[1]
-        out_rows_per_stripe = 1 if sched.fused_pool is not None else 2
+        pooled = sched.fused_pool is not None
+        out_chunk = written_column_chunks(out_w, pooled, cols, n_chunks)
+        out_cols = np.bincount(out_chunk, minlength=n_chunks)
+        out_rows_per_stripe = 1 if pooled else 2
+        row_stripe = np.minimum(np.arange(out_written.shape[0]) // out_rows_per_stripe, n_stripes - 1)
+        rows_written = np.bincount(row_stripe, minlength=n_stripes)
         effectual = _effectual_per_channel(act_in, weights, mp, kh, kw, pad, mp.stride)
         vpb = cfg.dma.values_per_beat
         bb = cfg.dma.beat_bytes
+        bw = Fraction(repr(float(cfg.dma.bandwidth_bytes_per_cycle)))
+        read_service = np.zeros(n_items, dtype=np.int64)
+        read_rd = dma_cycles(read_beats, cfg)
         mac_cache: dict = {}
         passes = []
         for p, plan in enumerate(plans):
             stream = p == 0 or not resident
             # MAC slots of this pass: group g, lane l -> slot g*m + l.
-            m = mp.m
             n_slots = plan.groups * m
             sizes = np.diff(plan.group_ptr)
             slot_kptr = np.concatenate(([0], np.cumsum(np.repeat(sizes, m)))).astype(np.int64)
@@ -289,7 +316,7 @@ class StripeDataflow:
             else:
                 mac_cycles, pu_cycles, pu_ops = slot_mac_work(
                     act_in, wpre, kh, kw, pad, m, mp.channels_per_lane, compressed_in, tr.skip_weights,
-                    slot_kptr, slot_kernels, slot_lane, plan.slot_pu, n_pus)
+                    slot_kptr, slot_kernels, slot_lane, plan.slot_pu, n_pus, in_chunk, n_chunks)
                 if key is not None:
                     mac_cache[key] = (mac_cycles, pu_cycles, pu_ops)
             ops = int(pu_ops.sum())
@@ -298,13 +325,27 @@ class StripeDataflow:
             count = plan.count
             chans = plan.channels
             out_slice = np.ascontiguousarray(out_written[:, :, chans])
-            el = row_stream_elements(out_slice, cfg.array.sm_word_pixels, compressed_out)
-            beats = -(-el // vpb)
-            enc = -(-_per_stripe(el, out_rows_per_stripe, n_stripes) // cfg.array.encoder_values_per_cycle)
-            wr_beats = _per_stripe(beats, out_rows_per_stripe, n_stripes)
+            el_rc, _ = row_chunk_elements(out_slice, cfg.array.sm_word_pixels, compressed_out, out_chunk, n_chunks)
+            el = el_rc.sum(axis=1)
+            # A row's beats go to the chunk that completes them, so the bytes equal whole-row transfers.
+            beats_rc = np.diff(-(-np.cumsum(el_rc, axis=1) // vpb), axis=1, prepend=0)
+            el_s = np.zeros((n_stripes, n_chunks), dtype=np.int64)
+            np.add.at(el_s, row_stripe, el_rc)
+            beats_s = np.zeros((n_stripes, n_chunks), dtype=np.int64)
+            np.add.at(beats_s, row_stripe, beats_rc)
+            enc = (-(-el_s // cfg.array.encoder_values_per_cycle)).ravel()
+            wr_beats = beats_s.sum(axis=1)
+            # One write transfer per stripe, streamed chunk by chunk: cumulative exact-rational ceilings.
+            cum_bytes = np.cumsum(beats_s, axis=1) * bb
+            done_cyc = -(-(cum_bytes * bw.denominator) // bw.numerator)
+            write = np.diff(done_cyc, axis=1, prepend=0)
+            write[:, 0] += np.where(wr_beats > 0, cfg.dma.latency_cycles, 0)
             rd_beats = read_beats if stream else np.zeros(n_stripes, dtype=np.int64)
+            read_service[:] = 0
+            if stream:
+                read_service[first] = read_rd
             words_per_px = ceil_div(ceil_div(max(mp.out_per_pass, count), 16), cfg.array.pre_words_per_cycle)
-            pre = rows_out_stripe * wo1 * words_per_px + pre_tree
+            pre = pix_out * words_per_px + pre_tree
             if lane_words is None:
                 kmem_words = n_slots * mp.contiguous_kernels
                 w_beats = n_slots * ceil_div(mp.contiguous_kernels, vpb)
@@ -319,6 +360,9 @@ class StripeDataflow:
             cfg_beats = cfg.dma.config_beats_per_pass
             load_beats = cfg_beats + b_beats + w_beats
             acc_words = int(rows_out_stripe.sum()) * wo1 * n_slots
+            alloc = [mem_alloc, dec_bytes, 2 * n_slots * pix_out,
+                     2 * count * np.outer(rows_written, out_cols).ravel(), 2 * el_s.ravel()]
+            free = [mem_free] + alloc[1:]
             a = dict.fromkeys(self.actions, 0)
             a["mac_ops"] = ops
             a["mac_gated_slots"] = n_macs * int(mac_cycles.sum()) - ops
@@ -327,6 +371,8 @@ class StripeDataflow:
             a["sm_read_words"] = row_sm * window_rows
             a["kernel_memory_write_words"] = int(kmem_words)
             a["kernel_memory_read_words"] = ops
+            a["decoder_fifo_write_words"] = a["decoder_fifo_read_words"] = int(dec_bytes.sum()) // 2
+            a["encoder_fifo_write_words"] = a["encoder_fifo_read_words"] = int(alloc[3].sum()) // 2
             a["pre_buffer_write_words"] = acc_words
             a["pre_buffer_read_words"] = acc_words
             a["output_buffer_write_words"] = int(el.sum())
@@ -336,12 +382,13 @@ class StripeDataflow:
             a["dram_read_bytes"] = (int(rd_beats.sum()) + int(w_beats) + int(b_beats) + int(cfg_beats)) * bb
             a["dram_write_bytes"] = int(wr_beats.sum()) * bb
             passes.append(PassWork(
-                service=[dma_cycles(rd_beats, cfg), decoder, mac_cycles, pre, enc, dma_cycles(wr_beats, cfg)],
-                capacities=capacities, load_cycles=int(dma_cycles(load_beats, cfg)),
+                service=[read_service.copy(), decoder, mac_cycles, pre, enc, write.ravel()],
+                capacities=caps, load_cycles=int(dma_cycles(load_beats, cfg)), alloc=alloc, free=free,
+                dram_units=(0, len(self.units) - 1), shared_dram=cfg.dma.interface == "shared",
                 prefetched=tr.kernel_banks > 1 and p > 0, channels=chans, actions=a,
                 dram_read_bytes={"activations": int(rd_beats.sum()) * bb, "weights": int(w_beats) * bb,
                                  "biases": int(b_beats) * bb, "config": int(cfg_beats) * bb},
                 dram_write_bytes={"activations": int(wr_beats.sum()) * bb},
                 mac_ops=ops, macs_useful=int(effectual[chans].sum()), pu_ops=pu_ops.sum(axis=0),
                 pu_busy_max=int(busy.max(axis=1).sum()), pu_busy_mean=float(busy.mean(axis=1).sum())))
-        return LayerWork(passes=passes, resident=resident)
+        return LayerWork(passes=passes, resident=resident, handoff_columns=cols)

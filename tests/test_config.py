@@ -184,9 +184,9 @@ def test_int_accepted_for_float_field(tmp_path):
         array=ArrayConfig(num_clusters=3, macs_per_cluster=32, clock_mhz=123.456,
                           max_macs_per_channel=2, max_kernel_size=15,
                           run_fc_on_accelerator=True),
-        memory=MemoryConfig(input_memory_kib=1, decoder_fifo_stripes=9),
+        memory=MemoryConfig(input_memory_kib=1, decoder_fifo_kib=0.75),
         dma=DmaConfig(bandwidth_bytes_per_cycle=0.5, latency_cycles=0, beat_bytes=16,
-                      values_per_beat=8, config_beats_per_pass=0),
+                      values_per_beat=8, config_beats_per_pass=0, interface="separate"),
         precision=PrecisionConfig(),
     ),
 ])
@@ -202,7 +202,7 @@ def test_field_names():
     assert names[0] == "name"
     assert "array.macs_per_cluster" in names
     assert "dma.bandwidth_bytes_per_cycle" in names
-    assert len(names) == len(set(names)) == 1 + 13 + 7 + 5 + 2 + 4
+    assert len(names) == len(set(names)) == 1 + 15 + 6 + 6 + 2 + 4
     d = config_to_dict(AcceleratorConfig())
     assert names[1:] == [f"{s}.{k}" for s in ("array", "memory", "dma", "precision", "energy") for k in d[s]]
 
@@ -263,7 +263,7 @@ def raises(match_exact: str):
      "unknown key 'latency_cycles' (did you mean 'dma.latency_cycles'?)"),
     ("[dma]\nzzzzzzzzzzzzzzzzz = 4\n",
      "unknown key 'dma.zzzzzzzzzzzzzzzzz' (dma keys are: bandwidth_bytes_per_cycle, "
-     "latency_cycles, beat_bytes, values_per_beat, config_beats_per_pass)"),
+     "latency_cycles, beat_bytes, values_per_beat, config_beats_per_pass, interface)"),
     ("dma = 5\n",
      "'dma' must be a table (a [dma] section), got 5"),
     ("[dma]\nlatency_cycles = \"10\"\n",
@@ -301,9 +301,17 @@ def raises(match_exact: str):
     ("[precision]\nfrac_bits = 4\n",
      "precision.frac_bits must be 8 (only Q8.8 is supported), got 4"),
     ("[memory]\npre_buffer_kib = 0\n",
-     "memory.pre_buffer_kib must be a positive integer, got 0"),
+     "memory.pre_buffer_kib must be > 0, got 0.0"),
     ("[memory]\noutput_buffer_kib = -8\n",
-     "memory.output_buffer_kib must be a positive integer, got -8"),
+     "memory.output_buffer_kib must be > 0, got -8.0"),
+    ("[memory]\ndecoder_fifo_kib = \"big\"\n",
+     "memory.decoder_fifo_kib must be a number, got 'big'"),
+    ("[memory]\nencoder_fifo_kib = 2e9\n",
+     "memory.encoder_fifo_kib must be at most 1048576 KiB, got 2000000000.0"),
+    ("[dma]\ninterface = \"dual\"\n",
+     "dma.interface must be one of shared, separate, got 'dual'"),
+    ("[array]\nhandoff_columns = 0\n",
+     "array.handoff_columns must be a positive integer, got 0"),
     ("[energy]\ntech_node_nm = 65\n",
      "energy.tech_node_nm must be 28 or 45, got 65"),
     ("[energy]\ntech_node_nm = 28.0\n",

@@ -35,6 +35,7 @@ from workloads import NetworkBuilder
 BANDWIDTHS = [0.25, 0.3, 0.5, 0.7, 0.75, 1.0, 1.1, 1.25, 2.0, 2.5, 3.0, 4.0, 8.0, 12.5, 16.0, 64.0]
 #: (beat_bytes, values_per_beat): the NullHop AXI word and a few others.
 BEATS = [(8, 2), (8, 2), (8, 4), (4, 2), (16, 2)]
+BUFFER_KIB = [0.25, 0.5, 1, 2, 4, 4, 8, 16, 64]
 #: Input channels: small, non-powers of two; CIN_WIDE: > 128 (a few examples).
 CIN_SMALL = [1, 2, 3, 4, 5, 7, 8, 13, 16, 24, 31, 33, 64, 100]
 CIN_WIDE = [129, 160, 200, 260]
@@ -221,9 +222,14 @@ def cases(draw) -> Case:
         "array.encoder_values_per_cycle": draw(st.integers(1, 3)),
         "array.run_fc_on_accelerator": kind == "fc",
         "memory.kernel_memory_words_per_mac": kmem,
-        "memory.decoder_fifo_stripes": draw(st.integers(1, 3)),
-        "memory.pre_fifo_stripes": draw(st.integers(1, 3)),
-        "memory.output_fifo_stripes": draw(st.integers(1, 3)),
+        # Buffers from a few hundred bytes (stalls, one-column chunks, or a MappingError both
+        # models must raise) to ample; chunk widths from one column to whole stripes.
+        "memory.decoder_fifo_kib": draw(st.sampled_from(BUFFER_KIB)),
+        "memory.pre_buffer_kib": draw(st.sampled_from(BUFFER_KIB)),
+        "memory.encoder_fifo_kib": draw(st.sampled_from(BUFFER_KIB)),
+        "memory.output_buffer_kib": draw(st.sampled_from(BUFFER_KIB)),
+        "array.handoff_columns": draw(st.sampled_from([1, 2, 3, 4, 4, 64])),
+        "dma.interface": draw(st.sampled_from(["shared", "separate"])),
         "dma.bandwidth_bytes_per_cycle": draw(st.sampled_from(BANDWIDTHS)),
         "dma.latency_cycles": draw(st.one_of(st.just(0), st.integers(0, 200))),
         "dma.beat_bytes": beat_bytes,
@@ -267,14 +273,18 @@ def _event_view(ev) -> dict[str, object]:
     """Everything both models must agree on exactly, from the event model's LayerTiming."""
     return {"cycles": ev.cycles, "units": _counters(ev), "macs_useful": ev.macs_useful, "mac_ops": ev.mac_ops,
             "pu_ops": list(ev.pu_ops), "passes": ev.passes, "resident": ev.resident,
-            "dram_read_bytes": dict(ev.dram_read_bytes), "dram_write_bytes": dict(ev.dram_write_bytes)}
+            "dram_read_bytes": dict(ev.dram_read_bytes), "dram_write_bytes": dict(ev.dram_write_bytes),
+            "dram_busy_cycles": ev.dram_busy_cycles, "handoff_columns": ev.handoff_columns,
+            "pass_cycles": list(ev.pass_cycles)}
 
 
 def _reference_view(ref: ClockedTiming) -> dict[str, object]:
     return {"cycles": ref.cycles, "units": {u: st.as_dict() for u, st in ref.units.items()},
             "macs_useful": ref.macs_useful, "mac_ops": ref.mac_ops,
             "pu_ops": list(ref.pu_ops), "passes": ref.passes, "resident": ref.resident,
-            "dram_read_bytes": dict(ref.dram_read_bytes), "dram_write_bytes": dict(ref.dram_write_bytes)}
+            "dram_read_bytes": dict(ref.dram_read_bytes), "dram_write_bytes": dict(ref.dram_write_bytes),
+            "dram_busy_cycles": ref.dram_busy_cycles, "handoff_columns": ref.handoff_columns,
+            "pass_cycles": list(ref.pass_cycles)}
 
 
 def _message(c: Case, ev, ref: ClockedTiming) -> str:
@@ -330,6 +340,9 @@ def test_event_model_is_cycle_exact(c: Case) -> None:
     event(f"m={sched.mapping.m}, passes>1={ev.passes > 1}")
     event("fused pool" if sched.fused_pool is not None else "no pool")
     event("uncompressed input" if not _compressed_input(sched, cfg) else "compressed input")
+    event("buffer stalls" if any(u.stall_output for u in ev.units.values()) else "no buffer stall")
+    event("DRAM-interface stalls" if any(u.stall_dram for u in ev.units.values()) else "no DRAM-interface stall")
+    event("one-column hand-offs" if ev.handoff_columns == 1 else "multi-column hand-offs")
 
 
 def _fixed(**kw) -> Case:
@@ -358,8 +371,14 @@ CORNERS = {
     "all-zero input, zero-cycle MAC stripes": _fixed(density=0.0, out_density=0.0),
     "dense first layer, starved DMA": _fixed(first=True, density=1.0, overrides=(
         ("dma.bandwidth_bytes_per_cycle", 0.25), ("dma.latency_cycles", 200))),
-    "fused pool, depth-1 FIFOs": _fixed(pool=True, overrides=(
-        ("memory.decoder_fifo_stripes", 1), ("memory.pre_fifo_stripes", 1), ("memory.output_fifo_stripes", 1))),
+    "fused pool, small buffers": _fixed(pool=True, overrides=(
+        ("memory.decoder_fifo_kib", 1), ("memory.pre_buffer_kib", 0.5), ("memory.encoder_fifo_kib", 0.5),
+        ("memory.output_buffer_kib", 0.5))),
+    "one column per hand-off, separate DRAM channels": _fixed(overrides=(
+        ("array.handoff_columns", 1), ("dma.interface", "separate"))),
+    "whole-stripe hand-offs, ample buffers": _fixed(overrides=(
+        ("array.handoff_columns", 64), ("memory.decoder_fifo_kib", 1024), ("memory.pre_buffer_kib", 1024),
+        ("memory.encoder_fifo_kib", 1024), ("memory.output_buffer_kib", 1024))),
     "7x7 stride 2, zero latency, ample DMA": _fixed(k=7, pad=3, stride=2, h=14, w=13, overrides=(
         ("dma.latency_cycles", 0), ("dma.bandwidth_bytes_per_cycle", 64.0))),
     "1x1, odd output height, m=8": _fixed(k=1, pad=0, h=7, w=5, cout=12),
@@ -444,7 +463,7 @@ def test_streaming_corner_really_streams() -> None:
     assert not ref.resident and ref.passes > 1
     sched, x, out, cfg, w = materialise(CORNERS["streamed window, 1-stripe input memory"])
     ref = clocked_layer(sched, x, out, cfg, weights=w)
-    assert not ref.resident and ref.input_fifo_stripes == 1
+    assert not ref.resident
 
 
 def test_reference_dma_transfer_is_latency_plus_exact_ceil() -> None:

@@ -66,7 +66,8 @@ def expected_costs(cfg, raw=RAW) -> dict[str, tuple[str, float]]:
     n = _node(cfg, raw)
     m, sub = cfg.memory, cfg.energy.sram_subbank_kib
     cap = {"input_memory": m.input_memory_kib, "kernel_memory": m.kernel_memory_words_per_mac * 2 / 1024,
-           "pre_buffer": m.pre_buffer_kib, "output_buffer": m.output_buffer_kib}
+           "pre_buffer": m.pre_buffer_kib, "output_buffer": m.output_buffer_kib,
+           "decoder_fifo": m.decoder_fifo_kib, "encoder_fifo": m.encoder_fifo_kib}
     dram = n[f"dram_{cfg.energy.dram_type.lower()}"]["pj"] * 8
     out = {"mac_ops": ("mac", n["mac_16b"]["pj"]),
            "mac_gated_slots": ("mac_gated", n["mac_gated_16b"]["pj"]),
@@ -147,8 +148,8 @@ def test_gated_mac_is_three_percent_of_a_mac():
 def test_static_power_defaults_to_zero():
     for sec in RAW.values():
         statics = {k: e["mw"] for k, e in sec.items() if k.startswith("static_")}
-        assert set(statics) == {f"static_{u}" for u in (*UNITS, "input_memory", "kernel_memory",
-                                                        "pre_buffer", "output_buffer")}
+        assert set(statics) == {f"static_{u}" for u in (*UNITS, "input_memory", "decoder_fifo", "kernel_memory",
+                                                        "pre_buffer", "encoder_fifo", "output_buffer")}
         assert all(v == 0.0 for v in statics.values())
 
 
@@ -298,6 +299,8 @@ def _fixed_counts(sched, h, w, cin, cfg) -> dict[str, int]:
         c["kernel_memory_write_words"] += count * mp.m * mp.contiguous_kernels
         c["pre_buffer_write_words"] += ho1 * wo1 * count * mp.m
         c["pre_buffer_read_words"] += ho1 * wo1 * count * mp.m
+        c["encoder_fifo_write_words"] += out_h * out_w * count     # raw values before encoding
+        c["encoder_fifo_read_words"] += out_h * out_w * count       # (an all-zero input decodes no pixels)
         c["output_buffer_write_words"] += out_h * out_sm
         c["output_buffer_read_words"] += out_h * out_sm
         c["sm_write_words"] += out_h * out_sm

@@ -205,6 +205,33 @@ def test_smaller_kernel_memory_is_rejected_earlier():
     assert map_conv(layer, ok).m == 8
 
 
+def test_padded_kernels_raise_m_until_they_fit():
+    # C_in = 576: the driver's rule gives 3*3*576 // 4096 + 1 = 2 kernel memories, but a lane
+    # holds its channels padded to a power of two: 1024 / 2 = 512 channels x 9 taps = 4608
+    # words > 4096. m = 4 halves that to 2304 words (MobileNet-v2 features.12-14 conv.1.0).
+    layer = _one_conv((14, 14, 576), 576, 3, padding=1, name="dw")
+    mp = map_conv(layer, GEOM)
+    assert (mp.m, mp.channels_per_lane, mp.contiguous_kernels) == (4, 256, 2304)
+    assert mp.out_per_pass == 32 and mp.passes == 18
+
+
+@pytest.mark.parametrize("network", ["vgg16", "vgg19", "resnet18", "resnet50", "mobilenet_v1", "mobilenet_v2",
+                                     "roshambonet", "facedet"])
+def test_no_zoo_layer_overflows_its_kernel_memory(network):
+    words = GEOM.memory.kernel_memory_words_per_mac
+    for s in schedule_network(get_network(network), GEOM):
+        if s.mapping is not None:
+            assert s.mapping.contiguous_kernels <= words, (s.layer.name, s.mapping)
+
+
+def test_padded_kernels_that_never_fit_raise_mapping_error():
+    # 3x3 x 3000 channels padded to 4096: even m = 8 leaves 512 x 9 = 4608 words per MAC.
+    layer = _one_conv((4, 4, 3000), 16, 3, padding=1, name="too_wide")
+    with pytest.raises(MappingError, match=r"layer 'too_wide': each MAC must hold 4608 kernel words .* "
+                                           r"memory.kernel_memory_words_per_mac=4096"):
+        map_conv(layer, GEOM)
+
+
 # ------------------------------------------------------------------------ fusion
 def _fusion_net(pool_kernel=2, pool_stride=2, *, activation="relu", in_hw=8, conv_stride=1, second_consumer=False):
     b = NetworkBuilder("fuse", (in_hw, in_hw, 8))

@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from simulator.report import COUNTERS  # noqa: E402
 from simulator import (SparsesimError, plot_cycle_breakdown, plot_dram_traffic, plot_energy_breakdown,  # noqa: E402
                        plot_file, plot_sweep, plot_utilization, simulate, sweep)
 
@@ -78,7 +79,7 @@ def test_cycle_breakdown_by_unit(result):
     assert ax.get_xlabel() == "cycles" and ax.get_ylabel() == "unit"
     assert [t.get_text() for t in ax.get_yticklabels()] == ["dma read", "decoder", "mac array", "pre", "encoder",
                                                            "dma write"]
-    assert _bars(ax) == 6 * 5
+    assert _bars(ax) == 6 * len(COUNTERS)
     # Every unit's stacked bar spans the network's cycles.
     ends = [0.0] * 6
     for container in ax.containers:
@@ -86,7 +87,7 @@ def test_cycle_breakdown_by_unit(result):
             ends[i] = max(ends[i], patch.get_x() + patch.get_width())
     assert ends == pytest.approx([result.totals["cycles"]] * 6)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["busy", "stall input", "stall output",
-                                                                  "stall weights", "idle"]
+                                                                  "stall dram", "stall weights", "idle"]
 
 
 def test_cycle_breakdown_of_one_unit_per_layer(result):

@@ -89,7 +89,8 @@ def test_to_dataframe(result):
     assert int(acc["cycles"].sum()) == result.totals["cycles"]
     for u in UNITS:
         assert (acc[f"units.{u}.busy"] + acc[f"units.{u}.stall_input"] + acc[f"units.{u}.stall_output"]
-                + acc[f"units.{u}.stall_weights"] + acc[f"units.{u}.idle"] == acc["cycles"]).all()
+                + acc[f"units.{u}.stall_dram"] + acc[f"units.{u}.stall_weights"] + acc[f"units.{u}.idle"]
+                == acc["cycles"]).all()
 
 
 # ---------------------------------------------------------------------- table

@@ -16,7 +16,7 @@ from simulator import ConfigError, MappingError, Simulator, simulate
 from workloads import NetworkBuilder, WorkloadError
 
 UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
-STATS = ("busy", "stall_input", "stall_output", "stall_weights", "idle")
+STATS = ("busy", "stall_input", "stall_output", "stall_dram", "stall_weights", "idle")
 N_MACS, CLOCK_MHZ = 128, 500.0
 
 #: docs/sources.md §N10.2 / §N10.3: dense MACs per conv [D].

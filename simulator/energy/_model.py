@@ -36,8 +36,8 @@ __all__ = ["COMPONENTS", "ActionCost", "action_map", "EnergyEntry", "EnergyTable
            "action_costs", "layer_energy", "load_energy_table", "memory_capacities_kib", "table_report"]
 
 #: Breakdown components of :func:`layer_energy`, in report order.
-COMPONENTS = ("mac", "mac_gated", "input_memory", "kernel_memory", "pre_buffer", "output_buffer",
-              "sm_metadata", "dram", "static")
+COMPONENTS = ("mac", "mac_gated", "input_memory", "decoder_fifo", "kernel_memory", "pre_buffer", "encoder_fifo",
+              "output_buffer", "sm_metadata", "dram", "static")
 
 def action_map(cfg: AcceleratorConfig) -> Mapping[str, tuple[str, str]]:
     """Each action the configured dataflow counts -> (breakdown component, kind of table entry).

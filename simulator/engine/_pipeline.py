@@ -1,12 +1,13 @@
-"""Discrete-event timing of one pass: a pipeline of units joined by bounded buffers.
+"""Discrete-event timing of one pass: a pipeline of units joined by buffers sized in bytes.
 
-Each unit is a simpy process that takes a work unit (a stripe) from its input
-buffer, is busy for that work unit's exact cycle count, then puts it into its
-output buffer, waiting while that buffer is full (back-pressure). Hand-offs
-take zero cycles: a work unit finished at cycle ``t`` can start downstream at
-``t``, and a buffer slot freed at ``t`` can be filled at ``t``. The processes
-only orchestrate time; every duration comes from the dataflow's per-pass work.
-Event count is proportional to work units x units, never to cycles.
+Each unit is a simpy process. For each work unit it waits until the upstream
+unit has finished that work unit, reserves the bytes the work unit will take in
+its output buffer (waiting for room: back-pressure), waits for the DRAM
+interface if it is a DMA unit on a shared interface, is busy for the work
+unit's exact cycle count, then frees the work unit's bytes in its input buffer.
+Hand-offs take zero cycles (docs/architecture.md §3.1). The processes only
+orchestrate time; every duration and size comes from the dataflow's per-pass
+work. Events are proportional to work units x units, never to cycles.
 """
 from __future__ import annotations
 
@@ -19,33 +20,110 @@ from ..report import UnitStats
 
 __all__ = ["PassTiming", "simulate_pipeline"]
 
+_READ_FIRST, _WRITE = 0, 1      # bus priorities on a tie: the read side first
+
 
 @dataclass
 class PassTiming:
-    """Result of one pass: total cycles, per-unit accounting, and the part of the
-    next pass's prefetched load still to do when this pass ends (``carry_cycles``)."""
+    """Result of one pass: total cycles, per-unit accounting, the DRAM interface's busy
+    cycles, and the part of the next pass's prefetched load still to do when this
+    pass ends (``carry_cycles``)."""
 
     cycles: int
     units: dict[str, UnitStats] = field(default_factory=dict)
     carry_cycles: int = 0
+    dram_busy_cycles: int = 0
+
+
+class _Bus:
+    """One shared DRAM interface: one transfer at a time, first come first served by
+    request cycle, the read side first on a tie (docs/architecture.md §4.2)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.busy = False
+        self.queue: list[tuple[int, int, int, simpy.Event]] = []
+        self.pending = False
+        self.seq = 0
+
+    def request(self, priority: int) -> simpy.Event:
+        ev = self.env.event()
+        self.seq += 1
+        self.queue.append((self.env.now, priority, self.seq, ev))
+        self._arbitrate()
+        return ev
+
+    def release(self) -> None:
+        self.busy = False
+        self._arbitrate()
+
+    def _arbitrate(self) -> None:
+        if not self.pending and not self.busy and self.queue:
+            self.pending = True
+            _EndOfCycle(self.env, self._grant)
+
+    def _grant(self, _event) -> None:
+        self.pending = False
+        if self.busy or not self.queue:
+            return
+        best = min(self.queue)
+        self.queue.remove(best)
+        self.busy = True
+        best[3].succeed()
+
+
+class _EndOfCycle(simpy.events.Event):
+    """An event processed after every other event of the current cycle.
+
+    simpy orders events of one time by priority, then by creation; ours is lower
+    than the NORMAL priority of every other event, so that the interface is granted
+    only once everything else of the cycle has happened, including events that
+    those events schedule, and every request of the cycle competes.
+    """
+
+    def __init__(self, env: simpy.Environment, callback) -> None:
+        super().__init__(env)
+        # NOTE: set up like simpy's own Timeout (triggered at creation), one priority below NORMAL.
+        self._ok = True
+        self._value = None
+        self.callbacks.append(callback)
+        env.schedule(self, priority=simpy.events.NORMAL + 1)
+
+
+def _union_length(intervals: list[tuple[int, int]]) -> int:
+    total = 0
+    end = -1
+    for a, b in sorted(intervals):
+        if b <= end:
+            continue
+        total += b - max(a, end)
+        end = b
+    return total
 
 
 def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: list[int],
-                      load_cycles: int = 0, load_unit: str | None = None,
-                      prefetch_cycles: int = 0) -> PassTiming:
+                      alloc: list[np.ndarray] | None = None, free: list[np.ndarray] | None = None,
+                      load_cycles: int = 0, load_unit: str | None = None, prefetch_cycles: int = 0,
+                      dram_units: tuple[int, ...] = (), shared_dram: bool = False) -> PassTiming:
     """Run one pass through a linear pipeline in simpy.
 
     Parameters
     ----------
     units : unit names, upstream first.
     service : per unit, int64 array of cycles for each work unit (all equal length).
-    capacities : buffer depth (work units) after each unit except the last.
+    capacities : bytes of the buffer after each unit except the last.
+    alloc, free : per buffer, int64 bytes each work unit takes when its producer
+        starts it, and frees when its consumer finishes it (``free`` defaults to
+        ``alloc``; without ``alloc`` every work unit takes one byte).
     load_cycles : cycles spent loading kernels and biases before any work unit
         starts; charged as busy to ``load_unit`` and as a weight stall to the others.
     prefetch_cycles : the next pass's load, issued on the first unit right after
         its last work unit (a second kernel bank). The pass still ends when its
         last work unit drains; the part of the load done by then is busy time of
         the first unit, the rest is returned as ``carry_cycles``.
+    dram_units : indices of the units that move data to or from DRAM, read side
+        first; their transfers (and the load and prefetch) make up ``dram_busy_cycles``.
+    shared_dram : those units take turns on one interface (else each has its own).
 
     Returns
     -------
@@ -53,27 +131,84 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
     """
     n_units = len(units)
     n_items = len(service[0]) if service else 0
+    if alloc is None:
+        alloc = [np.ones(n_items, dtype=np.int64) for _ in range(n_units - 1)]
+    if free is None:
+        free = alloc
     env = simpy.Environment()
-    fifos = [simpy.Store(env, capacity=int(c)) for c in capacities]
-    stats = {u: UnitStats() for u in units}
+    stats = [UnitStats() for _ in units]
     finish = [0] * n_units
+    done = [0] * n_units                       # work units each unit has finished
+    level = [0] * max(n_units - 1, 0)          # bytes held in each buffer
+    caps = [int(c) for c in capacities]
+    in_wait: list = [None] * n_units           # (work unit, event): waiting for upstream
+    room_wait: list = [None] * n_units         # (bytes, event): waiting for room downstream
+    bus = _Bus(env) if shared_dram and dram_units else None
+    on_bus = [bus is not None and k in dram_units for k in range(n_units)]
+    priority = {k: (_READ_FIRST if r == 0 else _WRITE) for r, k in enumerate(dram_units)}
+    transfers: list[tuple[int, int]] = []
+    on_dram = [k in dram_units for k in range(n_units)]
 
     def unit(k: int):
-        st = stats[units[k]]
-        durations = [int(x) for x in service[k]]
+        st = stats[k]
+        durations = service[k].tolist()
+        sizes = alloc[k].tolist() if k < n_units - 1 else None
+        freed = free[k - 1].tolist() if k > 0 else None
+        cap = caps[k] if k < n_units - 1 else 0
+        stall_in = stall_out = stall_bus = busy = 0
         for i in range(n_items):
-            t0 = env.now
+            if k > 0 and done[k - 1] <= i:
+                t0 = env.now
+                ev = env.event()
+                in_wait[k] = (i, ev)
+                yield ev
+                stall_in += env.now - t0
+            if sizes is not None:
+                need = sizes[i]
+                if level[k] and level[k] + need > cap:
+                    t1 = env.now
+                    ev = env.event()
+                    room_wait[k] = (need, ev)
+                    yield ev
+                    stall_out += env.now - t1
+                level[k] += need
+            d = durations[i]
+            if d:
+                if on_bus[k]:
+                    t2 = env.now
+                    yield bus.request(priority[k])
+                    stall_bus += env.now - t2
+                if on_dram[k]:
+                    transfers.append((env.now, env.now + d))
+                yield env.timeout(d)
+                busy += d
+                if on_bus[k]:
+                    bus.release()
+            done[k] = i + 1
             if k > 0:
-                yield fifos[k - 1].get()
-            st.stall_input += env.now - t0
-            if durations[i]:
-                yield env.timeout(durations[i])
-            st.busy += durations[i]
+                b = k - 1
+                level[b] -= freed[i]
+                w = room_wait[b]
+                if w is not None and (not level[b] or level[b] + w[0] <= caps[b]):
+                    room_wait[b] = None
+                    w[1].succeed()
             if k < n_units - 1:
-                t1 = env.now
-                yield fifos[k].put(i)
-                st.stall_output += env.now - t1
+                w = in_wait[k + 1]
+                if w is not None and w[0] < i + 1:
+                    in_wait[k + 1] = None
+                    w[1].succeed()
         finish[k] = env.now
+        st.busy, st.stall_input, st.stall_output, st.stall_dram = busy, stall_in, stall_out, stall_bus
+        if k == 0 and prefetch_cycles:
+            pf_start[0] = env.now
+            if bus is not None:
+                yield bus.request(_READ_FIRST)
+            pf_start[1] = env.now
+            yield env.timeout(prefetch_cycles)
+            if bus is not None:
+                bus.release()
+
+    pf_start = [0, 0]      # the prefetch's request and grant times
 
     def start():
         if load_cycles:
@@ -84,17 +219,25 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
     env.process(start())
     env.run()
     total = max(finish) if n_items else load_cycles  # finish times are absolute, load included
+    if load_cycles and dram_units:
+        transfers.append((0, load_cycles))
     carry = 0
     if prefetch_cycles:
         # The first unit has been free since finish[0]; the pass ends at ``total``.
-        done_in_pass = min(prefetch_cycles, total - finish[0])
-        stats[units[0]].busy += done_in_pass
+        requested, granted = pf_start if n_items else (total, total)
+        granted = min(granted, total)
+        done_in_pass = min(prefetch_cycles, total - granted)
+        stats[0].busy += done_in_pass
+        stats[0].stall_dram += granted - min(requested, total)
         carry = prefetch_cycles - done_in_pass
+        if done_in_pass:
+            transfers.append((granted, granted + done_in_pass))
     for k, name in enumerate(units):
-        st = stats[name]
+        st = stats[k]
         if name == load_unit:
             st.busy += load_cycles
         else:
             st.stall_weights += load_cycles
-        st.idle = total - (st.busy + st.stall_input + st.stall_output + st.stall_weights)
-    return PassTiming(cycles=int(total), units=stats, carry_cycles=int(carry))
+        st.idle = total - (st.busy + st.stall_input + st.stall_output + st.stall_dram + st.stall_weights)
+    return PassTiming(cycles=int(total), units=dict(zip(units, stats)), carry_cycles=int(carry),
+                      dram_busy_cycles=_union_length(transfers))

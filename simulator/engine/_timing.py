@@ -37,7 +37,7 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
     work = flow.layer_work(sched, act_in, out_written, cfg, weights)
     units = list(flow.units)
     t = LayerTiming.for_units(units, passes=len(work.passes), resident=work.resident,
-                              input_fifo_stripes=work.passes[0].capacities[0] if work.passes else 0)
+                              handoff_columns=work.handoff_columns)
     t.actions = dict.fromkeys(flow.actions, 0)
     n_pu = max((len(pw.pu_ops) for pw in work.passes), default=0)
     pu_ops_total = np.zeros(n_pu, dtype=np.int64)
@@ -47,10 +47,12 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
         nxt = work.passes[i + 1] if i + 1 < len(work.passes) else None
         prefetch = nxt.load_cycles if nxt is not None and nxt.prefetched else 0
         load = carry if pw.prefetched else pw.load_cycles
-        timing = simulate_pipeline(units, pw.service, pw.capacities, load_cycles=load, load_unit=units[0],
-                                   prefetch_cycles=prefetch)
+        timing = simulate_pipeline(units, pw.service, pw.capacities, pw.alloc or None, pw.free or None,
+                                   load_cycles=load, load_unit=units[0], prefetch_cycles=prefetch,
+                                   dram_units=pw.dram_units, shared_dram=pw.shared_dram)
         carry = timing.carry_cycles
         t.cycles += timing.cycles
+        t.dram_busy_cycles += timing.dram_busy_cycles
         t.pass_cycles.append(timing.cycles)
         t.pass_channels.append([int(x) for x in pw.channels])
         for u in units:

@@ -210,7 +210,8 @@ def _first_difference(ev: LayerTiming, ref: LayerTiming) -> str | None:
         for c in COUNTERS:
             if evd[c] != refd[c]:
                 return f"{u}.{c}"
-    for name in ("macs_useful", "mac_ops", "pu_ops", "dram_read_bytes", "dram_write_bytes", "resident"):
+    for name in ("macs_useful", "mac_ops", "pu_ops", "dram_read_bytes", "dram_write_bytes", "resident",
+                 "dram_busy_cycles", "handoff_columns"):
         if getattr(ev, name) != getattr(ref, name):
             return name
     return None

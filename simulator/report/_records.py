@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 
 __all__ = ["COUNTERS", "STALL_CAUSES", "LayerTiming", "UnitStats"]
 
-#: Why a unit was not busy: waiting for its input buffer, blocked by a full
-#: output buffer, or waiting for the pass's kernels and biases to load.
-STALL_CAUSES = ("input", "output", "weights")
+#: Why a unit was not busy: waiting for its input, for room in its output
+#: buffer, for the shared DRAM interface, or for the pass's kernels and biases to load.
+STALL_CAUSES = ("input", "output", "dram", "weights")
 
 #: Per-unit cycle classes, in report order; they add up to the span of the layer.
-COUNTERS = ("busy", "stall_input", "stall_output", "stall_weights", "idle")
+COUNTERS = ("busy", "stall_input", "stall_output", "stall_dram", "stall_weights", "idle")
 
 
 @dataclass
@@ -25,21 +25,18 @@ class UnitStats:
     busy: int = 0
     stall_input: int = 0
     stall_output: int = 0
+    stall_dram: int = 0
     stall_weights: int = 0
     idle: int = 0
 
     def add(self, other: "UnitStats") -> None:
         """Accumulate ``other`` into this record."""
-        self.busy += other.busy
-        self.stall_input += other.stall_input
-        self.stall_output += other.stall_output
-        self.stall_weights += other.stall_weights
-        self.idle += other.idle
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name (:data:`COUNTERS` order)."""
-        return {"busy": self.busy, "stall_input": self.stall_input, "stall_output": self.stall_output,
-                "stall_weights": self.stall_weights, "idle": self.idle}
+        return {name: getattr(self, name) for name in COUNTERS}
 
 
 def _dram_read() -> dict[str, int]:
@@ -62,7 +59,8 @@ class LayerTiming:
     pu_imbalance : max / mean of ``pu_ops`` over the PUs that had work (1.0 if none).
     pu_time_imbalance : sum over stripes of the slowest PU's busy cycles / the mean PU's.
     resident : the input image stays in the input memory for all passes.
-    input_fifo_stripes : capacity of the first buffer (the input memory), in stripe windows.
+    handoff_columns : stride-1 output columns per work unit (docs/architecture.md §3).
+    dram_busy_cycles : cycles in which at least one transfer occupies the DRAM interface.
     dram_read_bytes, dram_write_bytes : DRAM traffic by kind, in bytes.
     actions : countable actions for the energy model (event model only; empty from the reference).
     """
@@ -78,7 +76,8 @@ class LayerTiming:
     pu_imbalance: float = 1.0
     pu_time_imbalance: float = 1.0
     resident: bool = False
-    input_fifo_stripes: int = 0
+    handoff_columns: int = 0
+    dram_busy_cycles: int = 0
     dram_read_bytes: dict[str, int] = field(default_factory=_dram_read)
     dram_write_bytes: dict[str, int] = field(default_factory=lambda: {"activations": 0})
     actions: dict[str, int] = field(default_factory=dict)

@@ -138,6 +138,8 @@ class LayerResult:
     pu_ops: list[int] = field(default_factory=list)
     pu_imbalance: float = 1.0
     pu_time_imbalance: float = 1.0
+    dram_busy_cycles: int = 0
+    handoff_columns: int = 0
 
     @property
     def dram_bytes(self) -> int:
@@ -243,6 +245,7 @@ class Result:
             "mac_utilization": util, "efficiency": eff, "effective_gops": gops,
             "dram_read_bytes": read, "dram_write_bytes": write,
             "dram_bytes": sum(read.values()) + sum(write.values()),
+            "dram_busy_cycles": sum(l.dram_busy_cycles for l in acc),
             "units": units,
             "host_layers": [l.name for l in self.layers if l.where == "host"],
             "host_macs": sum(l.macs_dense for l in self.layers if l.where == "host"),
@@ -344,13 +347,14 @@ class Result:
         lines.append(f"latency {t['latency_ms']:.3f} ms, {t['macs_dense'] / 1e9:.3f} G dense MACs on the accelerator, "
                      f"{t['macs_useful'] / 1e9:.3f} G useful; DRAM read "
                      f"{sum(t['dram_read_bytes'].values()) / 2**20:.2f} MiB, written "
-                     f"{sum(t['dram_write_bytes'].values()) / 2**20:.2f} MiB")
+                     f"{sum(t['dram_write_bytes'].values()) / 2**20:.2f} MiB; DRAM interface busy "
+                     f"{t['dram_busy_cycles'] / max(t['cycles'], 1):.0%} of the cycles")
         if t["units"] and t["cycles"]:
             parts = []
             for u, st in t["units"].items():
                 parts.append(f"{u} {st['busy'] / t['cycles']:.0%} busy"
                              + "".join(f", {st[k] / t['cycles']:.0%} {k[6:]}-stall"
-                                       for k in ("stall_input", "stall_output", "stall_weights")
+                                       for k in ("stall_input", "stall_output", "stall_dram", "stall_weights")
                                        if st[k] / t["cycles"] >= 0.005))
             lines.append("units: " + "; ".join(parts))
         if t["energy_uj"] > 0:

@@ -300,6 +300,7 @@ class _NetworkRun:
         rec.latency_us, rec.mac_utilization, rec.efficiency, rec.effective_gops = lat, util, eff, gops
         rec.dram_read_bytes, rec.dram_write_bytes = t.dram_read_bytes, t.dram_write_bytes
         rec.pu_ops, rec.pu_imbalance, rec.pu_time_imbalance = t.pu_ops, t.pu_imbalance, t.pu_time_imbalance
+        rec.dram_busy_cycles, rec.handoff_columns = t.dram_busy_cycles, t.handoff_columns
         rec.actions = dict(t.actions)
         rec.units = {u: st.as_dict() for u, st in t.units.items()}
         rec.energy_pj = layer_energy(t.actions, rec.units, t.cycles, self.cfg, self.energy_table)

@@ -34,7 +34,7 @@ RESULT_PLOT_KINDS = ("utilization", "cycles", "dram", "energy")
 SWEEP_PLOT_KINDS = ("sweep",)
 
 #: Cycle categories of one unit, with their colours (a unit's categories sum to the layer's cycles).
-_CAUSES = tuple(zip(COUNTERS, ("#2ca02c", "#ff7f0e", "#d62728", "#9467bd", "#c7c7c7")))
+_CAUSES = tuple(zip(COUNTERS, ("#2ca02c", "#ff7f0e", "#d62728", "#8c564b", "#9467bd", "#c7c7c7"), strict=True))
 
 _MIB = 2.0 ** 20
 
