@@ -1,42 +1,67 @@
 """Clock-stepped reference model of the NullHop pipeline (the cycle-accuracy oracle).
 
-This module re-implements the timing contract of docs/architecture.md (§3 hand-off
-semantics, §3.2 accounting, §4 per-unit behaviour, §8 dataflows) in the most
-literal way we could write it: a loop that advances **every unit by one clock
-cycle at a time**. It shares no timing code with the event-driven model
-(``_engine.py``, ``_layer_model.py``, ``_cycles.py``); it only reuses the
-mapping and pass planning (``dataflows``: ``plan_passes``, ``traits``), the
-configuration and the stream encoder (``_format.encode``, to count SM words and
-non-zeros per activation row and per compressed kernel block).
+This module re-implements the timing contract of docs/architecture.md (§3 work
+units and hand-off semantics, §3.2 accounting, §4 per-unit behaviour, §8
+dataflows, §8.4 kernel prefetch) in the most literal way we could write it: a
+loop that advances **every unit by one clock cycle at a time**. It shares no
+timing code with the event-driven model (``simulator.engine``,
+``dataflows/_stripe.py``, ``dataflows/_counts.py``); it only reuses the mapping
+and pass planning (the dataflow's ``plan`` and ``traits``), the shared
+chunk-width rule (``dataflows.handoff_columns``, ``input_column_chunks``,
+``written_column_chunks``), the configuration and the stream encoder
+(``numerics.encode``, to count SM words and non-zeros per activation row and
+per compressed kernel block).
 
 What is explicit here and implicit (pre-summed) in the event model:
 
-* FIFOs are occupancy counters with a capacity;
-* every unit has a state register: waiting for input, busy on a work unit,
-  holding a finished work unit (output FIFO full), or done;
+* work units are **chunks**: ``C`` stride-1 output columns of one stripe, taken
+  stripe-major (``i = s * J + j``); every unit holds the work content of its
+  current chunk and drains it cycle by cycle;
+* the five buffers between the six units are byte counters with a capacity:
+  a producer reserves the bytes a chunk will occupy when it starts it (it
+  waits while they do not fit; a chunk larger than the whole buffer enters only
+  an empty one), the consumer frees them when it finishes it. The input memory
+  is a sliding window of rows (rows enter with their stripe's read and leave
+  when the decoder finishes the last stripe that needs them); a resident image
+  never blocks;
+* every unit has a state register: waiting (for its input chunk, or for room
+  in its output buffer), waiting for the shared DRAM interface (DMA units),
+  busy, or done;
 * DMA channels count down their latency, then stream bytes at the configured
-  bandwidth per cycle (an exact rational, so ``ceil`` is exact);
-* the decoder has ``kh + 1`` IDP managers, each draining its own row;
+  bandwidth per cycle (an exact rational, so ``ceil`` is exact). The read of a
+  stripe's new rows is one transfer on its chunk 0; the write of a stripe is
+  one transfer streamed chunk by chunk (the scaled byte counter runs on across
+  the stripe's chunks, each chunk finishing when the bytes of the row beats it
+  completes are through). On a shared interface (``dma.interface = "shared"``)
+  one transfer holds the interface at a time, granted first come, first served,
+  the read side first on a tie;
+* the decoder has one IDP manager per window row, each draining the row's
+  elements in the chunk's input columns;
 * the MAC array is a set of processing units (PUs; one for the dataflows that
   do not skip weights). Each PU holds, for its current input column, one
   explicit **tap list per MAC slot** (every tap the slot must perform: its
   lane's delivered pixels x its kernels x valid kernel taps, zero-weight taps
   left out when weights are skipped) and retires one tap per slot per cycle;
-  the PU's column retires when all its slots' lists are empty, and each PU
-  walks the stripe's columns on its own; the stripe leaves the array when the
-  last PU has finished it;
-* PRE walks output pixels word by word, then waits out the adder tree;
-* the encoder drains the stripe's output elements.
+  the PU's column retires when all its slots' lists are empty, each PU walks
+  the chunk's input columns on its own, and the chunk leaves the array when the
+  last PU has finished it (PUs meet at every hand-off);
+* PRE walks the chunk's output pixels word by word, then waits out the adder
+  tree (once per chunk);
+* the encoder drains the chunk's output elements;
+* with two kernel banks the next pass's load is a transfer on the read
+  channel issued when DMA read has finished its last chunk; whatever is left
+  of it when the pass ends is the next pass's load.
 
 Within one cycle boundary ``t`` the hand-offs are resolved to a fixed point,
-visiting units downstream to upstream (a slot freed at ``t`` is visible
-upstream at ``t``) and repeating until nothing changes (an item put at ``t``
-can be taken at ``t``; zero-work items pass straight through, also in chains).
-Then every unit's state classifies cycle ``t`` (§3.2) and every busy unit
-does one cycle of work.
+visiting units downstream to upstream (bytes freed at ``t`` are visible
+upstream at ``t``) and repeating until nothing changes (a chunk finished at
+``t`` can be taken at ``t``; zero-cycle chunks pass straight through, also in
+chains). Then the shared DRAM interface, if free, is granted; then every
+unit's state classifies cycle ``t`` (§3.2) and every busy unit does one cycle
+of work.
 
 The model is written for clarity; the stepping loop is one numba function
-because real layers take millions of cycles.
+because real layers take tens of millions of cycles.
 """
 from __future__ import annotations
 
@@ -46,7 +71,8 @@ from fractions import Fraction
 import numpy as np
 from numba import njit
 
-from dataflows import AcceleratorConfig, ScheduledLayer, get_dataflow
+from dataflows import (AcceleratorConfig, ScheduledLayer, get_dataflow, handoff_columns, input_column_chunks,
+                       written_column_chunks)
 from workloads import ConfigError, MappingError, TraceError, WorkloadError
 
 from ..numerics import encode
@@ -58,16 +84,19 @@ __all__ = ["clocked_layer", "exact_bandwidth", "row_elements"]
 _N_UNITS = 6
 
 # Unit state registers.
-_WAIT = 0   # has handed off its previous work unit; waits for the next one in its input FIFO
-_BUSY = 1   # working on a work unit
-_HOLD = 2   # holds a finished work unit; its output FIFO is full
-_DONE = 3   # handed off the pass's last work unit
+_WAIT = 0   # has finished its previous chunk; waits for its next input chunk or for room in its output buffer
+_BUS = 1    # a DMA unit with a chunk of nonzero cycles, waiting for the shared DRAM interface
+_BUSY = 2   # working on a chunk
+_DONE = 3   # finished the pass's last chunk
 
 # Columns of the stats array (same order as COUNTERS).
-_C_BUSY, _C_IN, _C_OUT, _C_W, _C_IDLE = 0, 1, 2, 3, 4
+_C_BUSY, _C_IN, _C_OUT, _C_DRAM, _C_W, _C_IDLE = 0, 1, 2, 3, 4, 5
 
 # Unit indices.
 _DMA_R, _DEC, _MAC, _PRE, _ENC, _DMA_W = 0, 1, 2, 3, 4, 5
+
+# Prefetch states (two kernel banks, docs §8.4).
+_PF_NONE, _PF_WAIT, _PF_XFER, _PF_DONE = 0, 1, 2, 3
 
 #: Largest scaled byte counter the DMA stepping may reach (int64 headroom).
 _MAX_SCALED = 2**62
@@ -93,11 +122,14 @@ def _dma_step(ch, lat_left, acc, target, bw_num):
 
     ``acc`` and ``target`` are in bytes x ``bw_den`` so the comparison is exact.
     Mutates the caller's registers ``lat_left`` and ``acc`` (cycles, scaled bytes).
-    Returns True when the transfer has finished at the end of this cycle.
+    Returns True when the transfer has finished at the end of this cycle: a
+    transfer whose bytes are already through when its latency runs out (a write
+    chunk that completes no beat but carries the stripe's latency) takes exactly
+    its latency.
     """
     if lat_left[ch] > 0:
         lat_left[ch] -= 1
-        return False
+        return lat_left[ch] == 0 and acc[ch] >= target[ch]
     acc[ch] += bw_num
     return acc[ch] >= target[ch]
 
@@ -139,10 +171,10 @@ def _mac_deliver(lo, hi, oy0, rows, nonzero, skip_act, lane_of_c, m, kh, pad, st
 
 
 @njit(cache=True)
-def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wmask, cin_g, cout_g,
+def _mac_load_column(p, start, end, pix_ptr, pix_ky, pix_ch, pix_flag, m, skip_w, has_w, wmask, cin_g, cout_g,
                      slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
                      taps, slot_pos, slot_len, active, n_active):
-    """Load PU ``p``'s tap lists for its first input column ``>= start`` that has work.
+    """Load PU ``p``'s tap lists for its first input column in ``start .. end - 1`` that has work.
 
     For every MAC slot of the PU, its list holds one entry per tap it must
     perform in the column: each pixel delivered to the slot's lane
@@ -157,10 +189,10 @@ def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, 
     Writes the entries into row ``p`` of ``taps`` (grown when too small), each
     slot's list start and length into ``slot_pos``/``slot_len``; ``active[p, :n_active[p]]``
     lists the slots with a non-empty list, longest first. Returns ``(column, taps)``;
-    column -1 when no column from ``start`` on has work for the PU (columns without
-    work take no cycle).
+    column -1 when no column from ``start`` to the chunk's last (``end - 1``) has work
+    for the PU (columns without work take no cycle).
     """
-    for ix in range(start, w):
+    for ix in range(start, end):
         # Kernel columns kx_lo..kx_hi of this input column land on a stride-1 output
         # (bits of ``valid``); ``kept``: those whose output column survives decimation.
         valid = 0
@@ -220,28 +252,36 @@ def _mac_load_column(p, start, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, 
 
 
 @njit(cache=True)
-def _clock_pass(latency, bw_num, bw_den, load_bytes, load_lat, load_acc, prefetch_bytes,
-                read_bytes, write_bytes, caps,
-                row_el, win_lo, win_hi, dec_rate,
+def _clock_pass(latency, bw_num, bw_den, shared, load_bytes, load_lat, load_acc, prefetch_bytes,
+                n_chunks, read_bytes, write_cum, caps, alloc, free,
+                chunk_el, win_lo, win_hi, dec_rate,
                 nonzero, skip_act, skip_w, has_w, wmask, cin_g, cout_g, lane_of_c, m,
                 slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, stride, out_lo, out_rows,
-                pre_words, pre_rate, pre_tree, wo1,
+                col_lo, col_hi, pre_words, pre_rate, pre_tree, out_cols, wo1,
                 enc_el, enc_rate):
     """Step one pass clock by clock.
+
+    Work unit ``i = s * n_chunks + j`` is chunk ``j`` of stripe ``s``.
 
     Parameters (all counts are integers)
     ----------
     latency : DMA latency per transfer, in cycles.
     bw_num, bw_den : DMA bandwidth ``bw_num / bw_den`` bytes per cycle.
+    shared : the read and write sides take turns on one DRAM interface.
     load_bytes : bytes of the kernel/bias/config load at the pass start (0: nothing to load).
     load_lat, load_acc : the load transfer's latency counter and scaled byte counter at the
         pass start (``latency`` and 0 for a fresh load; what is left of a prefetched one).
     prefetch_bytes : bytes of the next pass's load, issued on the DMA read channel as soon
-        as DMA read has handed off its last work unit (a second kernel bank); 0: none.
-    read_bytes, write_bytes : (S,) bytes DMA-read / DMA-written per stripe.
-    caps : (5,) FIFO capacities in stripes, after units 0..4.
-    row_el : (H,) 16-bit stream elements per input row; win_lo, win_hi : (S,) window rows.
-    dec_rate : elements per cycle per IDP manager.
+        as DMA read has finished its last chunk (a second kernel bank); 0: none.
+    n_chunks : chunks per stripe.
+    read_bytes : (S,) bytes DMA-read on chunk 0 of each stripe.
+    write_cum : (S, J) bytes of the stripe's write transfer through chunk ``j`` (whole beats of
+        each written row, counted up to the chunk that completes them).
+    caps : (5,) capacities in bytes of the buffers after units 0..4.
+    alloc : (5, N) bytes unit ``b`` reserves in buffer ``b`` when it starts chunk ``i``;
+        free : (5, N) bytes unit ``b + 1`` frees in buffer ``b`` when it finishes chunk ``i``.
+    chunk_el : (H, J) 16-bit stream elements of each input row in each chunk's input columns;
+        win_lo, win_hi : (S,) window rows; dec_rate : elements per cycle per IDP manager.
     nonzero : (H, W, C) bool bitmap; skip_act : the input is compressed (zero pixels
         are never delivered); skip_w : zero-weight taps are not performed;
         has_w, wmask : whether weights are known, and their non-zero map ``(C_out, C_in / groups, kh)``,
@@ -251,33 +291,40 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, load_lat, load_acc, prefetc
     pu_ptr, pu_slots : CSR of the slots of each PU of the pass.
     kh, kw, pad, stride : kernel size, padding (pixels) and the layer's stride (host decimation).
     out_lo, out_rows : (S,) first stride-1 output row and row count of each stripe.
+    col_lo, col_hi : (J,) input columns ``col_lo[j] .. col_hi[j] - 1`` of each chunk.
     pre_words : 16-channel words per output pixel; pre_rate : words per cycle;
-        pre_tree : adder-tree cycles per stripe; wo1 : stride-1 output width.
-    enc_el : (S,) output elements per stripe; enc_rate : elements per cycle.
+        pre_tree : adder-tree cycles per chunk; out_cols : (J,) stride-1 output columns of each
+        chunk; wo1 : stride-1 output width.
+    enc_el : (S, J) output elements of each chunk; enc_rate : elements per cycle.
 
     Returns
     -------
-    cycles : cycles of the pass; stats : (6, 5) int64 per unit and class;
+    cycles : cycles of the pass; stats : (6, 6) int64 per unit and class (COUNTERS order);
     macs : useful MACs retired in this pass; pu_ops : (P,) taps retired per PU;
-    pu_busy : (S, P) cycles each PU worked on each stripe;
-    pf_left, pf_lat, pf_acc : whether the prefetch is still in flight when the pass ends,
-        and its latency and scaled byte counters then.
+    pu_busy : (N, P) cycles each PU worked on each chunk;
+    pf_left, pf_lat, pf_acc : whether the prefetch is unfinished when the pass ends, and its
+        latency and scaled byte counters then; dram_busy : cycles with a transfer on a DMA
+        channel (the interface).
     """
     # NOTE: one flat numba loop with the six units written out in place, and state held in
     # small int64 arrays instead of per-unit objects: numba has no cheap dynamic dispatch, and
     # real layers need tens of millions of iterations. Each unit's code is one labelled block.
-    n = read_bytes.shape[0]
+    n_stripes = read_bytes.shape[0]
+    n = n_stripes * n_chunks
     max_win = 1
-    for s in range(n):
+    for s in range(n_stripes):
         max_win = max(max_win, win_hi[s] - win_lo[s] + 1)
     state = np.zeros(6, dtype=np.int64)          # all units start in _WAIT
-    handed = np.zeros(6, dtype=np.int64)         # work units handed off so far
-    occ = np.zeros(5, dtype=np.int64)            # FIFO occupancy after units 0..4
-    stats = np.zeros((6, 5), dtype=np.int64)
-    # DMA channels: 0 = read, 1 = write.
+    done = np.zeros(6, dtype=np.int64)           # chunks finished so far (chunk done[k] is next)
+    req = np.zeros(6, dtype=np.int64)            # cycle a DMA unit asked for the interface
+    held = np.zeros(5, dtype=np.int64)           # bytes held in the buffers after units 0..4
+    stats = np.zeros((6, 6), dtype=np.int64)
+    # DMA channels: 0 = read (loads, prefetches, input rows), 1 = write.
     lat_left = np.zeros(2, dtype=np.int64)
     acc = np.zeros(2, dtype=np.int64)
     target = np.zeros(2, dtype=np.int64)
+    # The shared interface: -1 free, 0 the read side holds it, 1 the write side.
+    bus = -1
     # Decoder: one remaining-elements register per IDP manager.
     mgr_left = np.zeros(max_win, dtype=np.int64)
     n_mgr = 0
@@ -295,7 +342,7 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, load_lat, load_acc, prefetc
     elapsed = np.zeros(max(n_pu, 1), dtype=np.int64)    # cycles the PU has spent on its current column
     active = np.zeros((max(n_pu, 1), max_slots), dtype=np.int64)
     n_active = np.zeros(max(n_pu, 1), dtype=np.int64)
-    pu_col = np.full(max(n_pu, 1), -1, dtype=np.int64)   # -1: the PU has finished the stripe
+    pu_col = np.full(max(n_pu, 1), -1, dtype=np.int64)   # -1: the PU has finished the chunk
     pu_ops = np.zeros(max(n_pu, 1), dtype=np.int64)
     pu_busy = np.zeros((n, max(n_pu, 1)), dtype=np.int64)
     w = nonzero.shape[1]
@@ -305,164 +352,208 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, load_lat, load_acc, prefetc
     pix_ky = np.zeros(pix_cap, dtype=np.int64)
     pix_ch = np.zeros(pix_cap, dtype=np.int64)
     pix_flag = np.zeros(pix_cap, dtype=np.uint8)
-    mac_s = 0
+    mac_i = 0           # the MAC array's current chunk
+    mac_end = 0         # one past its last input column
+    mac_stripe = -1     # the stripe whose pixels are laid out in pix_*
     # PRE and encoder registers.
     pre_px_left = 0
     pre_words_left = 0
     pre_tree_left = 0
     enc_left = 0
     macs = 0
+    dram_busy = 0
 
     loading = load_bytes > 0
     if loading:
         lat_left[0] = load_lat
         acc[0] = load_acc
         target[0] = load_bytes * bw_den
-    # Prefetch of the next pass's load on the read channel: 0 not started, 1 in flight, 2 done.
-    pf = 0
+    pf = _PF_NONE       # the prefetch of the next pass's load on the read channel
+    pf_req = 0
     t = 0
     while True:
-        # ---- cycle boundary t: resolve hand-offs to a fixed point, downstream first.
         if not loading:
+            # ---- cycle boundary t: resolve hand-offs to a fixed point, downstream first.
             changed = True
             while changed:
                 changed = False
                 for k in range(5, -1, -1):
-                    if state[k] == _HOLD:
-                        if k == 5:
-                            handed[k] += 1
-                            state[k] = _WAIT
-                            changed = True
-                        elif occ[k] < caps[k]:
-                            occ[k] += 1
-                            handed[k] += 1
-                            state[k] = _WAIT
-                            changed = True
                     if state[k] != _WAIT:
                         continue
-                    if handed[k] == n:
+                    i = done[k]                       # the chunk to take next
+                    if i == n:
                         state[k] = _DONE
                         changed = True
                         continue
-                    if k > 0 and occ[k - 1] == 0:
-                        continue
-                    if k > 0:
-                        occ[k - 1] -= 1
-                    i = handed[k]                     # the work unit taken now
+                    if k > 0 and done[k - 1] <= i:
+                        continue                      # the upstream unit has not finished it
+                    if k < 5:
+                        if held[k] > 0 and held[k] + alloc[k, i] > caps[k]:
+                            continue                  # no room in the output buffer
+                        held[k] += alloc[k, i]
                     changed = True
+                    s = i // n_chunks
+                    j = i - s * n_chunks
                     zero = False
                     if k == _DMA_R:
-                        if read_bytes[i] == 0:
+                        if j > 0 or read_bytes[s] == 0:
                             zero = True
                         else:
                             lat_left[0] = latency
                             acc[0] = 0
-                            target[0] = read_bytes[i] * bw_den
+                            target[0] = read_bytes[s] * bw_den
                     elif k == _DEC:
-                        n_mgr = win_hi[i] - win_lo[i] + 1
+                        n_mgr = win_hi[s] - win_lo[s] + 1
                         zero = True
-                        for j in range(n_mgr):
-                            mgr_left[j] = row_el[win_lo[i] + j]
-                            if mgr_left[j] > 0:
+                        for r in range(n_mgr):
+                            mgr_left[r] = chunk_el[win_lo[s] + r, j]
+                            if mgr_left[r] > 0:
                                 zero = False
                     elif k == _MAC:
-                        mac_s = i
-                        _mac_deliver(win_lo[i], win_hi[i], out_lo[i], out_rows[i], nonzero, skip_act, lane_of_c,
-                                     m, kh, pad, stride, pix_ptr, pix_ky, pix_ch, pix_flag)
+                        mac_i = i
+                        if mac_stripe != s:
+                            mac_stripe = s
+                            _mac_deliver(win_lo[s], win_hi[s], out_lo[s], out_rows[s], nonzero, skip_act,
+                                         lane_of_c, m, kh, pad, stride, pix_ptr, pix_ky, pix_ch, pix_flag)
+                        mac_end = col_hi[j]
                         zero = True
                         for p in range(n_pu):
                             col, taps = _mac_load_column(
-                                p, 0, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wmask, cin_g, cout_g,
-                                slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
+                                p, col_lo[j], mac_end, pix_ptr, pix_ky, pix_ch, pix_flag, m, skip_w, has_w, wmask,
+                                cin_g, cout_g, slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
                                 taps, slot_pos, slot_len, active, n_active)
                             pu_col[p] = col
                             elapsed[p] = 0
                             if col >= 0:
                                 zero = False
                     elif k == _PRE:
-                        pre_px_left = out_rows[i] * wo1
+                        pre_px_left = out_rows[s] * out_cols[j]
                         pre_words_left = pre_words
                         pre_tree_left = pre_tree
                         zero = (pre_px_left == 0 or pre_words == 0) and pre_tree == 0
                     elif k == _ENC:
-                        enc_left = enc_el[i]
+                        enc_left = enc_el[s, j]
                         zero = enc_left == 0
                     else:
-                        if write_bytes[i] == 0:
-                            zero = True
-                        else:
-                            lat_left[1] = latency
+                        # One write transfer per stripe, streamed chunk by chunk: the scaled byte
+                        # counter runs on across the stripe's chunks; chunk 0 carries the latency.
+                        if j == 0:
+                            lat_left[1] = latency if write_cum[s, n_chunks - 1] > 0 else 0
                             acc[1] = 0
-                            target[1] = write_bytes[i] * bw_den
-                    state[k] = _HOLD if zero else _BUSY
-        if pf == 0 and prefetch_bytes > 0 and state[_DMA_R] == _DONE:
-            pf = 1
-            lat_left[0] = latency
-            acc[0] = 0
-            target[0] = prefetch_bytes * bw_den
-        if state[_DMA_W] == _DONE:
-            break
+                        target[1] = write_cum[s, j] * bw_den
+                        zero = lat_left[1] == 0 and acc[1] >= target[1]
+                    if zero:
+                        # Finished at once: free its bytes upstream, stay ready for the next chunk.
+                        if k > 0:
+                            held[k - 1] -= free[k - 1, i]
+                        done[k] += 1
+                    elif shared and (k == _DMA_R or k == _DMA_W):
+                        state[k] = _BUS
+                        req[k] = t
+                    else:
+                        state[k] = _BUSY
+            if pf == _PF_NONE and prefetch_bytes > 0 and state[_DMA_R] == _DONE:
+                lat_left[0] = latency
+                acc[0] = 0
+                target[0] = prefetch_bytes * bw_den
+                pf = _PF_WAIT if shared else _PF_XFER
+                pf_req = t
+            if state[_DMA_W] == _DONE:
+                break
+            # ---- the shared DRAM interface: first come, first served; the read side first on a tie.
+            if shared and bus < 0:
+                rd = -1
+                if state[_DMA_R] == _BUS:
+                    rd = req[_DMA_R]
+                elif pf == _PF_WAIT:
+                    rd = pf_req
+                if rd >= 0 and (state[_DMA_W] != _BUS or rd <= req[_DMA_W]):
+                    bus = 0
+                    if state[_DMA_R] == _BUS:
+                        state[_DMA_R] = _BUSY
+                    else:
+                        pf = _PF_XFER
+                elif state[_DMA_W] == _BUS:
+                    bus = 1
+                    state[_DMA_W] = _BUSY
 
         # ---- classify cycle t (docs/architecture.md §3.2).
         if loading:
             stats[_DMA_R, _C_BUSY] += 1
             for k in range(1, 6):
                 stats[k, _C_W] += 1
+            dram_busy += 1
         else:
+            xfer = state[_DMA_R] == _BUSY or state[_DMA_W] == _BUSY or pf == _PF_XFER
+            if xfer:
+                dram_busy += 1
             for k in range(6):
-                s = state[k]
-                if k == _DMA_R and pf == 1:
-                    stats[k, _C_BUSY] += 1                # the read channel is prefetching
-                elif s == _BUSY:
+                sk = state[k]
+                if sk == _BUSY:
                     stats[k, _C_BUSY] += 1
-                elif s == _WAIT:
+                elif sk == _BUS:
+                    stats[k, _C_DRAM] += 1
+                elif sk == _DONE:
+                    if k == _DMA_R and pf == _PF_XFER:
+                        stats[k, _C_BUSY] += 1            # the read channel is prefetching
+                    elif k == _DMA_R and pf == _PF_WAIT:
+                        stats[k, _C_DRAM] += 1            # the prefetch waits for the interface
+                    else:
+                        stats[k, _C_IDLE] += 1
+                elif k > 0 and done[k - 1] <= done[k]:
                     stats[k, _C_IN] += 1
-                elif s == _HOLD:
-                    stats[k, _C_OUT] += 1
                 else:
-                    stats[k, _C_IDLE] += 1
+                    stats[k, _C_OUT] += 1
 
-        # ---- one cycle of work for every busy unit.
+        # ---- one cycle of work for every busy unit; a unit finishing frees its input bytes now
+        # (visible at the next boundary).
         if loading:
             if _dma_step(0, lat_left, acc, target, bw_num):
                 loading = False
         else:
             if state[_DMA_R] == _BUSY and _dma_step(0, lat_left, acc, target, bw_num):
-                state[_DMA_R] = _HOLD
-            if pf == 1 and _dma_step(0, lat_left, acc, target, bw_num):
-                pf = 2
+                done[_DMA_R] += 1
+                state[_DMA_R] = _WAIT
+                bus = -1
+            if pf == _PF_XFER and _dma_step(0, lat_left, acc, target, bw_num):
+                pf = _PF_DONE
+                bus = -1
             if state[_DEC] == _BUSY:
                 left = 0
-                for j in range(n_mgr):
-                    mgr_left[j] -= min(dec_rate, mgr_left[j])
-                    left += mgr_left[j]
+                for r in range(n_mgr):
+                    mgr_left[r] -= min(dec_rate, mgr_left[r])
+                    left += mgr_left[r]
                 if left == 0:
-                    state[_DEC] = _HOLD
+                    held[_DMA_R] -= free[_DMA_R, done[_DEC]]
+                    done[_DEC] += 1
+                    state[_DEC] = _WAIT
             if state[_MAC] == _BUSY:
                 working = False
                 for p in range(n_pu):
                     if pu_col[p] < 0:
-                        continue                              # this PU has finished the stripe
-                    pu_busy[mac_s, p] += 1
+                        continue                              # this PU has finished the chunk
+                    pu_busy[mac_i, p] += 1
                     t_col = elapsed[p]
                     for q in range(n_active[p]):              # every slot with taps left retires one
-                        s = active[p, q]
-                        macs += taps[p, slot_pos[s] + t_col]
+                        sl = active[p, q]
+                        macs += taps[p, slot_pos[sl] + t_col]
                     pu_ops[p] += n_active[p]
                     elapsed[p] = t_col + 1
                     while n_active[p] > 0 and slot_len[active[p, n_active[p] - 1]] <= t_col + 1:
                         n_active[p] -= 1                      # this slot's list is empty
                     if n_active[p] == 0:                      # the PU's column retires
                         col, taps = _mac_load_column(
-                            p, pu_col[p] + 1, pix_ptr, pix_ky, pix_ch, pix_flag, m, w, skip_w, has_w, wmask, cin_g,
-                            cout_g, slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
+                            p, pu_col[p] + 1, mac_end, pix_ptr, pix_ky, pix_ch, pix_flag, m, skip_w, has_w, wmask,
+                            cin_g, cout_g, slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kw, pad, stride, wo1,
                             taps, slot_pos, slot_len, active, n_active)
                         pu_col[p] = col
                         elapsed[p] = 0
                     if pu_col[p] >= 0:
                         working = True
-                if not working:                               # the last PU finished the stripe
-                    state[_MAC] = _HOLD
+                if not working:                               # the last PU finished the chunk
+                    held[_DEC] -= free[_DEC, done[_MAC]]
+                    done[_MAC] += 1
+                    state[_MAC] = _WAIT
             if state[_PRE] == _BUSY:
                 if pre_px_left > 0 and pre_words > 0:
                     pre_words_left -= min(pre_rate, pre_words_left)
@@ -472,19 +563,26 @@ def _clock_pass(latency, bw_num, bw_den, load_bytes, load_lat, load_acc, prefetc
                 elif pre_tree_left > 0:
                     pre_tree_left -= 1
                 if (pre_px_left == 0 or pre_words == 0) and pre_tree_left == 0:
-                    state[_PRE] = _HOLD
+                    held[_MAC] -= free[_MAC, done[_PRE]]
+                    done[_PRE] += 1
+                    state[_PRE] = _WAIT
             if state[_ENC] == _BUSY:
                 enc_left -= min(enc_rate, enc_left)
                 if enc_left == 0:
-                    state[_ENC] = _HOLD
+                    held[_PRE] -= free[_PRE, done[_ENC]]
+                    done[_ENC] += 1
+                    state[_ENC] = _WAIT
             if state[_DMA_W] == _BUSY and _dma_step(1, lat_left, acc, target, bw_num):
-                state[_DMA_W] = _HOLD
+                held[_ENC] -= free[_ENC, done[_DMA_W]]
+                done[_DMA_W] += 1
+                state[_DMA_W] = _WAIT
+                bus = -1
         t += 1
-    if pf == 0 and prefetch_bytes > 0:                # the pass ended as DMA read finished
-        pf = 1
+    pf_left = prefetch_bytes > 0 and pf != _PF_DONE
+    if pf == _PF_NONE or pf == _PF_WAIT:                # the transfer never started: all of it is left
         lat_left[0] = latency
         acc[0] = 0
-    return t, stats, macs, pu_ops[:n_pu], pu_busy[:, :n_pu], pf == 1, lat_left[0], acc[0]
+    return t, stats, macs, pu_ops[:n_pu], pu_busy[:, :n_pu], pf_left, lat_left[0], acc[0], dram_busy
 
 
 # ---------------------------------------------------------------------------
@@ -505,6 +603,29 @@ def row_elements(act: np.ndarray, compressed: bool) -> np.ndarray:
         return np.full(h, w * c, dtype=np.int64)
     _, _, sm_ptr, nz_ptr = encode(act)
     return (np.diff(sm_ptr) + np.diff(nz_ptr)).astype(np.int64)
+
+
+def _chunk_elements(act: np.ndarray, compressed: bool, col_chunk: np.ndarray, n_chunks: int) -> np.ndarray:
+    """16-bit stream elements of each row that belong to each chunk, int64 ``(H, n_chunks)``.
+
+    A chunk owns the columns ``col_chunk`` assigns it (docs §3): of a compressed row,
+    the non-zeros in those columns and the SM words that start in them (word ``k``
+    covers stream positions ``16k .. 16k + 15``, position = column x channels +
+    channel, and starts in column ``16k // channels``); of a raw row, every value
+    of those columns. The chunks of a row add up to :func:`row_elements`.
+    """
+    h, w, c = act.shape
+    owner = np.zeros((w, n_chunks), dtype=np.int64)      # owner[x, j] = 1: column x belongs to chunk j
+    owner[np.arange(w), col_chunk] = 1
+    if not compressed:
+        return np.broadcast_to(owner.sum(axis=0) * c, (h, n_chunks)).astype(np.int64)
+    nnz = np.count_nonzero(act, axis=2).astype(np.int64)          # (H, W)
+    words = -(-(w * c) // 16)
+    sm = np.bincount(col_chunk[(16 * np.arange(words)) // c], minlength=n_chunks).astype(np.int64)
+    el = nnz @ owner + sm[None, :]
+    if not np.array_equal(el.sum(axis=1), row_elements(act, True)):   # the codec's own count
+        raise AssertionError("chunk elements do not add up to the encoded rows")
+    return el
 
 
 def _beats(elements: np.ndarray, values_per_beat: int) -> np.ndarray:
@@ -551,7 +672,10 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
 
     Returns
     -------
-    LayerTiming (no action counts); cycles are accelerator clock cycles.
+    LayerTiming (no action counts); cycles are accelerator clock cycles, with the
+    six counters of every unit (§3.2), ``handoff_columns`` (the chunk width ``C``)
+    and ``dram_busy_cycles`` (cycles with a transfer on the DRAM interface, summed
+    over passes).
 
     Raises
     ------
@@ -622,6 +746,11 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
             if not seen[iy]:
                 seen[iy] = True
                 first_stripe_of_row[iy] = s
+    # The input memory frees a row when the decoder finishes the last stripe that needs it:
+    # rows below the next stripe's window (the last stripe: all the rows it still holds).
+    last_stripe_of_row = np.full(h, n_stripes - 1, dtype=np.int64)
+    for s in range(n_stripes - 1):
+        last_stripe_of_row[win_lo[s]:win_lo[s + 1]] = np.minimum(last_stripe_of_row[win_lo[s]:win_lo[s + 1]], s)
 
     # Input side: stream elements, DMA bytes, residency.
     row_el = row_elements(act, compressed_in)
@@ -632,15 +761,9 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
     image_bytes = int(row_el.sum()) * 2
     window_bytes = max(int(row_el[win_lo[s]:win_hi[s] + 1].sum()) * 2 for s in range(n_stripes))
     resident = image_bytes <= mem_bytes
-    if resident:
-        in_fifo = n_stripes
-    else:
-        if window_bytes > mem_bytes:
-            raise MappingError(f"layer {sched.layer.name!r}: one stripe window ({window_bytes} bytes) does not "
-                               f"fit memory.input_memory_kib={mem.input_memory_kib}")
-        in_fifo = mem_bytes // window_bytes
-    caps = np.array([in_fifo, mem.decoder_fifo_stripes, mem.pre_fifo_stripes, 1, mem.output_fifo_stripes],
-                    dtype=np.int64)
+    if not resident and window_bytes > mem_bytes:
+        raise MappingError(f"layer {sched.layer.name!r}: one stripe window ({window_bytes} bytes) does not "
+                           f"fit memory.input_memory_kib={mem.input_memory_kib}")
 
     # MAC array: lanes (docs §2).
     m = mp.m
@@ -664,14 +787,52 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
             full[g * cout_g:(g + 1) * cout_g, :, :, g * cin_g:(g + 1) * cin_g] = weights[g * cout_g:(g + 1) * cout_g]
         block_words = np.stack([_kernel_block_words(full, lane_members[ln]) for ln in range(m)], axis=1)
 
+    # Work units: chunks of C stride-1 output columns (the shared chunk-width rule, docs §3).
+    max_slots = max(len(p.group_ptr) - 1 for p in plans) * m
+    max_channels = max(len(p.channels) for p in plans)
+    hand = handoff_columns(sched, act.shape, cfg, max_slots, max_channels)
+    cols, n_chunks = int(hand.columns), int(hand.chunks)
+    n_items = n_stripes * n_chunks
+    in_chunk = np.asarray(input_column_chunks(w, kw, pad, cols, n_chunks), dtype=np.int64)
+    # Input columns of chunk j: col_lo[j] .. col_hi[j] - 1 (the chunk map never decreases).
+    col_lo = np.searchsorted(in_chunk, np.arange(n_chunks), side="left").astype(np.int64)
+    col_hi = np.searchsorted(in_chunk, np.arange(n_chunks), side="right").astype(np.int64)
+    out_cols = np.array([min((j + 1) * cols, wo1) - j * cols for j in range(n_chunks)], dtype=np.int64)
+    w_written = out.shape[1]
+    wr_chunk = np.asarray(written_column_chunks(w_written, pooled, cols, n_chunks), dtype=np.int64)
+    wr_cols = np.bincount(wr_chunk, minlength=n_chunks).astype(np.int64)
+    # Decoder: elements of each input row per chunk (IDP managers); decoded pixels per chunk.
+    chunk_el = _chunk_elements(act, compressed_in, in_chunk, n_chunks)
+    in_owner = np.zeros((w, n_chunks), dtype=np.int64)
+    in_owner[np.arange(w), in_chunk] = 1
+    if compressed_in:
+        row_px = np.count_nonzero(act, axis=2).astype(np.int64) @ in_owner       # (H, J) non-zeros
+    else:
+        row_px = np.broadcast_to(in_owner.sum(axis=0) * c, (h, n_chunks))        # every pixel
+    dec_px = np.stack([row_px[win_lo[s]:win_hi[s] + 1].sum(axis=0) for s in range(n_stripes)])   # (S, J)
+    # Input memory: a stripe's chunk 0 brings the rows it needs first; the decoder's last chunk of
+    # a stripe frees the rows no later stripe needs. A resident image never blocks.
+    in_alloc = np.zeros(n_stripes, dtype=np.int64)
+    in_free = np.zeros(n_stripes, dtype=np.int64)
+    if not resident:
+        np.add.at(in_alloc, first_stripe_of_row, 2 * row_el)
+        np.add.at(in_free, last_stripe_of_row, 2 * row_el)
+    caps = np.array([mem_bytes] + [int(getattr(mem, f) * 1024) for f in
+                                   ("decoder_fifo_kib", "pre_buffer_kib", "encoder_fifo_kib", "output_buffer_kib")],
+                    dtype=np.int64)
+    # Written rows of each stripe: one after the fused 2x2 pool, else its stride-1 rows.
+    o_stripe = np.arange(out.shape[0]) if pooled else np.arange(out.shape[0]) // 2
+    wr_rows = np.bincount(o_stripe, minlength=n_stripes).astype(np.int64)
+
     # DMA bandwidth as an exact fraction.
     bw = exact_bandwidth(d.bandwidth_bytes_per_cycle)
     bw_num, bw_den = bw.numerator, bw.denominator
+    shared = d.interface == "shared"
 
     pre_tree = int(math.log2(m)) + 1
     bias_beats = math.ceil(a.num_macs / d.values_per_beat)
     timing = LayerTiming(units={u: UnitStats() for u in units}, passes=len(plans), resident=resident,
-                         input_fifo_stripes=int(in_fifo))
+                         handoff_columns=cols)
     pu_ops_total = np.zeros(n_pus, dtype=np.int64)
     busy_max = 0
     busy_mean = 0.0
@@ -707,14 +868,25 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         pu_slots = np.concatenate(pu_members).astype(np.int64)
         # PRE: every output pixel of the pass is walked in 16-channel words.
         pre_words = math.ceil(max(mp.out_per_pass, len(chans)) / 16)
-        # Output side of this pass: the pass's channels of each written row.
+        # Output side of this pass: the pass's channels of each written row, per chunk.
         sl = np.ascontiguousarray(out[:, :, chans])
-        o_el = row_elements(sl, compressed_out)
-        o_stripe = np.arange(out.shape[0]) if pooled else np.arange(out.shape[0]) // 2
-        enc_el = np.zeros(n_stripes, dtype=np.int64)
+        o_el = _chunk_elements(sl, compressed_out, wr_chunk, n_chunks)          # (written rows, J)
+        enc_el = np.zeros((n_stripes, n_chunks), dtype=np.int64)
         np.add.at(enc_el, o_stripe, o_el)
-        write_bytes = np.zeros(n_stripes, dtype=np.int64)
-        np.add.at(write_bytes, o_stripe, _beats(o_el, d.values_per_beat) * d.beat_bytes)
+        # The stripe's write: each row's beats are charged to the chunk that completes them.
+        o_beats = _beats(np.cumsum(o_el, axis=1), d.values_per_beat) * d.beat_bytes
+        write_cum = np.zeros((n_stripes, n_chunks), dtype=np.int64)
+        np.add.at(write_cum, o_stripe, o_beats)
+        # Bytes each chunk reserves in the buffer after each unit, and what its consumer frees.
+        alloc = np.zeros((5, n_items), dtype=np.int64)
+        alloc[0, ::n_chunks] = in_alloc
+        alloc[1] = (2 * dec_px).ravel()
+        alloc[2] = (2 * out_rows[:, None] * out_cols[None, :] * len(slot_lane)).ravel()
+        alloc[3] = (2 * wr_rows[:, None] * wr_cols[None, :] * len(chans)).ravel()
+        alloc[4] = (2 * enc_el).ravel()
+        free = alloc.copy()
+        free[0] = 0
+        free[0, n_chunks - 1::n_chunks] = in_free
         # With two kernel banks every pass after the first loads during the previous one.
         prefetching = flow.kernel_banks > 1 and p > 0
         if not prefetching:
@@ -725,17 +897,17 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
             start_bytes, (start_lat, start_acc) = load_bytes, carry
         next_bytes = slots[p + 1][4] if flow.kernel_banks > 1 and p + 1 < len(plans) else 0
         rb = read_bytes if (p == 0 or not resident) else np.zeros(n_stripes, dtype=np.int64)
-        biggest = max(load_bytes, next_bytes, int(rb.max()), int(write_bytes.max()))
+        biggest = max(load_bytes, next_bytes, int(rb.max()), int(write_cum[:, -1].max()))
         if (biggest + 1) * bw_den + bw_num >= _MAX_SCALED:
             raise ConfigError(f"dma.bandwidth_bytes_per_cycle={d.bandwidth_bytes_per_cycle!r} = {bw} needs a "
                               "denominator too large for exact stepping; use fewer decimal digits")
-        cycles, stats, macs, pu_ops, pu_busy, pf_left, pf_lat, pf_acc = _clock_pass(
-            int(d.latency_cycles), bw_num, bw_den, start_bytes, start_lat, start_acc, next_bytes,
-            rb, write_bytes, caps,
-            row_el, win_lo, win_hi, int(a.decoder_values_per_cycle),
+        cycles, stats, macs, pu_ops, pu_busy, pf_left, pf_lat, pf_acc, dram_busy = _clock_pass(
+            int(d.latency_cycles), bw_num, bw_den, shared, start_bytes, start_lat, start_acc, next_bytes,
+            n_chunks, rb, write_cum, caps, alloc, free,
+            chunk_el, win_lo, win_hi, int(a.decoder_values_per_cycle),
             nonzero, compressed_in, flow.skip_weights, has_w, wmask, cin_g, cout_g, lane_of_c, m,
             slot_lane, slot_kptr, slot_k, pu_ptr, pu_slots, kh, kw, pad, int(mp.stride), out_lo, out_rows,
-            pre_words, int(a.pre_words_per_cycle), pre_tree, wo1,
+            col_lo, col_hi, pre_words, int(a.pre_words_per_cycle), pre_tree, out_cols, wo1,
             enc_el, int(a.encoder_values_per_cycle))
         carry = (int(pf_lat), int(pf_acc)) if pf_left else None
         timing.cycles += int(cycles)
@@ -743,6 +915,7 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         timing.pass_channels.append([int(x) for x in chans])
         timing.macs_useful += int(macs)
         timing.mac_ops += int(pu_ops.sum())
+        timing.dram_busy_cycles += int(dram_busy)
         for j, u in enumerate(pus):
             pu_ops_total[u] += int(pu_ops[j])
         busy_max += int(pu_busy.max(axis=1).sum())
@@ -755,7 +928,7 @@ def clocked_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.nda
         timing.dram_read_bytes["weights"] += kernel_beats * d.beat_bytes
         timing.dram_read_bytes["biases"] += bias_beats * d.beat_bytes
         timing.dram_read_bytes["config"] += d.config_beats_per_pass * d.beat_bytes
-        timing.dram_write_bytes["activations"] += int(write_bytes.sum())
+        timing.dram_write_bytes["activations"] += int(write_cum[:, -1].sum())
     timing.pu_ops = [int(x) for x in pu_ops_total]
     worked = pu_ops_total[pu_ops_total > 0]
     timing.pu_imbalance = float(worked.max() / worked.mean()) if len(worked) else 1.0
