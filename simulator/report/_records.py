@@ -57,7 +57,7 @@ class LayerTiming:
     mac_ops : multiply-accumulates performed.
     pu_ops : operations per PU (one PU for dataflows without PUs).
     pu_imbalance : max / mean of ``pu_ops`` over the PUs that had work (1.0 if none).
-    pu_time_imbalance : sum over stripes of the slowest PU's busy cycles / the mean PU's.
+    pu_time_imbalance : sum over work units of the slowest PU's busy cycles / the mean PU's.
     resident : the input image stays in the input memory for all passes.
     handoff_columns : stride-1 output columns per work unit (docs/architecture.md §3).
     dram_busy_cycles : cycles in which at least one transfer occupies the DRAM interface.

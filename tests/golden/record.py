@@ -24,7 +24,7 @@ FIXTURE = Path(__file__).with_name("results.json.gz")
 LAYER_KEYS = ("name", "where", "m", "passes", "input_resident", "cycles", "macs_useful", "mac_ops",
               "input_density", "output_density", "weight_density", "dram_read_bytes", "dram_write_bytes",
               "units", "actions", "energy_pj", "pu_ops", "pu_imbalance", "pu_time_imbalance",
-              "functional_check")
+              "functional_check", "dram_busy_cycles", "handoff_columns")
 MODES = ("propagated", "timing-only")
 
 
