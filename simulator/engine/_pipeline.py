@@ -45,8 +45,15 @@ class _Bus:
         self.queue: list[tuple[int, int, int, simpy.Event]] = []
         self.pending = False
         self.seq = 0
+        self.reads_done = False      # the read side will ask no more in this pass
 
-    def request(self, priority: int) -> simpy.Event:
+    def request(self, priority: int) -> simpy.Event | None:
+        """An event that fires when the interface is granted, or None when it is granted at once."""
+        if not self.busy and not self.queue and not self.pending and (priority == _READ_FIRST or self.reads_done):
+            # NOTE: fast path. Nobody asked earlier, and nobody asking later in this cycle
+            # could win: the read side wins every tie, and it is done when the write side asks.
+            self.busy = True
+            return None
         ev = self.env.event()
         self.seq += 1
         self.queue.append((self.env.now, priority, self.seq, ev))
@@ -143,7 +150,9 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
     caps = [int(c) for c in capacities]
     in_wait: list = [None] * n_units           # (work unit, event): waiting for upstream
     room_wait: list = [None] * n_units         # (bytes, event): waiting for room downstream
+    running: list = [None] * n_units           # (work unit, timeout): the work unit in progress
     bus = _Bus(env) if shared_dram and dram_units else None
+    read_unit = dram_units[0] if dram_units else -1
     on_bus = [bus is not None and k in dram_units for k in range(n_units)]
     priority = {k: (_READ_FIRST if r == 0 else _WRITE) for r, k in enumerate(dram_units)}
     transfers: list[tuple[int, int]] = []
@@ -159,9 +168,15 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
         for i in range(n_items):
             if k > 0 and done[k - 1] <= i:
                 t0 = env.now
-                ev = env.event()
-                in_wait[k] = (i, ev)
-                yield ev
+                run = running[k - 1]
+                if run is not None and run[0] == i:
+                    # NOTE: the upstream unit is working on item i: wait on its own timeout
+                    # (one event for both; its callback, registered first, finishes the item first).
+                    yield run[1]
+                else:
+                    ev = env.event()
+                    in_wait[k] = (i, ev)
+                    yield ev
                 stall_in += env.now - t0
             if sizes is not None:
                 need = sizes[i]
@@ -176,11 +191,16 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
             if d:
                 if on_bus[k]:
                     t2 = env.now
-                    yield bus.request(priority[k])
-                    stall_bus += env.now - t2
+                    grant = bus.request(priority[k])
+                    if grant is not None:
+                        yield grant
+                        stall_bus += env.now - t2
                 if on_dram[k]:
                     transfers.append((env.now, env.now + d))
-                yield env.timeout(d)
+                tick = env.timeout(d)
+                running[k] = (i, tick)
+                yield tick
+                running[k] = None
                 busy += d
                 if on_bus[k]:
                     bus.release()
@@ -199,10 +219,15 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
                     w[1].succeed()
         finish[k] = env.now
         st.busy, st.stall_input, st.stall_output, st.stall_dram = busy, stall_in, stall_out, stall_bus
+        if k == read_unit and bus is not None and not (k == 0 and prefetch_cycles):
+            bus.reads_done = True
         if k == 0 and prefetch_cycles:
             pf_start[0] = env.now
             if bus is not None:
-                yield bus.request(_READ_FIRST)
+                grant = bus.request(_READ_FIRST)
+                if grant is not None:
+                    yield grant
+                bus.reads_done = True
             pf_start[1] = env.now
             yield env.timeout(prefetch_cycles)
             if bus is not None:

@@ -168,7 +168,7 @@ def plot_utilization(result: Result | Mapping, ax=None):
 
 
 def plot_cycle_breakdown(result: Result | Mapping, ax=None, *, unit: str | None = None):
-    """Cycles by unit and cause: busy, stalled on input/output/weights, idle.
+    """Cycles by unit and cause: busy, stalled on input, output room, the DRAM interface or weights, idle.
 
     Parameters
     ----------
