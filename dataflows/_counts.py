@@ -12,35 +12,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["slot_mac_work", "weight_tap_prefix", "row_stream_elements", "row_chunk_elements", "stripe_windows",
-           "ceil_div"]
+__all__ = ["slot_mac_work", "weight_tap_prefix", "row_chunk_elements", "stripe_windows", "ceil_div"]
 
 
 @njit(cache=True)
 def ceil_div(a, b):
     """Integer ceiling division for non-negative ``a`` and positive ``b``."""
     return (a + b - 1) // b
-
-
-@njit(cache=True)
-def row_stream_elements(act, sm_word_pixels, compressed):
-    """16-bit stream elements per row: SM words plus non-zeros, or raw pixels.
-
-    Rows are SM-aligned (each row starts a new SM word, docs/sources.md §N5.1 [C]).
-    """
-    h, w, c = act.shape
-    out = np.zeros(h, dtype=np.int64)
-    for iy in range(h):
-        if not compressed:
-            out[iy] = w * c
-            continue
-        nnz = 0
-        for ix in range(w):
-            for ch in range(c):
-                if act[iy, ix, ch] != 0:
-                    nnz += 1
-        out[iy] = ceil_div(w * c, sm_word_pixels) + nnz
-    return out
 
 
 @njit(cache=True)
@@ -54,8 +32,9 @@ def row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, n_chunks):
 
     Returns
     -------
-    elements, pixels : int64 ``(H, n_chunks)``; each row of ``elements`` sums to
-    :func:`row_stream_elements`.
+    elements, pixels : int64 ``(H, n_chunks)``; each row of ``elements`` sums to the row's
+    stream elements, ``ceil(W * C / 16)`` SM words plus its non-zeros (rows are SM-aligned,
+    docs/sources.md §N5.1 [C]), or ``W * C``.
     """
     h, w, c = act.shape
     el = np.zeros((h, n_chunks), dtype=np.int64)

@@ -569,7 +569,7 @@ def test_reference_shares_no_timing_code() -> None:
             imported.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             imported.update(a.name for a in node.names)
-    forbidden = ("engine", "_counts", "_stripe", "slot_mac_work", "weight_tap_prefix", "row_stream_elements",
+    forbidden = ("engine", "_counts", "_stripe", "slot_mac_work", "weight_tap_prefix", "row_chunk_elements",
                  "stripe_windows", "dma_cycles", "StripeDataflow")
     assert not [m for m in imported if any(f in m for f in forbidden)], imported
     code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
