@@ -53,10 +53,11 @@ def test_results_match_the_golden_fixture(case):
 
 
 def test_the_fixture_covers_every_zoo_network_on_the_recorded_presets():
+    from simulator import list_presets
     from workloads import list_networks
 
     nets = {c.split("/")[0] for c in GOLDEN}
     presets = {c.split("/")[1] for c in GOLDEN}
     assert nets == set(list_networks())
-    assert presets == {"dense", "nullhop", "rsnn", "combined"}
+    assert presets == set(list_presets()) == {"dense", "nullhop", "rsnn", "combined", "nullhop-prefetch"}
     assert len(GOLDEN) == len(nets) * len(presets) * len(record.MODES)
