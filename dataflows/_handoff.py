@@ -11,11 +11,16 @@ import numpy as np
 from ._accelerator import AcceleratorConfig
 from ._mapping import ScheduledLayer
 
-__all__ = ["HANDOFF_BUFFERS", "Handoff", "handoff_columns", "input_column_chunks", "written_column_chunks"]
+__all__ = ["HANDOFF_BUFFERS", "buffer_bytes", "Handoff", "handoff_columns", "input_column_chunks", "written_column_chunks"]
 
 #: The byte-sized buffers the chunk width must fit, with their config fields.
 HANDOFF_BUFFERS = (("decoder_fifo", "memory.decoder_fifo_kib"), ("pre_buffer", "memory.pre_buffer_kib"),
                    ("encoder_fifo", "memory.encoder_fifo_kib"), ("output_buffer", "memory.output_buffer_kib"))
+
+
+def buffer_bytes(cfg: AcceleratorConfig) -> dict[str, int]:
+    """Capacity of each hand-off buffer of :data:`HANDOFF_BUFFERS`, in bytes (its ``memory.*_kib`` x 1024)."""
+    return {name: int(getattr(cfg.memory, key.split(".")[1]) * 1024) for name, key in HANDOFF_BUFFERS}
 
 
 def input_column_chunks(w: int, kw: int, pad: int, cols: int, n_chunks: int) -> np.ndarray:
@@ -86,7 +91,7 @@ def handoff_columns(sched: ScheduledLayer, in_shape: tuple[int, int, int], cfg: 
     mp = sched.mapping
     h, w, _ = in_shape
     wo1 = w + 2 * mp.padding - mp.kernel[1] + 1
-    caps = {name: int(getattr(cfg.memory, field.split(".")[1]) * 1024) for name, field in HANDOFF_BUFFERS}
+    caps = buffer_bytes(cfg)
     cols = max(1, min(cfg.array.handoff_columns, wo1 // cfg.array.min_handoffs_per_stripe))
     while True:
         need = _largest_items(sched, in_shape, cols, max_slots, max_channels)

@@ -27,7 +27,7 @@ from workloads import MappingError
 
 from ._accelerator import AcceleratorConfig
 from ._counts import ceil_div, row_chunk_elements, slot_mac_work, stripe_windows, weight_tap_prefix
-from ._handoff import HANDOFF_BUFFERS, handoff_columns, input_column_chunks, written_column_chunks
+from ._handoff import HANDOFF_BUFFERS, buffer_bytes, handoff_columns, input_column_chunks, written_column_chunks
 from ._mapping import ScheduledLayer
 from ._plan import PassPlan, kernel_lane_sizes, plan_passes
 from ._protocol import Action, Buffer, DataflowTraits, LayerWork, Memory, PassWork, frozen_actions
@@ -84,12 +84,14 @@ def dma_cycles(beats, cfg: AcceleratorConfig):
     ``dma.bandwidth_bytes_per_cycle``; an empty transfer costs nothing.
     """
     beats = np.asarray(beats, dtype=np.int64)
-    nbytes = beats * cfg.dma.beat_bytes
-    # Exact rational ceil: the bandwidth as written (0.7 means 7/10), so that
-    # float rounding never adds a cycle.
+    return np.where(beats > 0, cfg.dma.latency_cycles + _stream_cycles(beats * cfg.dma.beat_bytes, cfg), 0)
+
+
+def _stream_cycles(nbytes, cfg: AcceleratorConfig):
+    """``ceil(nbytes / dma.bandwidth_bytes_per_cycle)``, exactly: the bandwidth is read as the
+    decimal written (0.7 means 7/10), so that float rounding never adds a cycle."""
     bw = Fraction(repr(float(cfg.dma.bandwidth_bytes_per_cycle)))
-    stream = -(-(nbytes * bw.denominator) // bw.numerator)
-    return np.where(beats > 0, cfg.dma.latency_cycles + stream, 0)
+    return -(-(np.asarray(nbytes, dtype=np.int64) * bw.denominator) // bw.numerator)
 
 
 def _kept_taps_1d(n_in: int, k: int, pad: int, stride: int) -> np.ndarray:
@@ -275,7 +277,7 @@ class StripeDataflow:
             mem_alloc[first] = 2 * (cum[new_hi + 1] - cum[np.minimum(prev_end, new_hi + 1)])
             leave = np.concatenate((lo[1:], [h]))
             mem_free[last] = 2 * (cum[leave] - cum[lo])
-        caps = [mem_bytes] + [int(getattr(cfg.memory, key.split(".")[1]) * 1024) for _, key in HANDOFF_BUFFERS]
+        caps = [mem_bytes, *buffer_bytes(cfg).values()]
 
         # Output side.
         rows_out_stripe = np.minimum(2, (h + 2 * pad - kh + 1) - 2 * np.arange(n_stripes))
@@ -294,8 +296,6 @@ class StripeDataflow:
         effectual = _effectual_per_channel(act_in, weights, mp, kh, kw, pad, mp.stride)
         vpb = cfg.dma.values_per_beat
         bb = cfg.dma.beat_bytes
-        bw = Fraction(repr(float(cfg.dma.bandwidth_bytes_per_cycle)))
-        read_service = np.zeros(n_items, dtype=np.int64)
         read_rd = dma_cycles(read_beats, cfg)
         mac_cache: dict = {}
         passes = []
@@ -336,12 +336,10 @@ class StripeDataflow:
             enc = (-(-el_s // cfg.array.encoder_values_per_cycle)).ravel()
             wr_beats = beats_s.sum(axis=1)
             # One write transfer per stripe, streamed chunk by chunk: cumulative exact-rational ceilings.
-            cum_bytes = np.cumsum(beats_s, axis=1) * bb
-            done_cyc = -(-(cum_bytes * bw.denominator) // bw.numerator)
-            write = np.diff(done_cyc, axis=1, prepend=0)
+            write = np.diff(_stream_cycles(np.cumsum(beats_s, axis=1) * bb, cfg), axis=1, prepend=0)
             write[:, 0] += np.where(wr_beats > 0, cfg.dma.latency_cycles, 0)
             rd_beats = read_beats if stream else np.zeros(n_stripes, dtype=np.int64)
-            read_service[:] = 0
+            read_service = np.zeros(n_items, dtype=np.int64)
             if stream:
                 read_service[first] = read_rd
             words_per_px = ceil_div(ceil_div(max(mp.out_per_pass, count), 16), cfg.array.pre_words_per_cycle)
@@ -382,7 +380,7 @@ class StripeDataflow:
             a["dram_read_bytes"] = (int(rd_beats.sum()) + int(w_beats) + int(b_beats) + int(cfg_beats)) * bb
             a["dram_write_bytes"] = int(wr_beats.sum()) * bb
             passes.append(PassWork(
-                service=[read_service.copy(), decoder, mac_cycles, pre, enc, write.ravel()],
+                service=[read_service, decoder, mac_cycles, pre, enc, write.ravel()],
                 capacities=caps, load_cycles=int(dma_cycles(load_beats, cfg)), alloc=alloc, free=free,
                 dram_units=(0, len(self.units) - 1), shared_dram=cfg.dma.interface == "shared",
                 prefetched=tr.kernel_banks > 1 and p > 0, channels=chans, actions=a,
