@@ -17,7 +17,7 @@ from workloads import (USER_NETWORK_SUFFIXES, SparsesimError, WorkloadError, get
                        list_profiles, load_trace, load_user_network, scalesim_networks)
 
 from .oracle import validate_network
-from .report import Result, csv_text, network_progress, write_atomic
+from .report import Result, csv_text, network_progress, progress_lines, write_atomic
 from .runner import PRUNING_CHOICES, TRACE_MODES, Simulator
 from .studies import compare_dataflows, parse_grid, plot_file, sweep
 
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--trace", choices=TRACE_MODES, default="propagated", help="trace mode (default propagated)")
     sw.add_argument("--timing-only", action="store_true", help="bitmaps and counts only (implies --trace synthetic)")
     sw.add_argument("--pruning", choices=PRUNING_CHOICES, default="magnitude", help="weight pruning method")
+    sw.add_argument("--scale-io", action="store_true",
+                    help="scale decoder, PRE and encoder widths and DRAM bandwidth with the MAC count, except "
+                         "fields set by --grid or --set (docs/sweeps.md, scaling rule)")
     pl = sub.add_parser("plot", help="plot a result JSON (sparsesim run --json) or a sweep directory")
     pl.add_argument("result", help="result JSON file, sweep directory or sweep CSV")
     pl.add_argument("-o", "--out", required=True, metavar="FILE", help="output image (.png, .pdf, .svg)")
@@ -194,11 +197,14 @@ def _sweep(args) -> int:
     if args.timing_only:
         options["timing_only"] = True
         trace = "synthetic"
+    # A bar on a terminal; one line per finished point in logs and pipes.
+    progress = None if sys.stderr.isatty() else progress_lines(f"sweep {args.network}")
     res = sweep(args.network, args.accel, parse_grid(args.grid), overrides=parse_set(args.overrides),
                 out_dir=args.out, workers=args.workers, scheduler=args.scheduler, profile=args.profile,
-                seed=args.seed, trace=trace, run_options=options)
-    print(f"sparsesim sweep: {len(res.points)} points of {args.network} in {args.out} "
-          f"(sweep_totals.csv, sweep_layers.csv, points/)")
+                seed=args.seed, trace=trace, run_options=options, progress=progress, scale_io=args.scale_io)
+    print(res.format_table())
+    print(f"sparsesim sweep: {len(res.points)} points of {args.network} in {args.out}, computed "
+          f"{len(res.computed)}, reused {len(res.reused)} (sweep_totals.csv, sweep_layers.csv, points/)")
     return 0
 
 

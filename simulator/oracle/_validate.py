@@ -33,7 +33,7 @@ from dataflows import (AcceleratorConfig, ScheduledLayer, get_dataflow, schedule
 from workloads import DensityProfile, MappingError, Network, NetworkBuilder, WorkloadError, get_network
 
 from ..engine import time_layer
-from ..report import COUNTERS, LayerTiming
+from ..report import COUNTERS, LayerTiming, accelerator_label
 from ..runner import Simulator
 from ._clocked import clocked_layer, row_elements
 
@@ -79,7 +79,8 @@ class ValidationReport:
 
     Attributes
     ----------
-    network, accelerator : what was run.
+    network, accelerator : what was run (the network's name, the config's name).
+    dataflow : the array's dataflow (``array.dataflow``).
     max_rows : the crop limit in input rows (None: full layers).
     rows : one :class:`ValidationRow` per validated layer, in network order.
     wall_seconds : wall-clock seconds of the whole validation (network run included).
@@ -90,6 +91,7 @@ class ValidationReport:
     max_rows: int | None
     rows: list[ValidationRow] = field(default_factory=list)
     wall_seconds: float = 0.0
+    dataflow: str = ""
 
     @property
     def all_agree(self) -> bool:
@@ -114,7 +116,8 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dictionary of the report."""
-        return {"network": self.network, "accelerator": self.accelerator, "max_rows": self.max_rows,
+        return {"network": self.network, "accelerator": self.accelerator, "dataflow": self.dataflow,
+                "max_rows": self.max_rows,
                 "all_agree": self.all_agree, "wall_seconds": self.wall_seconds,
                 "reference_cycles": self.reference_cycles, "reference_seconds": self.reference_seconds,
                 "reference_cycles_per_second": self.reference_cycles_per_second,
@@ -133,7 +136,7 @@ class ValidationReport:
             return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
                              for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-        out = [f"validate {self.network} on {self.accelerator}: event model vs clock-stepped reference "
+        out = [f"validate {self.network} on {accelerator_label(self.accelerator, self.dataflow)}: event model vs clock-stepped reference "
                f"(max_rows={self.max_rows})", line(head), line(["-" * w for w in widths])]
         out += [line(b) for b in body]
         notes = [f"  {r.layer}: {r.note}" for r in self.rows if r.note]
@@ -317,7 +320,8 @@ def validate_network(network: str | Network, accel: AcceleratorConfig | str | os
                                     f"{', '.join(on_acc)}")
         wanted = set(layers)
     _warm_up()
-    report = ValidationReport(network=net.name, accelerator=sim.config.name, max_rows=max_rows)
+    report = ValidationReport(network=net.name, accelerator=sim.config.name, max_rows=max_rows,
+                              dataflow=sim.config.array.dataflow)
     remaining = set(wanted)
 
     def observe(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray,

@@ -16,9 +16,10 @@ Examples
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 
-__all__ = ["ProgressBar", "network_progress", "progress_bar"]
+__all__ = ["ProgressBar", "network_progress", "progress_bar", "progress_lines"]
 
 
 def _is_terminal(stream) -> bool:
@@ -153,3 +154,48 @@ def network_progress(total_layers: int | None = None, *, desc: str = "layers",
             bar.update(done - bar.n, layer_name)
 
     return callback, bar.close
+
+
+def progress_lines(desc: str, *, stream=None, every: int = 1,
+                   clock: Callable[[], float] = time.monotonic) -> Callable[[int, int, str], None]:
+    """A ``progress(done, total, label)`` callback that writes one plain line per finished step.
+
+    For logs and pipes, where a tqdm bar cannot redraw: every ``every``-th step
+    (and the last) writes ``desc: done/total label (elapsed, about N left)`` to
+    ``stream`` (default ``sys.stderr``), flushed at once. The remaining time is
+    extrapolated from the steps computed so far (``label == "loaded"`` marks
+    steps loaded from disk, which are reported once and not timed).
+
+    Examples
+    --------
+    >>> import io
+    >>> buf = io.StringIO()
+    >>> cb = progress_lines("sweep", stream=buf, clock=iter([0.0, 10.0, 20.0]).__next__)
+    >>> cb(1, 2, "macs=64"); cb(2, 2, "macs=128")
+    >>> print(buf.getvalue(), end="")
+    sweep: 1/2 macs=64 (10 s, about 10 s left)
+    sweep: 2/2 macs=128 (20 s)
+    """
+    start = clock()
+    first = {"done": None}
+
+    def fmt(seconds: float) -> str:
+        seconds = int(round(seconds))
+        return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+    def callback(done: int, total: int, label: str) -> None:
+        out = stream if stream is not None else sys.stderr
+        if label == "loaded":
+            first["done"] = done
+            print(f"{desc}: {done}/{total} loaded from earlier runs", file=out, flush=True)
+            return
+        if first["done"] is None:
+            first["done"] = 0
+        if done % max(1, every) and done != total:
+            return
+        elapsed = clock() - start
+        ran = done - first["done"]
+        left = f", about {fmt(elapsed / ran * (total - done))} left" if ran and done < total else ""
+        print(f"{desc}: {done}/{total} {label} ({fmt(elapsed)}{left})", file=out, flush=True)
+
+    return callback

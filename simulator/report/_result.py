@@ -17,7 +17,8 @@ from pathlib import Path
 
 from workloads import SparsesimError
 
-__all__ = ["LayerResult", "Result", "csv_text", "layer_ratios", "safe_output_path", "write_atomic"]
+__all__ = ["LayerResult", "Result", "accelerator_label", "csv_text", "data_label", "layer_ratios",
+           "safe_output_path", "write_atomic"]
 
 _SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -84,6 +85,24 @@ def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
     return path
 
 
+def accelerator_label(name: str, dataflow: str | None) -> str:
+    """How reports name an accelerator: its config name, plus the dataflow when the name does not say it.
+
+    ``accelerator_label("nullhop", "combined")`` is ``"nullhop config, combined dataflow"``;
+    ``accelerator_label("rsnn", "rsnn")`` is ``"rsnn"``.
+    """
+    if not dataflow or dataflow == name:
+        return str(name)
+    return f"{name} config, {dataflow} dataflow"
+
+
+def data_label(profile: str, trace: str, seed: object) -> str:
+    """What data a run used, in words: the density profile, trace mode and seed, or the user's real data."""
+    if trace == "trace":   # an ONNX model's or a trace file's weights and activations
+        return "real weights and activations (ONNX model or trace file)"
+    return f"profile {profile}, trace {trace}, seed {seed}"
+
+
 def csv_text(rows: list[dict[str, object]]) -> str:
     """CSV text of ``rows``: a header of every key in first-seen order, one line per row."""
     cols: list[str] = []
@@ -107,6 +126,11 @@ class LayerResult:
     ``where`` is ``accelerator``, ``host`` (computed functionally, not timed)
     or ``fused`` (folded into the previous conv). Ratios are 0 for layers that
     take no accelerator cycles.
+
+    ``compute_cycles`` are the cycles the MAC array is busy: the layer's
+    cycles if nothing ever stalled it. ``bandwidth_demand_bytes_per_cycle`` is
+    the DRAM traffic over those cycles: the bandwidth, in bytes per cycle, the
+    layer needs to stay compute-bound (SCALE-Sim's "required bandwidth").
     """
 
     name: str
@@ -140,6 +164,8 @@ class LayerResult:
     pu_time_imbalance: float = 1.0
     dram_busy_cycles: int = 0
     handoff_columns: int = 0
+    compute_cycles: int = 0
+    bandwidth_demand_bytes_per_cycle: float = 0.0
 
     @property
     def dram_bytes(self) -> int:
@@ -210,6 +236,16 @@ class Result:
         return int(a["num_clusters"]) * int(a["macs_per_cluster"])
 
     @property
+    def dataflow(self) -> str:
+        """The dataflow the array ran (``array.dataflow``), e.g. ``"nullhop"`` or ``"combined"``."""
+        return str(self.config.get("array", {}).get("dataflow", ""))
+
+    @property
+    def label(self) -> str:
+        """The accelerator as reports name it (:func:`accelerator_label`)."""
+        return accelerator_label(self.accelerator, self.dataflow)
+
+    @property
     def clock_mhz(self) -> float:
         return float(self.config["array"]["clock_mhz"])
 
@@ -227,6 +263,7 @@ class Result:
         cycles = sum(l.cycles for l in acc)
         dense = sum(l.macs_dense for l in acc)
         useful = sum(l.macs_useful for l in acc)
+        compute = sum(l.compute_cycles for l in acc)
         lat, util, eff, gops = layer_ratios(dense, useful, cycles, self.num_macs, self.clock_mhz)
         read: dict[str, int] = {}
         write: dict[str, int] = {}
@@ -246,6 +283,8 @@ class Result:
             "dram_read_bytes": read, "dram_write_bytes": write,
             "dram_bytes": sum(read.values()) + sum(write.values()),
             "dram_busy_cycles": sum(l.dram_busy_cycles for l in acc),
+            "compute_cycles": compute,
+            "bandwidth_demand_bytes_per_cycle": (sum(l.dram_bytes for l in acc) / compute) if compute else 0.0,
             "units": units,
             "host_layers": [l.name for l in self.layers if l.where == "host"],
             "host_macs": sum(l.macs_dense for l in self.layers if l.where == "host"),
@@ -291,7 +330,8 @@ class Result:
     # ----------------------------------------------------------------- output
     def to_dict(self) -> dict:
         """JSON-ready dictionary (deterministic key order)."""
-        return {"network": self.network, "accelerator": self.accelerator, "profile": self.profile,
+        return {"network": self.network, "accelerator": self.accelerator, "dataflow": self.dataflow,
+                "profile": self.profile,
                 "trace": self.trace, "seed": self.seed, "config": self.config,
                 "totals": self.totals, "energy_table": self.energy_table, "saturated": dict(self.saturated),
                 "layers": [asdict(l) for l in self.layers]}
@@ -326,8 +366,8 @@ class Result:
         """Human-readable per-layer table with totals."""
         hdr = (f"{'layer':<22} {'where':<5} {'m':>2} {'pass':>4} {'in dens':>7} {'cycles':>12} {'lat us':>9} "
                f"{'util':>6} {'effic':>7} {'GOp/s':>7} {'DRAM KiB':>9} {'E uJ':>9}")
-        lines = [f"sparsesim: {self.network} on {self.accelerator} ({self.num_macs} MACs @ {self.clock_mhz:g} MHz)"
-                 f", profile {self.profile}, trace {self.trace}, seed {self.seed}", hdr, "-" * len(hdr)]
+        lines = [f"sparsesim: {self.network} on {self.label} ({self.num_macs} MACs @ {self.clock_mhz:g} MHz), "
+                 + data_label(self.profile, self.trace, self.seed), hdr, "-" * len(hdr)]
         for l in self.layers:
             where = {"accelerator": "acc", "host": "host", "fused": "fused"}[l.where]
             if l.where == "accelerator":

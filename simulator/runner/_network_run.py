@@ -143,8 +143,9 @@ class Simulator:
             run.check = False
         run.energy_table = self.energy_table
         records = run.run(progress)
+        # A user trace brings its own weights, biases and activations: no density profile is drawn from.
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
-                      profile=prof.name, trace=trace, seed=int(seed), layers=records,
+                      profile="none (real data)" if user is not None else prof.name, trace=trace, seed=int(seed), layers=records,
                       energy_table=table_report(self.config, self.energy_table),
                       saturated=dict(user.saturated) if user is not None else {})
 
@@ -303,6 +304,8 @@ class _NetworkRun:
         rec.dram_busy_cycles, rec.handoff_columns = t.dram_busy_cycles, t.handoff_columns
         rec.actions = dict(t.actions)
         rec.units = {u: st.as_dict() for u, st in t.units.items()}
+        rec.compute_cycles = rec.units.get("mac_array", {}).get("busy", t.cycles)
+        rec.bandwidth_demand_bytes_per_cycle = rec.dram_bytes / rec.compute_cycles if rec.compute_cycles else 0.0
         rec.energy_pj = layer_energy(t.actions, rec.units, t.cycles, self.cfg, self.energy_table)
 
     def _conv_like(self, s: ScheduledLayer, x: np.ndarray) -> tuple[LayerResult, np.ndarray]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from workloads import SparsesimError, is_number
 
-from ..report import COUNTERS, Result, write_atomic
+from ..report import COUNTERS, Result, accelerator_label, write_atomic
 from ._sweep import SweepResult, load_sweep
 
 __all__ = ["RESULT_PLOT_KINDS", "SWEEP_PLOT_KINDS", "plot_cycle_breakdown", "plot_dram_traffic",
@@ -90,7 +90,8 @@ def _title(d: Mapping, what: str) -> str:
     macs = _num_macs(d)
     clock = d.get("config", {}).get("array", {}).get("clock_mhz")
     hw = f" ({macs} MACs @ {clock:g} MHz)" if macs and isinstance(clock, (int, float)) else ""
-    return f"{d.get('network', '?')} on {d.get('accelerator', '?')}{hw}: {what}"
+    label = accelerator_label(d.get("accelerator", "?"), d.get("config", {}).get("array", {}).get("dataflow"))
+    return f"{d.get('network', '?')} on {label}{hw}: {what}"
 
 
 def _layer_figsize(n: int) -> tuple[float, float]:

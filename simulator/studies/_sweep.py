@@ -41,10 +41,10 @@ from dataflows import (AcceleratorConfig, closest_key, config_to_dict, field_nam
 from workloads import (ConfigError, DensityProfile, MappingError, Network, SparsesimError, WorkloadError,
                        default_profile_for, get_network, get_profile)
 
-from ..report import LayerResult, Result, csv_text, progress_bar, write_atomic
+from ..report import LayerResult, Result, accelerator_label, csv_text, progress_bar, write_atomic
 from ..runner import TRACE_MODES, Simulator
 
-__all__ = ["SweepResult", "load_sweep", "parse_grid", "sweep", "GRID_SHORTHANDS"]
+__all__ = ["SweepResult", "load_sweep", "parse_grid", "sweep", "GRID_SHORTHANDS", "SCALE_IO_FIELDS"]
 
 #: Grid keys besides the dotted config fields of :func:`~simulator.field_names`.
 GRID_SHORTHANDS = ("macs", "dataflow", "profile", "seed", "trace")
@@ -53,6 +53,26 @@ GRID_SHORTHANDS = ("macs", "dataflow", "profile", "seed", "trace")
 _FORMAT = "sparsesim-sweep/1"
 
 _DATAFLOW_FIELD = "array.dataflow"
+
+#: Fields ``scale_io`` scales with the MAC count: the widths of the streams around the array.
+SCALE_IO_FIELDS = ("array.decoder_values_per_cycle", "array.pre_words_per_cycle", "array.encoder_values_per_cycle",
+                   "dma.bandwidth_bytes_per_cycle")
+
+
+def _scaled_io(cfg: AcceleratorConfig, base: AcceleratorConfig, fixed: set[str]) -> AcceleratorConfig:
+    """``cfg`` with every :data:`SCALE_IO_FIELDS` field not in ``fixed`` scaled by cfg's / base's MAC count.
+
+    Integer widths are rounded to the nearest integer, at least 1; the DRAM
+    bandwidth (bytes per cycle) scales exactly.
+    """
+    factor = cfg.array.num_macs / base.array.num_macs
+    updates: dict[str, object] = {}
+    for key in SCALE_IO_FIELDS:
+        if key in fixed:
+            continue
+        v = _config_value(base, key)
+        updates[key] = v * factor if isinstance(v, float) else max(1, round(v * factor))
+    return with_overrides(cfg, updates) if updates and factor != 1 else cfg
 
 
 # --------------------------------------------------------------------- points
@@ -164,7 +184,8 @@ def _canonical_values(key: str, values: object, base: AcceleratorConfig) -> list
 
 
 def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence], *, profile, seed: int,
-            trace: str, check: bool, run_options: Mapping[str, object] | None = None
+            trace: str, check: bool, run_options: Mapping[str, object] | None = None,
+            scale_io_from: AcceleratorConfig | None = None, fixed: set[str] = frozenset()
             ) -> tuple[dict[str, list], list[_Point]]:
     """Validate ``grid`` and build every point (config, id); nothing is simulated."""
     if not isinstance(grid, Mapping):
@@ -195,6 +216,8 @@ def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence],
                 if macs % mpc:
                     raise ConfigError(f"macs={macs} is not a multiple of array.macs_per_cluster ({mpc})")
                 cfg = with_overrides(cfg, {"array.num_clusters": macs // mpc})
+            if scale_io_from is not None:
+                cfg = _scaled_io(cfg, scale_io_from, fixed | set(updates))
         except ConfigError as exc:
             raise ConfigError(f"sweep grid point {label}: {exc}") from None
         p = params.get("profile", profile)
@@ -267,11 +290,9 @@ def _flatten(prefix: str, value: object, out: dict[str, object]) -> None:
 
 def _totals_row(pid: str, params: Mapping[str, object], result: Result) -> dict[str, object]:
     row: dict[str, object] = {"point": pid, **params}
-    desc = {"network": result.network, "accelerator": result.accelerator, "profile": result.profile,
-            "trace": result.trace, "seed": result.seed, "macs": result.num_macs, "clock_mhz": result.clock_mhz}
-    dataflow = result.config.get("array", {}).get("dataflow")
-    if dataflow is not None:
-        desc["dataflow"] = dataflow
+    desc = {"network": result.network, "accelerator": result.accelerator, "dataflow": result.dataflow,
+            "profile": result.profile, "trace": result.trace, "seed": result.seed, "macs": result.num_macs,
+            "clock_mhz": result.clock_mhz}
     for k, v in desc.items():
         row.setdefault(k, v)
     flat: dict[str, object] = {}
@@ -321,6 +342,14 @@ class SweepResult:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def label(self) -> str:
+        """The accelerator as reports name it: the base config and the dataflow(s) of the points."""
+        flows = list(dict.fromkeys(r.dataflow for r in self.results))
+        if len(flows) == 1:
+            return accelerator_label(self.accelerator, flows[0])
+        return f"{self.accelerator} config, dataflows {', '.join(flows)}" if flows else self.accelerator
+
     def rows(self) -> list[dict[str, object]]:
         """Tidy per point x layer rows: ``point``, the grid parameters, then the layer's columns."""
         return [{"point": pid, **params, **row}
@@ -352,17 +381,21 @@ class SweepResult:
         has_energy = any(r.totals.get("energy_uj") for r in self.results)
         hdr = ("  ".join(f"{k:>{w}}" for k, w in zip(keys, widths))
                + f"  {'MACs':>5} {'latency ms':>11} {'util':>6} {'effic':>7} {'GOp/s':>8} {'DRAM MiB':>9}"
-               + (f" {'energy uJ':>10} {'TOP/s/W':>8}" if has_energy else ""))
-        lines = [f"sweep: {self.network} on {self.accelerator}, {len(self)} point{'s' if len(self) != 1 else ''}"
+               + f" {'DRAM busy':>9} {'need B/c':>8}" + (f" {'energy mJ':>10} {'TOP/s/W':>8}" if has_energy else ""))
+        lines = [f"sweep: {self.network} on {self.label}, {len(self)} point{'s' if len(self) != 1 else ''}"
                  + (f" ({len(self.reused)} loaded from {self.out_dir})" if self.reused else ""), hdr, "-" * len(hdr)]
         for c, r in zip(cells, self.results):
             t = r.totals
             line = ("  ".join(f"{v:>{w}}" for v, w in zip(c, widths))
                     + f"  {r.num_macs:>5} {t['latency_ms']:>11.3f} {t['mac_utilization']:>6.1%} "
-                      f"{t['efficiency']:>7.1%} {t['effective_gops']:>8.1f} {t['dram_bytes'] / 2**20:>9.2f}")
+                      f"{t['efficiency']:>7.1%} {t['effective_gops']:>8.1f} {t['dram_bytes'] / 2**20:>9.2f}"
+                      f" {t['dram_busy_cycles'] / max(t['cycles'], 1):>9.1%}"
+                      f" {t.get('bandwidth_demand_bytes_per_cycle', 0.0):>8.1f}")
             if has_energy:
-                line += f" {t.get('energy_uj', 0.0):>10.1f} {t.get('tops_per_watt_dense', 0.0):>8.3f}"
+                line += f" {t.get('energy_uj', 0.0) / 1e3:>10.3f} {t.get('tops_per_watt_dense', 0.0):>8.3f}"
             lines.append(line)
+        lines.append("DRAM busy = cycles the DRAM interface is transferring / all cycles; need B/c = DRAM bytes per "
+                     "MAC-array busy cycle, the bandwidth needed to stay compute-bound")
         return "\n".join(lines)
 
     def to_csv(self, directory: str | os.PathLike) -> tuple[Path, Path]:
@@ -418,11 +451,17 @@ _OWN_RUN_ARGS = ("network", "profile", "seed", "trace", "check", "progress", "ob
 
 
 def _check_run_options(run_options: Mapping[str, object] | None) -> dict[str, object]:
+    """Validated ``run_options`` without the ones that equal :meth:`Simulator.run`'s defaults.
+
+    Dropping defaults normalizes the options, so that ``{"pruning": "magnitude"}`` (what the
+    command line passes) and ``{}`` (a Python call) give the same point ids.
+    """
     if run_options is None:
         return {}
     if not isinstance(run_options, Mapping):
         raise SparsesimError(f"run_options must be a mapping of Simulator.run arguments, got {run_options!r}")
-    allowed = [n for n in inspect.signature(Simulator.run).parameters if n != "self" and n not in _OWN_RUN_ARGS]
+    params = inspect.signature(Simulator.run).parameters
+    allowed = [n for n in params if n != "self" and n not in _OWN_RUN_ARGS]
     out = {}
     for k, v in run_options.items():
         if k in _OWN_RUN_ARGS:
@@ -434,6 +473,9 @@ def _check_run_options(run_options: Mapping[str, object] | None) -> dict[str, ob
         except (TypeError, ValueError):
             raise SparsesimError(f"run option {k!r} must be a plain JSON value (str, number, bool), "
                                  f"got {v!r}") from None
+        default = params[k].default
+        if default is not inspect.Parameter.empty and type(v) is type(default) and v == default:
+            continue
         out[k] = v
     return out
 
@@ -568,7 +610,7 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
           out_dir: str | os.PathLike | None = None, workers: int | None = None, scheduler=None,
           profile: str | DensityProfile | None = None, seed: int = 0, trace: str = "propagated",
           check: bool = False, run_options: Mapping[str, object] | None = None,
-          progress: bool | Callable[[int, int, str], None] | None = None) -> SweepResult:
+          progress: bool | Callable[[int, int, str], None] | None = None, scale_io: bool = False) -> SweepResult:
     """Simulate ``network`` at every point of a parameter grid.
 
     Parameters
@@ -609,6 +651,11 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         ``None`` shows a tqdm bar when stderr is a terminal, ``True``/``False``
         force it on/off; a callable is called as ``progress(done, total, label)``
         after every point (loaded points are counted up front).
+    scale_io : bool
+        Scale the streams around the MAC array with it (docs/sweeps.md, "Scaling
+        rule"): every field of :data:`SCALE_IO_FIELDS` (decoder, PRE and encoder
+        widths, DRAM bandwidth) is multiplied by the point's MAC count over the
+        base configuration's, except fields the grid or ``overrides`` set.
 
     Returns
     -------
@@ -652,8 +699,11 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
     if overrides:
         base = with_overrides(base, overrides)
     run_options = _check_run_options(run_options)
+    io_base = None
+    if scale_io:
+        io_base = accel if isinstance(accel, AcceleratorConfig) else load_config(accel)
     canon, points = _expand(net, base, grid or {}, profile=profile, seed=seed, trace=trace, check=check,
-                            run_options=run_options)
+                            run_options=run_options, scale_io_from=io_base, fixed=set(overrides or {}))
     ids = [p.id for p in points]
 
     results: list[Result | None] = [None] * len(points)
@@ -663,7 +713,8 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         head = {"format": _FORMAT, "network": net.name, "accelerator": base.name, "grid": canon,
                 "base": {"config": config_to_dict(base),
                          "profile": profile if isinstance(profile, str) else profile.name,
-                         "seed": seed, "trace": trace, "check": bool(check), "run_options": run_options},
+                         "seed": seed, "trace": trace, "check": bool(check), "run_options": run_options,
+                         "scale_io": bool(scale_io)},
                 "points": [{"id": p.id, "params": p.params} for p in points]}
         write_atomic(Path(out_dir) / "sweep.json", json.dumps(head, indent=1) + "\n")
         for i, p in enumerate(points):
