@@ -11,7 +11,8 @@
 """
 from ._protocol import (Action, Buffer, Dataflow, DataflowTraits, LayerWork, Memory, PassWork, dataflow_names,
                         frozen_actions, get_dataflow, register)
-from ._accelerator import (DRAM_INTERFACES, DRAM_TYPES, ENERGY_NODES_NM, MAX_BUFFER_KIB, AcceleratorConfig, ArrayConfig, DmaConfig, EnergyConfig,
+from ._accelerator import (DRAM_INTERFACES, DRAM_TYPES, ENERGY_NODES_NM, FIELD_SPECS, MACS_KEY, MAX_BUFFER_KIB,
+                           MAX_MACS, FieldSpec, AcceleratorConfig, ArrayConfig, DmaConfig, EnergyConfig,
                            MemoryConfig, PrecisionConfig, closest_key, config_to_dict, field_names, get_preset,
                            list_presets, load_config, parse_set, parse_toml, read_user_file,
                            with_overrides)
@@ -39,4 +40,6 @@ __all__ = [
     # the hand-off granularity shared by both timing models
     "HANDOFF_BUFFERS", "Handoff", "handoff_columns", "input_column_chunks", "written_column_chunks",
     "DRAM_INTERFACES", "MAX_BUFFER_KIB",
+    # every field's unit, range and provenance; the total-MAC shorthand
+    "FIELD_SPECS", "FieldSpec", "MACS_KEY", "MAX_MACS",
 ]

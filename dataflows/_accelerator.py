@@ -59,6 +59,10 @@ __all__ = [
     "ENERGY_NODES_NM",
     "MAX_BUFFER_KIB",
     "DRAM_TYPES",
+    "FIELD_SPECS",
+    "FieldSpec",
+    "MACS_KEY",
+    "MAX_MACS",
 ]
 
 
@@ -308,6 +312,104 @@ class AcceleratorConfig:
         _validate(self)
 
 
+# ---------------------------------------------------------------------------
+# Field specs: unit, allowed range and provenance of every field, in one table.
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What one config field holds: its unit, allowed values and where its default comes from.
+
+    Attributes
+    ----------
+    key : str
+        Dotted key, e.g. ``"dma.latency_cycles"``.
+    unit : str
+        Unit of the value (``"MHz"``, ``"KiB"``, ``"bytes/cycle"``, ...); ``""`` for none.
+    minimum, maximum : int or float or None
+        Inclusive bounds of a numeric field (both set for every numeric field);
+        None for strings and booleans.
+    choices : tuple or None
+        The allowed values, when only a few are.
+    source : str
+        Provenance tag of the default (docs/sources.md): ``[C]`` driver code,
+        ``[P]`` paper text, or ``Assumption`` (docs/architecture.md).
+    """
+
+    key: str
+    unit: str
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    choices: tuple | None = None
+    source: str = "Assumption"
+
+    def allowed(self) -> str:
+        """The allowed values in words: ``"1..4096"``, ``"one of 28, 45"``, ``"true or false"``."""
+        if self.key == "array.dataflow":   # plug-ins register themselves: ask the registry
+            return "one of " + ", ".join(dataflow_names())
+        if self.key == "energy.table":
+            return 'a TOML file; "" = built-in table'
+        if self.choices == (False, True):
+            return "true or false"
+        if self.choices is not None:
+            return (f"{self.choices[0]} only" if len(self.choices) == 1
+                    else "one of " + ", ".join(str(c) for c in self.choices))
+        if self.minimum is not None:
+            return f"{_num(self.minimum)}..{_num(self.maximum)}"
+        return ""
+
+
+def _num(v: int | float) -> str:
+    """A bound in words: ``4096``, ``0.015625``, ``100000`` (never ``1e+05``)."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return f"{v:.10g}" if isinstance(v, float) else str(v)
+
+
+#: Most MAC units one array may have (``array.num_clusters x array.macs_per_cluster``).
+MAX_MACS = 1 << 16
+
+# NOTE: every numeric field has an upper bound, chosen so that no product the models form
+# (bytes x cycles per byte, transfers x latency, MACs x columns) can leave int64: the largest
+# cycle count these bounds allow stays below 2**62 for any network that fits in memory.
+_SPECS: tuple[FieldSpec, ...] = (
+    FieldSpec("array.num_clusters", "clusters", 1, 4096, source="[C]"),
+    FieldSpec("array.macs_per_cluster", "MACs", 1, 1024, source="[C]"),
+    FieldSpec("array.clock_mhz", "MHz", 1.0, 100_000.0, source="[P]"),
+    FieldSpec("array.max_macs_per_channel", "MACs", choices=(1, 2, 4, 8), source="[C]"),
+    FieldSpec("array.max_kernel_size", "pixels", 1, 15, source="[P]"),
+    FieldSpec("array.sm_word_pixels", "pixels", choices=(16,), source="[C]"),
+    FieldSpec("array.decoder_values_per_cycle", "values/cycle", 1, 4096),
+    FieldSpec("array.pre_words_per_cycle", "words/cycle", 1, 4096),
+    FieldSpec("array.encoder_values_per_cycle", "values/cycle", 1, 4096),
+    FieldSpec("array.run_fc_on_accelerator", "", choices=(False, True), source="[C]"),
+    FieldSpec("array.dataflow", "", source="[P]"),
+    FieldSpec("array.num_pus", "PUs", 1, MAX_MACS),
+    FieldSpec("array.kernel_merging", "", choices=(False, True)),
+    FieldSpec("array.handoff_columns", "columns", 1, 1 << 16),
+    FieldSpec("array.min_handoffs_per_stripe", "hand-offs", 1, 1 << 16),
+    FieldSpec("memory.input_memory_kib", "KiB", 1, MAX_BUFFER_KIB, source="[C]"),
+    FieldSpec("memory.kernel_memory_words_per_mac", "words", 1, 1 << 24, source="[C]"),
+    FieldSpec("memory.decoder_fifo_kib", "KiB", 1 / 16, float(MAX_BUFFER_KIB)),
+    FieldSpec("memory.pre_buffer_kib", "KiB", 1 / 16, float(MAX_BUFFER_KIB)),
+    FieldSpec("memory.encoder_fifo_kib", "KiB", 1 / 16, float(MAX_BUFFER_KIB)),
+    FieldSpec("memory.output_buffer_kib", "KiB", 1 / 16, float(MAX_BUFFER_KIB)),
+    FieldSpec("dma.bandwidth_bytes_per_cycle", "bytes/cycle", 1 / 64, 65_536.0),
+    FieldSpec("dma.latency_cycles", "cycles", 0, 1_000_000_000),
+    FieldSpec("dma.beat_bytes", "bytes", 2, 4096, source="[C]"),
+    FieldSpec("dma.values_per_beat", "values", 1, 2048, source="[C]"),
+    FieldSpec("dma.config_beats_per_pass", "beats", 0, 1_000_000),
+    FieldSpec("dma.interface", "", choices=("shared", "separate")),
+    FieldSpec("precision.total_bits", "bits", choices=(16,), source="[C]"),
+    FieldSpec("precision.frac_bits", "bits", choices=(8,), source="[C]"),
+    FieldSpec("energy.tech_node_nm", "nm", choices=(28, 45), source="[P]"),
+    FieldSpec("energy.dram_type", "", choices=("LPDDR4", "DDR4", "HBM2")),
+    FieldSpec("energy.table", "file", source="-"),
+    FieldSpec("energy.sram_subbank_kib", "KiB", 0, MAX_BUFFER_KIB),
+)
+FIELD_SPECS: dict[str, FieldSpec] = {s.key: s for s in _SPECS}
+
+
 # Section name -> section class, in file and report order.
 _SECTIONS: dict[str, type] = {
     "array": ArrayConfig,
@@ -414,8 +516,6 @@ def _validate(cfg: AcceleratorConfig) -> None:
     positive_int("memory.kernel_memory_words_per_mac", m.kernel_memory_words_per_mac)
     for name in ("decoder_fifo_kib", "pre_buffer_kib", "encoder_fifo_kib", "output_buffer_kib"):
         positive_number(f"memory.{name}", getattr(m, name))
-        if getattr(m, name) > MAX_BUFFER_KIB:
-            raise ConfigError(f"memory.{name} must be at most {MAX_BUFFER_KIB} KiB, got {getattr(m, name)!r}")
 
     d = cfg.dma
     positive_number("dma.bandwidth_bytes_per_cycle", d.bandwidth_bytes_per_cycle)
@@ -457,6 +557,21 @@ def _validate(cfg: AcceleratorConfig) -> None:
         raise ConfigError(f"energy.table must be a file path string (\"\" for the built-in table), "
                           f"got {e.table!r}")
     non_negative_int("energy.sram_subbank_kib", e.sram_subbank_kib)
+
+    # Every numeric field within its bounds (FIELD_SPECS); the types were checked above.
+    for spec in _SPECS:
+        if spec.minimum is None:
+            continue
+        sec, _, fname = spec.key.partition(".")
+        v = getattr(getattr(cfg, sec), fname)
+        unit = f" {spec.unit}" if spec.unit else ""
+        if v < spec.minimum:
+            raise ConfigError(f"{spec.key} must be at least {_num(spec.minimum)}{unit}, got {v!r}")
+        if v > spec.maximum:
+            raise ConfigError(f"{spec.key} must be at most {_num(spec.maximum)}{unit}, got {v!r}")
+    if a.num_macs > MAX_MACS:
+        raise ConfigError(f"array.num_clusters x array.macs_per_cluster must be at most {MAX_MACS} MACs, "
+                          f"got {a.num_clusters} x {a.macs_per_cluster} = {a.num_macs}")
 
 
 # ---------------------------------------------------------------------------
@@ -745,7 +860,9 @@ def with_overrides(cfg: AcceleratorConfig, overrides: Mapping[str, object]) -> A
         The starting configuration; it is not modified.
     overrides : Mapping[str, object]
         Dotted keys from :func:`field_names` (``"dma.latency_cycles"``, or
-        ``"name"``) mapped to new values in the field's unit. String values
+        ``"name"``) mapped to new values in the field's unit, or ``"macs"``:
+        the total MAC count, set as ``array.num_clusters = macs /
+        array.macs_per_cluster`` after the other keys. String values
         (e.g. from ``--set``) are parsed to the field's type: ``int``,
         ``float``, or ``bool`` written ``true``/``false``. Other values must
         already have the field's type (an ``int`` is accepted for a float).
@@ -763,8 +880,14 @@ def with_overrides(cfg: AcceleratorConfig, overrides: Mapping[str, object]) -> A
     """
     if not isinstance(cfg, AcceleratorConfig):
         raise ConfigError(f"with_overrides expects an AcceleratorConfig, got {cfg!r}")
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping of dotted keys to values, got {overrides!r}")
     updates: dict[str, object] = {}
+    macs = None
     for key, value in overrides.items():
+        if key == MACS_KEY:
+            macs = value
+            continue
         if key == "name":
             ftype: type = str
         else:
@@ -773,7 +896,25 @@ def with_overrides(cfg: AcceleratorConfig, overrides: Mapping[str, object]) -> A
                 raise ConfigError(_unknown_key(str(key), allow_base=False))
             ftype = _TYPES[sec][fname]
         updates[key] = _parse_string(key, ftype, value) if isinstance(value, str) else value
-    return _apply(cfg, updates)
+    cfg = _apply(cfg, updates)
+    if macs is not None:
+        cfg = _apply(cfg, {"array.num_clusters": _clusters_for(macs, cfg)})
+    return cfg
+
+
+#: Shorthand key for the total MAC count, realised as ``array.num_clusters``.
+MACS_KEY = "macs"
+
+
+def _clusters_for(value: object, cfg: AcceleratorConfig) -> int:
+    """``array.num_clusters`` giving ``value`` MACs with ``cfg``'s ``array.macs_per_cluster``."""
+    macs = _parse_string(MACS_KEY, int, value) if isinstance(value, str) else value
+    if not is_int(macs) or not 1 <= macs <= MAX_MACS:
+        raise ConfigError(f"macs must be an integer in 1..{MAX_MACS} (MACs), got {value!r}")
+    mpc = cfg.array.macs_per_cluster
+    if macs % mpc:
+        raise ConfigError(f"macs={macs} is not a multiple of array.macs_per_cluster ({mpc})")
+    return macs // mpc
 
 
 def parse_set(items: list[str]) -> dict[str, str]:

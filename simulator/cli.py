@@ -1,4 +1,4 @@
-"""Command line: ``sparsesim run | compare | validate | sweep | plot | list``. Parses arguments and calls the API.
+"""Command line: ``sparsesim run | compare | validate | sweep | plot | config | list``. Parses arguments and calls the API.
 
 Errors in user input print one line on stderr and exit with status 2
 (``--debug`` shows the traceback instead).
@@ -12,12 +12,13 @@ from pathlib import Path
 
 import json
 
-from dataflows import dataflow_names, list_presets, parse_set
+from dataflows import dataflow_names, list_presets, load_config, parse_set, with_overrides
 from workloads import (USER_NETWORK_SUFFIXES, SparsesimError, WorkloadError, get_network, list_networks,
                        list_profiles, load_trace, load_user_network, scalesim_networks)
 
 from .oracle import validate_network
-from .report import Result, csv_text, network_progress, progress_lines, write_atomic
+from .report import (STDOUT, Result, check_output_dir, check_output_path, check_output_paths, config_table,
+                     config_toml, csv_text, network_progress, progress_lines, write_atomic)
 from .runner import PRUNING_CHOICES, TRACE_MODES, Simulator
 from .studies import compare_dataflows, parse_grid, plot_file, sweep
 
@@ -82,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set dma.bandwidth_bytes_per_cycle=4 (repeatable)")
     _data_options(r)
-    r.add_argument("--json", metavar="FILE", type=_out_file, help="write the full result as JSON")
-    r.add_argument("--csv", metavar="FILE", type=_out_file, help="write per-layer rows as CSV")
+    r.add_argument("--json", metavar="FILE", type=_out_file, help="write the full result as JSON ('-': stdout)")
+    r.add_argument("--csv", metavar="FILE", type=_out_file, help="write per-layer rows as CSV ('-': stdout)")
     r.add_argument("--quiet", action="store_true", help="do not print the table")
     c = sub.add_parser("compare", help="run several dataflows on the same array and trace, side by side")
     c.add_argument("network", help="zoo network name, .onnx model or SCALE-Sim .csv")
@@ -94,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataflows to compare (default: all)")
     c.add_argument("--baseline", default="dense", choices=dataflow_names(), help="speedups are relative to this")
     _data_options(c)
-    c.add_argument("--json", metavar="FILE", type=_out_file, help="write the comparison rows as JSON")
-    c.add_argument("--csv", metavar="FILE", type=_out_file, help="write the comparison rows as CSV")
+    c.add_argument("--json", metavar="FILE", type=_out_file, help="write the comparison rows as JSON ('-': stdout)")
+    c.add_argument("--csv", metavar="FILE", type=_out_file, help="write the comparison rows as CSV ('-': stdout)")
     p.add_argument("--version", action="version", version="sparsesim 0.1.0")
     sub.add_parser("list", help="list networks, accelerator presets and density profiles")
     sw = sub.add_parser("sweep", help="simulate a network over a grid of config fields (incremental, resumable)")
@@ -120,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("result", help="result JSON file, sweep directory or sweep CSV")
     pl.add_argument("-o", "--out", required=True, metavar="FILE", help="output image (.png, .pdf, .svg)")
     pl.add_argument("--kind", default=None, help="utilization, cycles, dram, energy or sweep (default: by input)")
+    cf = sub.add_parser("config", help="list every config field: value, unit, allowed range and source")
+    cf.add_argument("accel", nargs="?", default="nullhop", help="preset name or TOML file (default: nullhop)")
+    cf.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field (repeatable); macs=N sets array.num_clusters")
+    cf.add_argument("--toml", metavar="FILE", type=_out_file,
+                    help="write every field as a commented starter TOML file ('-' for stdout)")
     v = sub.add_parser("validate", help="prove cycle accuracy: event model vs clock-stepped reference, per layer")
     v.add_argument("network", help="zoo network name")
     v.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
@@ -130,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crop each layer to its first N input rows (default: full layers)")
     v.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     v.add_argument("--profile", default=None, help="density profile")
-    v.add_argument("--json", metavar="FILE", type=_out_file, help="write the agreement table as JSON")
+    v.add_argument("--json", metavar="FILE", type=_out_file, help="write the agreement table as JSON ('-': stdout)")
     return p
 
 
@@ -170,7 +177,15 @@ def _run_kwargs(args, trace) -> dict:
                 timing_only=args.timing_only)
 
 
+def _outputs(args, *options: str) -> bool:
+    """Check the output paths of ``options`` before any work; True if one of them is stdout (``-``)."""
+    given = {f"--{o}": getattr(args, o) for o in options}
+    check_output_paths(given)
+    return STDOUT in given.values()
+
+
 def _run(args) -> int:
+    to_stdout = _outputs(args, "json", "csv")
     sim = Simulator(args.accel, parse_set(args.overrides))
     network, trace = _network_and_trace(args)
     if isinstance(network, list):
@@ -186,12 +201,13 @@ def _run(args) -> int:
         result.to_json(args.json)
     if args.csv:
         result.to_csv(args.csv)
-    if not args.quiet:
+    if not (args.quiet or to_stdout):
         print(result.format_table())
     return 0
 
 
 def _sweep(args) -> int:
+    check_output_dir(args.out)
     options: dict[str, object] = {"pruning": args.pruning}
     trace = args.trace
     if args.timing_only:
@@ -209,12 +225,14 @@ def _sweep(args) -> int:
 
 
 def _plot(args) -> int:
+    check_output_path(args.out)
     out = plot_file(args.result, args.out, kind=args.kind)
     print(f"sparsesim plot: wrote {out}")
     return 0
 
 
 def _compare(args) -> int:
+    to_stdout = _outputs(args, "json", "csv")
     network, trace = _network_and_trace(args)
     comp = compare_dataflows(network, args.accel, dataflows=args.dataflows, baseline=args.baseline,
                              overrides=parse_set(args.overrides), **_run_kwargs(args, trace))
@@ -223,17 +241,34 @@ def _compare(args) -> int:
         write_atomic(args.json, json.dumps(rows, indent=2) + "\n")
     if args.csv:
         write_atomic(args.csv, csv_text(rows))
-    print(comp.format_table())
+    if not to_stdout:
+        print(comp.format_table())
     return 0
 
 
 def _validate(args) -> int:
+    to_stdout = _outputs(args, "json")
     report = validate_network(args.network, args.accel, overrides=parse_set(args.overrides), layers=args.layers,
                               max_rows=args.max_rows or None, seed=args.seed, profile=args.profile)
     if args.json:
         write_atomic(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
-    print(report.format_table())
+    if not to_stdout:
+        print(report.format_table())
     return 0 if report.all_agree else 1
+
+
+def _config(args) -> int:
+    _outputs(args, "toml")
+    base = load_config(args.accel)
+    origin = f"preset {args.accel}" if args.accel in list_presets() else args.accel
+    cfg = with_overrides(base, parse_set(args.overrides))
+    if args.toml:
+        write_atomic(args.toml, config_toml(cfg, origin, base))
+        if args.toml != STDOUT:
+            print(f"sparsesim config: wrote {args.toml}")
+        return 0
+    print(config_table(cfg, origin, base))
+    return 0
 
 
 def _list() -> int:
@@ -259,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "config":
+            return _config(args)
         return _list()
     except SparsesimError as exc:
         if debug:

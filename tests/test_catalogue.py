@@ -18,6 +18,7 @@ CLI cases give the one line printed on stderr; their exit status must be 2, and
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import sys
@@ -523,6 +524,143 @@ CASES: list[Case] = [
 ]
 
 
+# -- bounds on every numeric config field (TOML, --set and sweep grids alike) --------------------------------
+_I64 = 2**63 - 1
+CASES += [
+    Case("bound-set-clusters-int64", "config", "`--set array.num_clusters=9223372036854775807`", "ConfigError",
+         "sparsesim: error: array.num_clusters must be at most 4096 clusters, got 9223372036854775807",
+         _cli("run", "facedet", "--set", f"array.num_clusters={_I64}"), kind="cli"),
+    Case("bound-set-bandwidth-tiny", "config", "`--set dma.bandwidth_bytes_per_cycle=1e-300`", "ConfigError",
+         "sparsesim: error: dma.bandwidth_bytes_per_cycle must be at least 0.015625 bytes/cycle, got 1e-300",
+         _cli("run", "facedet", "--set", "dma.bandwidth_bytes_per_cycle=1e-300"), kind="cli"),
+    Case("bound-set-latency-int64", "config", "`--set dma.latency_cycles=2**63-1`", "ConfigError",
+         "sparsesim: error: dma.latency_cycles must be at most 1000000000 cycles, got 9223372036854775807",
+         _cli("run", "facedet", "--set", f"dma.latency_cycles={_I64}"), kind="cli"),
+    Case("bound-set-clock-tiny", "config", "`--set array.clock_mhz=1e-300`", "ConfigError",
+         "sparsesim: error: array.clock_mhz must be at least 1 MHz, got 1e-300",
+         _cli("run", "facedet", "--set", "array.clock_mhz=1e-300"), kind="cli"),
+    Case("bound-set-clock-huge", "config", "`--set array.clock_mhz=1e300`", "ConfigError",
+         "sparsesim: error: array.clock_mhz must be at most 100000 MHz, got 1e+300",
+         _cli("run", "facedet", "--set", "array.clock_mhz=1e300"), kind="cli"),
+    Case("bound-set-encoder-rate", "config", "`--set array.encoder_values_per_cycle=1000000000`", "ConfigError",
+         "sparsesim: error: array.encoder_values_per_cycle must be at most 4096 values/cycle, got 1000000000",
+         _cli("run", "facedet", "--set", "array.encoder_values_per_cycle=1000000000"), kind="cli"),
+    Case("bound-set-macs-multiple", "config", "`--set macs=100` (16 MACs per cluster)", "ConfigError",
+         "sparsesim: error: macs=100 is not a multiple of array.macs_per_cluster (16)",
+         _cli("run", "facedet", "--set", "macs=100"), kind="cli"),
+    Case("bound-set-macs-zero", "config", "`--set macs=0`", "ConfigError",
+         "sparsesim: error: macs must be an integer in 1..65536 (MACs), got '0'",
+         _cli("run", "facedet", "--set", "macs=0"), kind="cli"),
+    Case("bound-toml-clusters-int64", "config", "`[array] num_clusters = 9223372036854775807`", "ConfigError",
+         "accel.toml: array.num_clusters must be at most 4096 clusters, got 9223372036854775807",
+         _toml(f"[array]\nnum_clusters = {_I64}\n")),
+    Case("bound-toml-latency-huge", "config", "`[dma] latency_cycles = 10**30` (beyond int64; TOML reads it)",
+         "ConfigError",
+         "accel.toml: dma.latency_cycles must be at most 1000000000 cycles, got 1000000000000000000000000000000",
+         _toml("[dma]\nlatency_cycles = 1000000000000000000000000000000\n")),
+    Case("bound-toml-clock-huge", "config", "`[array] clock_mhz = 1e308`", "ConfigError",
+         "accel.toml: array.clock_mhz must be at most 100000 MHz, got 1e+308",
+         _toml("[array]\nclock_mhz = 1e308\n")),
+    Case("bound-toml-kernel-memory", "config", "`[memory] kernel_memory_words_per_mac = 2**40`", "ConfigError",
+         "accel.toml: memory.kernel_memory_words_per_mac must be at most 16777216 words, got 1099511627776",
+         _toml("[memory]\nkernel_memory_words_per_mac = 1099511627776\n")),
+    Case("bound-toml-fifo-tiny", "config", "`[memory] decoder_fifo_kib = 0.001`", "ConfigError",
+         "accel.toml: memory.decoder_fifo_kib must be at least 0.0625 KiB, got 0.001",
+         _toml("[memory]\ndecoder_fifo_kib = 0.001\n")),
+    Case("bound-toml-handoff", "config", "`[array] handoff_columns = 1000000`", "ConfigError",
+         "accel.toml: array.handoff_columns must be at most 65536 columns, got 1000000",
+         _toml("[array]\nhandoff_columns = 1000000\n")),
+    Case("bound-toml-config-beats", "config", "`[dma] config_beats_per_pass = 10000000`", "ConfigError",
+         "accel.toml: dma.config_beats_per_pass must be at most 1000000 beats, got 10000000",
+         _toml("[dma]\nconfig_beats_per_pass = 10000000\n")),
+    Case("bound-toml-subbank", "config", "`[energy] sram_subbank_kib = 2147483648`", "ConfigError",
+         "accel.toml: energy.sram_subbank_kib must be at most 1048576 KiB, got 2147483648",
+         _toml("[energy]\nsram_subbank_kib = 2147483648\n")),
+    Case("bound-toml-beat-bytes", "config", "`[dma] beat_bytes = 65536`", "ConfigError",
+         "accel.toml: dma.beat_bytes must be at most 4096 bytes, got 65536",
+         _toml("[dma]\nbeat_bytes = 65536\n")),
+    Case("bound-toml-total-macs", "config", "4096 clusters of 1024 MACs", "ConfigError",
+         "accel.toml: array.num_clusters x array.macs_per_cluster must be at most 65536 MACs, got 4096 x 1024 = "
+         "4194304",
+         _toml("[array]\nnum_clusters = 4096\nmacs_per_cluster = 1024\nnum_pus = 1\n")),
+    Case("bound-override-clock", "config", "`with_overrides(cfg, {\"array.clock_mhz\": 1e-300})`", "ConfigError",
+         "array.clock_mhz must be at least 1 MHz, got 1e-300",
+         lambda d: with_overrides(AcceleratorConfig(), {"array.clock_mhz": 1e-300})),
+    Case("bound-grid-latency-int64", "config", "`sweep --grid dma.latency_cycles=1,2**63-1`", "ConfigError",
+         "sparsesim: error: sweep grid: dma.latency_cycles must be at most 1000000000 cycles, got 9223372036854775807",
+         _cli("sweep", "facedet", "-o", "out", "--grid", f"dma.latency_cycles=1,{_I64}"), kind="cli"),
+    Case("bound-grid-bandwidth-tiny", "config", "`sweep --grid dma.bandwidth_bytes_per_cycle=8,1e-300`",
+         "ConfigError",
+         "sparsesim: error: sweep grid: dma.bandwidth_bytes_per_cycle must be at least 0.015625 bytes/cycle, got "
+         "1e-300",
+         _cli("sweep", "facedet", "-o", "out", "--grid", "dma.bandwidth_bytes_per_cycle=8,1e-300"), kind="cli"),
+    Case("bound-grid-macs-huge", "config", "`sweep --grid macs=2**70`", "ConfigError",
+         "sparsesim: error: sweep grid point macs=1180591620717411303424: array.num_clusters must be at most 4096 "
+         "clusters, got 73786976294838206464",
+         _cli("sweep", "facedet", "-o", "out", "--grid", f"macs={2**70}"), kind="cli"),
+]
+
+# -- output paths: checked before simulating; regular files atomic, devices and FIFOs written through --------
+def _fifo(name: str):
+    def go(d: Path):
+        os.mkfifo(d / name)
+    return go
+
+
+def _socket(name: str):
+    def go(d: Path):
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(d / name))
+        s.close()
+    return go
+
+
+_LONG = "r" * 300 + ".json"
+CASES += [
+    Case("out-same-path", "output", "`--json r.json --csv ./r.json`", "SparsesimError",
+         "sparsesim: error: --json and --csv both write './r.json'; give each output its own file",
+         _cli("run", "facedet", "--json", "r.json", "--csv", "./r.json"), kind="cli"),
+    Case("out-both-stdout", "output", "`--json - --csv -`", "SparsesimError",
+         "sparsesim: error: --json and --csv both write '-'; give each output its own file",
+         _cli("run", "facedet", "--json", "-", "--csv", "-"), kind="cli"),
+    Case("out-compare-same-path", "output", "`compare --json c.out --csv c.out`", "SparsesimError",
+         "sparsesim: error: --json and --csv both write 'c.out'; give each output its own file",
+         _cli("compare", "facedet", "--json", "c.out", "--csv", "c.out"), kind="cli"),
+    Case("out-dev-full", "output", "`--json /dev/full` (the device stays a device)", "SparsesimError",
+         "sparsesim: error: cannot write '/dev/full': No space left on device",
+         _cli("run", "facedet", "--quiet", "--no-check", "--json", "/dev/full"), kind="cli"),
+    Case("out-socket", "output", "`--json sock` (a Unix socket)", "SparsesimError",
+         "sparsesim: error: cannot write 'sock': it is a socket; sparsesim writes regular files, character devices "
+         "and FIFOs only",
+         _cli("run", "facedet", "--json", "sock", setup=_socket("sock")), kind="cli"),
+    Case("out-fifo-no-reader", "output", "`--json pipe` (a FIFO nobody reads)", "SparsesimError",
+         "sparsesim: error: cannot write 'pipe': it is a FIFO and no process is reading it",
+         _cli("run", "facedet", "--quiet", "--no-check", "--json", "pipe", setup=_fifo("pipe")), kind="cli"),
+    Case("out-name-too-long", "output", "`--json rrr…r.json` (a 305-character file name)", "SparsesimError",
+         f"sparsesim: error: cannot write '{_LONG}': file name too long",
+         _cli("run", "facedet", "--json", _LONG), kind="cli"),
+    Case("out-validate-under-file", "output", "`validate --json notes.txt/v.json`", "SparsesimError",
+         "sparsesim: error: cannot write 'notes.txt/v.json': 'notes.txt' is a file, not a directory",
+         _cli("validate", "facedet", "--json", "notes.txt/v.json", setup=_file("notes.txt")), kind="cli"),
+    Case("out-config-toml-directory", "output", "`config --toml out` (`out` is a directory)", "SparsesimError",
+         "sparsesim: error: cannot write 'out': it is a directory; give a file name",
+         _cli("config", "--toml", "out", setup=_file("out/keep")), kind="cli"),
+    Case("out-plot-under-file", "output", "`plot r.json -o notes.txt/p.png`", "SparsesimError",
+         "sparsesim: error: cannot write 'notes.txt/p.png': 'notes.txt' is a file, not a directory",
+         _cli("plot", "r.json", "-o", "notes.txt/p.png", setup=_file("notes.txt")), kind="cli"),
+    Case("out-sweep-dir-is-file", "output", "`sweep -o notes.txt` (a file)", "SparsesimError",
+         "sparsesim: error: cannot write into 'notes.txt': 'notes.txt' is a file, not a directory",
+         _cli("sweep", "facedet", "-o", "notes.txt", setup=_file("notes.txt")), kind="cli"),
+    Case("out-sweep-dir-under-file", "output", "`sweep -o notes.txt/s`", "SparsesimError",
+         "sparsesim: error: cannot write into 'notes.txt/s': 'notes.txt' is a file, not a directory",
+         _cli("sweep", "facedet", "-o", "notes.txt/s", setup=_file("notes.txt")), kind="cli"),
+    Case("out-null-byte", "output", "`--csv \"a\\0b\"`", "SparsesimError",
+         "sparsesim: error: cannot write 'a\\x00b': not a valid file name (embedded null byte)",
+         _cli("run", "facedet", "--csv", "a\x00b"), kind="cli"),
+]
+
+
 # ------------------------------------------------------------------ tests
 def _matches(actual: str, expected: str) -> bool:
     if expected.endswith(" …"):
@@ -539,7 +677,7 @@ def _normalise(text: str, d: Path) -> str:
 def test_catalogue_is_big_and_ids_are_unique():
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)
-    assert {c.area for c in CASES} == {"config", "network", "trace", "onnx", "cli"}
+    assert {c.area for c in CASES} == set(_AREAS)
     for c in CASES:
         assert c.error == "-" or issubclass(getattr(errors, c.error), errors.SparsesimError), c.id
 
@@ -595,7 +733,8 @@ def test_console_script_prints_one_line_and_debug_shows_the_traceback(case, tmp_
 
 # ------------------------------------------------------------------ docs
 _AREAS = {"config": "Accelerator configuration", "network": "Networks, profiles and SCALE-Sim topologies",
-          "trace": "Trace files and Q8.8 data", "onnx": "ONNX models", "cli": "Command line (stderr, exit status 2)"}
+          "trace": "Trace files and Q8.8 data", "onnx": "ONNX models", "cli": "Command line (stderr, exit status 2)",
+          "output": "Output paths (command line)"}
 
 
 def _cell(text: str) -> str:

@@ -6,7 +6,11 @@ from ._records import COUNTERS, STALL_CAUSES, LayerTiming, UnitStats
 from ._result import (LayerResult, Result, accelerator_label, csv_text, data_label, layer_ratios, safe_output_path,
                       write_atomic)
 from ._progress import ProgressBar, network_progress, progress_bar, progress_lines
+from ._output import STDOUT, check_output_dir, check_output_path, check_output_paths
+from ._config_text import config_rows, config_table, config_toml
 
 __all__ = ["COUNTERS", "LayerResult", "LayerTiming", "ProgressBar", "Result", "STALL_CAUSES", "UnitStats",
            "accelerator_label", "csv_text", "data_label", "layer_ratios", "network_progress", "progress_bar",
-           "progress_lines", "safe_output_path", "write_atomic"]
+           "progress_lines", "safe_output_path", "write_atomic",
+           "config_rows", "config_table", "config_toml", "STDOUT", "check_output_dir", "check_output_path",
+           "check_output_paths"]

@@ -11,11 +11,12 @@ import io
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from workloads import SparsesimError
+
+from ._output import write_atomic
 
 __all__ = ["LayerResult", "Result", "accelerator_label", "csv_text", "data_label", "layer_ratios",
            "safe_output_path", "write_atomic"]
@@ -41,47 +42,6 @@ def safe_output_path(out_dir: str | os.PathLike, name: str, suffix: str = "") ->
     path = (base / f"{clean}{suffix}").resolve()
     if path.parent != base:   # only a suffix with a separator can get here
         raise SparsesimError(f"output file name {name!r} would leave the results directory {str(base)!r}")
-    return path
-
-
-def write_atomic(path: str | os.PathLike, text: str | bytes) -> Path:
-    """Write ``text`` (str as UTF-8, or bytes) to ``path`` atomically; returns the path.
-
-    Raises :class:`SparsesimError` naming the path when it cannot be written.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise SparsesimError(f"cannot write {str(path)!r}: it is a directory; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except (FileExistsError, NotADirectoryError):
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
-        raise SparsesimError(f"cannot write {str(path)!r}: {str(blocker)!r} is a file, not a directory") from None
-    except OSError as exc:
-        raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        # mkstemp creates 0600; give the file the mode a plain open() would.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
-        data = text.encode("utf-8") if isinstance(text, str) else text
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        # Never leave the temporary file behind, whatever interrupted us.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise SparsesimError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-        if isinstance(exc, UnicodeError):
-            raise SparsesimError(f"cannot write {str(path)!r}: text is not valid UTF-8 ({exc.reason})") from None
-        raise
     return path
 
 
