@@ -23,8 +23,9 @@ from .energy import EnergyTable, layer_energy, load_energy_table
 from .oracle import ValidationReport, validate_network
 from .report import LayerResult, Result, network_progress, progress_bar
 from .runner import TRACE_MODES, Simulator, simulate
-from .studies import (Comparison, SweepResult, compare_dataflows, load_sweep, parse_grid, plot_cycle_breakdown,
-                      plot_dram_traffic, plot_energy_breakdown, plot_file, plot_sweep, plot_utilization, sweep)
+from .studies import (Comparison, SweepResult, compare_dataflows, load_sweep, parse_grid, plot_bandwidth_demand,
+                      plot_cycle_breakdown, plot_dram_traffic, plot_energy_breakdown, plot_file, plot_roofline,
+                      plot_sweep, plot_utilization, sweep)
 
 __all__ = [
     "AcceleratorConfig", "ArrayConfig", "ConfigError", "DmaConfig", "EnergyConfig", "EnergyTable",
@@ -35,6 +36,6 @@ __all__ = [
     "with_overrides",
     # sweeps, comparisons, plots, progress bars
     "Comparison", "SweepResult", "compare_dataflows", "load_sweep", "network_progress", "parse_grid",
-    "plot_cycle_breakdown", "plot_dram_traffic", "plot_energy_breakdown", "plot_file", "plot_sweep",
-    "plot_utilization", "progress_bar", "sweep",
+    "plot_bandwidth_demand", "plot_cycle_breakdown", "plot_dram_traffic", "plot_energy_breakdown", "plot_file",
+    "plot_roofline", "plot_sweep", "plot_utilization", "progress_bar", "sweep",
 ]

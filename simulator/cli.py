@@ -120,7 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plot a result JSON (sparsesim run --json) or a sweep directory")
     pl.add_argument("result", help="result JSON file, sweep directory or sweep CSV")
     pl.add_argument("-o", "--out", required=True, metavar="FILE", help="output image (.png, .pdf, .svg)")
-    pl.add_argument("--kind", default=None, help="utilization, cycles, dram, energy or sweep (default: by input)")
+    pl.add_argument("--kind", default=None, help="run result: utilization (default), cycles, dram, energy, "
+                                                 "bandwidth (per-layer demand) or roofline; sweep: sweep")
+    pl.add_argument("--x", default=None, metavar="FIELD", help="sweep: column on the x axis (default: macs)")
+    pl.add_argument("--metric", dest="metrics", action="append", default=None, metavar="NAME",
+                    help="sweep: metric to plot, e.g. latency_ms, mac_utilization, energy_uj, dram_busy, "
+                         "bandwidth_demand_bytes_per_cycle (repeatable; default latency, utilization, energy)")
+    pl.add_argument("--where", action="append", default=None, metavar="FIELD=VALUE",
+                    help="sweep: keep only points with FIELD=VALUE (repeatable)")
+    pl.add_argument("--logy", action="store_true", help="sweep: log-scale y axes")
     cf = sub.add_parser("config", help="list every config field: value, unit, allowed range and source")
     cf.add_argument("accel", nargs="?", default="nullhop", help="preset name or TOML file (default: nullhop)")
     cf.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -226,7 +234,8 @@ def _sweep(args) -> int:
 
 def _plot(args) -> int:
     check_output_path(args.out)
-    out = plot_file(args.result, args.out, kind=args.kind)
+    out = plot_file(args.result, args.out, kind=args.kind, x=args.x, metrics=args.metrics, where=args.where,
+                    logy=args.logy)
     print(f"sparsesim plot: wrote {out}")
     return 0
 

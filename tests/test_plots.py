@@ -59,7 +59,7 @@ def test_utilization(result):
     assert isinstance(ax, Axes)
     assert ax.get_ylabel() == "MAC utilization / efficiency (%)"
     assert ax.get_xlabel() == "layer"
-    assert "roshambonet on nullhop (128 MACs @ 500 MHz)" in ax.get_title()
+    assert "roshambonet on nullhop (128 MACs @ 500 MHz)" in ax.get_title().replace("\n", " ")
     acc = [l.name for l in result.layers if l.where == "accelerator"]
     assert [t.get_text() for t in ax.get_xticklabels()] == acc
     assert _bars(ax) == 2 * len(acc)
@@ -121,7 +121,10 @@ def test_energy_breakdown(result):
     ax = plot_energy_breakdown(result)
     assert ax.get_xlabel() == "energy (µJ)" and ax.get_ylabel() == "component"
     widths = sorted((p.get_width() for p in ax.containers[0]), reverse=True)
-    assert widths == pytest.approx(sorted(result.totals["energy_breakdown_uj"].values(), reverse=True))
+    # Components without energy are left out.
+    assert widths == pytest.approx(sorted((v for v in result.totals["energy_breakdown_uj"].values() if v > 0),
+                                          reverse=True))
+    assert len({p.get_facecolor() for p in ax.containers[0]}) == len(widths)
     assert "energy breakdown" in ax.get_title()
 
 
@@ -140,13 +143,14 @@ def test_sweep_curves(swept):
     fig = plot_sweep(res)
     assert isinstance(fig, Figure)
     axes = fig.get_axes()
-    want = ["latency (ms)", "MAC utilization (%)"] + (
+    # facedet runs in well under 1 ms: latency is drawn in µs.
+    want = ["latency (µs)", "MAC utilization (%)"] + (
         ["energy (µJ)"] if any(r.get("energy_uj") for r in res.totals_rows()) else [])
     assert [a.get_ylabel() for a in axes] == want
     assert all(a.get_xlabel() == "MAC count" for a in axes)
     line = axes[0].get_lines()[0]
     assert list(line.get_xdata()) == [32, 64, 128, 256]
-    assert list(line.get_ydata()) == pytest.approx([r.totals["latency_ms"] for r in res.results])
+    assert list(line.get_ydata()) == pytest.approx([1e3 * r.totals["latency_ms"] for r in res.results])
     assert axes[0].get_xscale() == "log"
     assert "facedet on nullhop" in fig._suptitle.get_text()
 
@@ -155,18 +159,19 @@ def test_sweep_curves_one_line_per_other_parameter():
     res = sweep("facedet", grid={"seed": [0, 1], "macs": [64, 128]}, workers=1, progress=False)
     fig = plot_sweep(res.totals_rows(), metrics=("latency_ms", "efficiency", "dram_bytes"))
     axes = fig.get_axes()
-    assert [a.get_ylabel() for a in axes] == ["latency (ms)", "efficiency (%)", "DRAM traffic (MiB)"]
-    assert [l.get_label() for l in axes[0].get_lines()] == ["seed=0", "seed=1"]
+    assert [a.get_ylabel() for a in axes] == ["latency (µs)", "efficiency (%)", "DRAM traffic (MiB)"]
+    assert [l.get_label() for l in axes[0].get_lines()] == ["seed=0", "seed=1", "ideal scaling (1 / MACs)"]
     with pytest.raises(SparsesimError, match=r"^plot_sweep: no numeric column 'watts' in the sweep rows; available: "):
         plot_sweep(res, metrics=["watts"])
-    with pytest.raises(SparsesimError, match=r"^plot_sweep: the sweep rows have no column 'clock'$"):
+    with pytest.raises(SparsesimError,
+                       match=r"^plot_sweep: the sweep rows have no column 'clock'; grid columns: seed, macs$"):
         plot_sweep(res, x="clock")
 
 
 def test_sweep_curves_from_a_dataframe(swept):
     res, _ = swept
     fig = plot_sweep(res.to_dataframe(level="point"), metrics=["latency_ms"])
-    assert len(fig.get_axes()[0].get_lines()) == 1
+    assert [l.get_label() for l in fig.get_axes()[0].get_lines()] == ["_child0", "ideal scaling (1 / MACs)"]
 
 
 # ---------------------------------------------------------------- plot_file
@@ -212,13 +217,13 @@ def test_plot_file_errors(result, result_json, swept, tmp_path):
     with pytest.raises(SparsesimError, match=rf"^cannot plot '{other}': not a result"):
         plot_file(other, tmp_path / "x.png")
     with pytest.raises(SparsesimError, match=r"^plot kind 'sweep' is for a sweep; .* is a run result "
-                                             r"\(kinds: utilization, cycles, dram, energy\)$"):
+                                             r"\(kinds: utilization, cycles, dram, energy, bandwidth, roofline\)$"):
         plot_file(result_json, tmp_path / "x.png", kind="sweep")
     with pytest.raises(SparsesimError, match=r"^plot kind 'dram' is for a run result; .* is a sweep "
                                              r"\(kinds: sweep\)$"):
         plot_file(d, tmp_path / "x.png", kind="dram")
     with pytest.raises(SparsesimError, match=r"^unknown plot kind 'pie'; for .* use one of utilization, cycles, "
-                                             r"dram, energy$"):
+                                             r"dram, energy, bandwidth, roofline$"):
         plot_file(result_json, tmp_path / "x.png", kind="pie")
     empty = tmp_path / "empty"
     empty.mkdir()
