@@ -18,7 +18,7 @@ from workloads import (USER_NETWORK_SUFFIXES, SparsesimError, WorkloadError, get
 
 from .oracle import validate_network
 from .report import (STDOUT, Result, check_output_dir, check_output_path, check_output_paths, config_table,
-                     config_toml, csv_text, network_progress, progress_lines, write_atomic)
+                     config_toml, csv_text, glossary_text, network_progress, progress_lines, write_atomic)
 from .runner import PRUNING_CHOICES, TRACE_MODES, Simulator
 from .studies import compare_dataflows, parse_grid, plot_file, sweep
 
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sparsesim", description="Cycle-accurate simulator of sparse CNN accelerators (NullHop).")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="simulate a network and print per-layer results")
+    r = sub.add_parser("run", help="simulate a network and print per-layer results", epilog=glossary_text(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("network", help="zoo network name (see `sparsesim list`), an ONNX model (.onnx) or a "
                                    "SCALE-Sim topology (.csv)")
     r.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field for every dataflow (repeatable)")
     c.add_argument("--dataflows", nargs="+", default=list(dataflow_names()), choices=dataflow_names(),
                    help="dataflows to compare (default: all)")
-    c.add_argument("--baseline", default="dense", choices=dataflow_names(), help="speedups are relative to this")
+    c.add_argument("--baseline", default=None, choices=dataflow_names(),
+                   help="speedups are relative to this (default: the first of --dataflows)")
     _data_options(c)
     c.add_argument("--json", metavar="FILE", type=_out_file, help="write the comparison rows as JSON ('-': stdout)")
     c.add_argument("--csv", metavar="FILE", type=_out_file, help="write the comparison rows as CSV ('-': stdout)")

@@ -97,3 +97,49 @@ def test_scale_io_scales_the_streams_with_the_array_except_fields_the_user_set(t
     plain = sweep("facedet", grid={"macs": [512]}, trace="synthetic", run_options={"timing_only": True},
                   workers=1, progress=False)
     assert base.results[1].totals["cycles"] < plain.results[0].totals["cycles"]
+
+
+def test_every_column_is_explained_in_the_readme_and_in_run_help(capsys):
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    from simulator.report import COLUMN_GLOSSARY, TABLE_HEADER_GLOSSARY
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Output columns", 1)[1].split("\n## ", 1)[0]
+    table = dict((m[0], (m[1], m[2])) for m in re.findall(r"^\| `([^`]+)` \| (.*?) \| (.*?) \|$", section, re.M))
+    assert table == COLUMN_GLOSSARY
+    for head in TABLE_HEADER_GLOSSARY:
+        assert f"`{head}` = " in section
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for col, (unit, _) in COLUMN_GLOSSARY.items():
+        assert f"{col} ({unit}):" in text
+    # Every column of a real result is in the glossary (nested ones by their group).
+    res = simulate("facedet", check=False)
+    named = {c.strip() for k in COLUMN_GLOSSARY for c in k.split(",")}
+    groups = {c.split(".")[0] for c in named if "." in c}
+    for col in res.rows()[0]:
+        assert col == "network" or col in named or col.split(".")[0] in groups, col
+
+
+def test_compare_records_its_setup_and_defaults_its_baseline_to_the_first_dataflow(tmp_path, capsys):
+    csv_path = tmp_path / "c.csv"
+    assert main(["compare", "facedet", "--dataflows", "nullhop", "combined", "--timing-only", "--set",
+                 "dma.bandwidth_bytes_per_cycle=4", "--csv", str(csv_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == ("sparsesim compare: facedet on nullhop config (128 MACs @ 500 MHz, DRAM 4 B/cycle shared) "
+                      "with dma.bandwidth_bytes_per_cycle=4, profile uniform-0.5, trace synthetic, seed 0")
+    assert out[1] == "speedup and energy ratio over nullhop"
+    import csv
+
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["dataflow"] for r in rows] == ["nullhop", "combined"]
+    assert float(rows[0]["speedup"]) == 1.0
+    assert float(rows[1]["speedup"]) == int(rows[0]["cycles"]) / int(rows[1]["cycles"])
+    for r in rows:
+        assert (r["network"], r["config"], r["macs"], r["dram_bandwidth_bytes_per_cycle"], r["baseline"]) == (
+            "facedet", "nullhop", "128", "4.0", "nullhop")

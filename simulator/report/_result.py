@@ -377,6 +377,8 @@ class Result:
                          + ", ".join(f"{k} {v:,d}" for k, v in self.saturated.items()) + ")")
         if t["host_layers"]:
             lines.append(f"host (not timed): {len(t['host_layers'])} layers, {t['host_macs'] / 1e6:.1f} M MACs")
+        lines.append("m = MACs per output channel, pass = passes over the input, in dens = input density; "
+                     "every column: sparsesim run --help")
         return "\n".join(lines)
 
 
