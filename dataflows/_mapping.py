@@ -153,6 +153,26 @@ def _fusable_pool(conv: Layer, pool: Layer) -> bool:
             and conv.stride == 1 and conv.activation in ("relu", "relu6") and ho % 2 == 0 and wo % 2 == 0)
 
 
+def _unfused_pool_reason(pool: Layer, by_name: dict[str, Layer], consumers: dict[str, list[str]]) -> str:
+    """Why a pool runs on the host: the first condition of :func:`_fusable_pool` it (or its producer) misses."""
+    shape = f"{pool.op} {pool.kernel[0]}x{pool.kernel[1]}/{pool.stride}" + (f" pad {pool.padding}" if pool.padding else "")
+    if pool.op != "maxpool" or pool.kernel != (2, 2) or pool.stride != 2 or pool.padding != 0:
+        return f"{shape} is not the 2x2/2 max pool NullHop fuses"
+    src = by_name.get(pool.inputs[0]) if pool.inputs else None
+    if src is None or src.op != "conv":
+        what = "the network input" if src is None else f"{src.op} {src.name!r}"
+        return f"{shape} reads {what}; NullHop fuses a max pool only into the PRE of the conv before it"
+    others = [c for c in consumers[src.name] if c != pool.name]
+    if others:
+        return f"{shape}: {src.name!r} also feeds {', '.join(map(repr, others))}, so its output cannot be pooled on the fly"
+    if src.stride != 1:
+        return f"{shape}: {src.name!r} has stride {src.stride}; the PRE pools stride-1 conv outputs only"
+    if src.activation not in ("relu", "relu6"):
+        return f"{shape}: {src.name!r} has no ReLU; the PRE pools after the ReLU"
+    ho, wo, _ = src.out_shape
+    return f"{shape}: {src.name!r} output {ho}x{wo} is not even in both dimensions"
+
+
 def schedule_network(network: Network, cfg: AcceleratorConfig) -> list[ScheduledLayer]:
     """Decide, per layer, where it runs and how convs are mapped.
 
@@ -183,9 +203,9 @@ def schedule_network(network: Network, cfg: AcceleratorConfig) -> list[Scheduled
         if not on_acc:
             reason = {"fc": "FC runs on the host CPU (NullHop driver) [C]",
                       "add": "residual add is not a NullHop operation",
-                      "concat": "concat is a host-side memory layout step"}.get(
-                          layer.op, f"{layer.op} {layer.kernel[0]}x{layer.kernel[1]}/{layer.stride} is not the "
-                                    "2x2/2 max pool NullHop fuses")
+                      "concat": "concat is a host-side memory layout step"}.get(layer.op)
+            if reason is None:
+                reason = _unfused_pool_reason(layer, by_name, consumers)
             out.append(ScheduledLayer(layer=layer, where="host", reason=reason))
             continue
         pool = next((p for p, c in fused.items() if c.name == layer.name), None)

@@ -60,15 +60,20 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--trace", choices=TRACE_MODES, default="propagated",
                    help="propagated: real photo through the network; synthetic: independent maps per layer")
-    p.add_argument("--trace-file", metavar="NPZ", help="real weights and captured activations (.npz, see "
-                                                       "docs/bring_your_own.md)")
-    p.add_argument("--image", metavar="FILE", help="input image for an ONNX model (default: bundled photo)")
+    _user_data_options(p)
     p.add_argument("--pruning", choices=PRUNING_CHOICES, default="magnitude",
                    help="how synthetic weights reach the profile's weight density (default: magnitude)")
     p.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the bit-exact comparison with the numpy reference")
     p.add_argument("--timing-only", action="store_true",
                    help="bitmaps and counts only, no values (fast sweeps); implies --trace synthetic")
+
+
+def _user_data_options(p: argparse.ArgumentParser) -> None:
+    """--trace-file and --image, for the commands whose other data options differ from run's."""
+    p.add_argument("--trace-file", metavar="NPZ", help="real weights and captured activations (.npz, see "
+                                                       "docs/bring_your_own.md)")
+    p.add_argument("--image", metavar="FILE", help="input image for an ONNX model (default: bundled photo)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version="sparsesim 0.1.0")
     sub.add_parser("list", help="list networks, accelerator presets and density profiles")
     sw = sub.add_parser("sweep", help="simulate a network over a grid of config fields (incremental, resumable)")
-    sw.add_argument("network", help="zoo network name")
+    sw.add_argument("network", help="zoo network name, .onnx model or SCALE-Sim .csv (rows that chain)")
     sw.add_argument("--accel", default="nullhop", help="base preset or TOML file (default: nullhop)")
     sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field for every point (repeatable)")
@@ -116,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--trace", choices=TRACE_MODES, default="propagated", help="trace mode (default propagated)")
     sw.add_argument("--timing-only", action="store_true", help="bitmaps and counts only (implies --trace synthetic)")
     sw.add_argument("--pruning", choices=PRUNING_CHOICES, default="magnitude", help="weight pruning method")
+    _user_data_options(sw)
     sw.add_argument("--scale-io", action="store_true",
                     help="scale decoder, PRE and encoder widths and DRAM bandwidth with the MAC count, except "
                          "fields set by --grid or --set (docs/sweeps.md, scaling rule)")
@@ -138,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--toml", metavar="FILE", type=_out_file,
                     help="write every field as a commented starter TOML file ('-' for stdout)")
     v = sub.add_parser("validate", help="prove cycle accuracy: event model vs clock-stepped reference, per layer")
-    v.add_argument("network", help="zoo network name")
+    v.add_argument("network", help="zoo network name, .onnx model or SCALE-Sim .csv (rows that chain)")
     v.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (repeatable)")
@@ -147,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crop each layer to its first N input rows (default: full layers)")
     v.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
     v.add_argument("--profile", default=None, help="density profile")
+    v.add_argument("--trace", choices=TRACE_MODES, default="propagated", help="trace mode (default propagated)")
+    _user_data_options(v)
     v.add_argument("--json", metavar="FILE", type=_out_file, help="write the agreement table as JSON ('-': stdout)")
     return p
 
@@ -160,8 +168,10 @@ def _network_and_trace(args):
         except WorkloadError as exc:
             if "scalesim_networks()" not in str(exc):
                 raise
-            # Rows that do not chain run as independent single-layer networks.
+            # Rows that do not chain run as independent single-layer networks; the result says so.
             network = scalesim_networks(args.network)
+            args.notes = [f"{args.network}: its rows do not chain, so each row ran as an independent "
+                          f"single-layer network with its own input ({str(exc).split(': ', 1)[-1].split('; to ')[0]})"]
         if args.trace_file:
             raise _ArgumentError("--trace-file needs a zoo network or an ONNX model, not a SCALE-Sim topology")
         return network, trace
@@ -177,14 +187,29 @@ def _network_and_trace(args):
     return network, trace
 
 
-def _run_kwargs(args, trace) -> dict:
+def _timing_only_trace(args, trace):
+    """The trace a --timing-only run uses (synthetic), or ``trace`` unchanged without --timing-only."""
     if args.timing_only:
         if not isinstance(trace, str):
             raise _ArgumentError("--timing-only draws synthetic bitmaps; it cannot use an ONNX model's or "
                                  "--trace-file's real data")
         trace = "synthetic"
+    return trace
+
+
+def _run_kwargs(args, trace) -> dict:
+    trace = _timing_only_trace(args, trace)
     return dict(profile=args.profile, seed=args.seed, trace=trace, check=args.check, pruning=args.pruning,
                 timing_only=args.timing_only)
+
+
+def _one_network(args):
+    """The network and trace of a command that needs one network (sweep, validate)."""
+    network, trace = _network_and_trace(args)
+    if isinstance(network, list):
+        raise _ArgumentError(f"{args.network}: {args.notes[0].split(': ', 1)[1].split(', so ')[0]}; "
+                             f"sparsesim {args.command} needs one network (sparsesim run takes the rows one by one)")
+    return network, trace
 
 
 def _outputs(args, *options: str) -> bool:
@@ -200,7 +225,8 @@ def _run(args) -> int:
     network, trace = _network_and_trace(args)
     if isinstance(network, list):
         name = Path(args.network).stem
-        result = Result.concat(name, [sim.run(n, **_run_kwargs(args, trace)) for n in network])
+        result = Result.concat(name, [sim.run(n, **_run_kwargs(args, trace)) for n in network],
+                               notes=getattr(args, "notes", None))
     else:
         progress, close = network_progress(desc=getattr(network, "name", network))
         try:
@@ -219,17 +245,18 @@ def _run(args) -> int:
 def _sweep(args) -> int:
     check_output_dir(args.out)
     options: dict[str, object] = {"pruning": args.pruning}
-    trace = args.trace
+    network, trace = _one_network(args)
     if args.timing_only:
         options["timing_only"] = True
-        trace = "synthetic"
+        trace = _timing_only_trace(args, trace)
+    name = getattr(network, "name", network)
     # A bar on a terminal; one line per finished point in logs and pipes.
-    progress = None if sys.stderr.isatty() else progress_lines(f"sweep {args.network}")
-    res = sweep(args.network, args.accel, parse_grid(args.grid), overrides=parse_set(args.overrides),
+    progress = None if sys.stderr.isatty() else progress_lines(f"sweep {name}")
+    res = sweep(network, args.accel, parse_grid(args.grid), overrides=parse_set(args.overrides),
                 out_dir=args.out, workers=args.workers, scheduler=args.scheduler, profile=args.profile,
                 seed=args.seed, trace=trace, run_options=options, progress=progress, scale_io=args.scale_io)
     print(res.format_table())
-    print(f"sparsesim sweep: {len(res.points)} points of {args.network} in {args.out}, computed "
+    print(f"sparsesim sweep: {len(res.points)} points of {name} in {args.out}, computed "
           f"{len(res.computed)}, reused {len(res.reused)} (sweep_totals.csv, sweep_layers.csv, points/)")
     return 0
 
@@ -259,8 +286,9 @@ def _compare(args) -> int:
 
 def _validate(args) -> int:
     to_stdout = _outputs(args, "json")
-    report = validate_network(args.network, args.accel, overrides=parse_set(args.overrides), layers=args.layers,
-                              max_rows=args.max_rows or None, seed=args.seed, profile=args.profile)
+    network, trace = _one_network(args)
+    report = validate_network(network, args.accel, overrides=parse_set(args.overrides), layers=args.layers,
+                              max_rows=args.max_rows or None, seed=args.seed, profile=args.profile, trace=trace)
     if args.json:
         write_atomic(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     if not to_stdout:

@@ -143,3 +143,119 @@ def test_compare_records_its_setup_and_defaults_its_baseline_to_the_first_datafl
     for r in rows:
         assert (r["network"], r["config"], r["macs"], r["dram_bandwidth_bytes_per_cycle"], r["baseline"]) == (
             "facedet", "nullhop", "128", "4.0", "nullhop")
+
+
+HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+
+
+def test_a_topology_whose_rows_do_not_chain_warns_in_the_result_and_sweep_refuses_it(tmp_path, capsys):
+    topo = tmp_path / "res.csv"
+    topo.write_text(HEADER + "CB2a_1,14,14,1,1,16,16,1,\nCB2s,28,28,1,1,16,32,1,\n")
+    js = tmp_path / "r.json"
+    assert main(["run", str(topo), "--no-check", "--json", str(js)]) == 0
+    warn = [l for l in capsys.readouterr().out.splitlines() if l.startswith("warning: ")]
+    assert len(warn) == 1 and warn[0].startswith(f"warning: {topo}: its rows do not chain, so each row ran as an "
+                                                 "independent single-layer network with its own input (")
+    assert "IFMAP 28x28x16 does not follow from the previous row's output 14x14x16" in warn[0]
+    assert json.loads(js.read_text())["notes"] == [warn[0][len("warning: "):]]
+    assert main(["sweep", str(topo), "--grid", "macs=32,64", "-o", str(tmp_path / "sw")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"sparsesim: error: {topo}: its rows do not chain; sparsesim sweep needs one network")
+
+
+def _facedet_trace_file(path):
+    from workloads import save_trace
+
+    net = get_network("facedet")
+    tr = Trace(network=net.name, image=image_input(net.input_shape))
+    for layer in net.layers:
+        if layer.op in ("conv", "fc"):
+            tr.weights[layer.name] = synthetic_weights(layer.weight_shape, child_seed(2, layer.name, "w"), density=0.4)
+            tr.biases[layer.name] = synthetic_bias(layer.out_channels, child_seed(2, layer.name, "b"))
+    save_trace(tr, path)
+    return tr
+
+
+def test_sweep_and_validate_take_what_run_takes(tmp_path, capsys):
+    # A SCALE-Sim topology whose rows chain.
+    topo = tmp_path / "chain.csv"
+    topo.write_text(HEADER + "c1,16,16,3,3,8,16,1,\nc2,16,16,3,3,16,16,1,\n")
+    assert main(["sweep", str(topo), "--grid", "macs=32,64", "--workers", "1", "-o", str(tmp_path / "t")]) == 0
+    assert capsys.readouterr().out.startswith("sweep: chain on nullhop, 2 points")
+    assert main(["validate", str(topo), "--max-rows", "4"]) == 0
+    assert "2/2 layers agree" in capsys.readouterr().out
+    # A trace file with real weights: the points hash the data, and Python's sweep shares them.
+    npz = tmp_path / "t.npz"
+    tr = _facedet_trace_file(npz)
+    out = tmp_path / "tf"
+    assert main(["sweep", "facedet", "--trace-file", str(npz), "--grid", "macs=64,128", "--workers", "1",
+                 "-o", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[-1].endswith("computed 2, reused 0 (sweep_totals.csv, sweep_layers.csv, points/)")
+    res = sweep("facedet", grid={"macs": [64, 128]}, trace=tr, out_dir=out, workers=1, progress=False)
+    assert (len(res.computed), len(res.reused)) == (0, 2)
+    assert all(r.trace == "trace" and r.profile == "none (real data)" for r in res.results)
+    want = simulate("facedet", trace=tr, check=False, overrides={"array.num_clusters": 4})
+    assert res.results[0].totals["cycles"] == want.totals["cycles"]
+    other = sweep("facedet", grid={"macs": [64]}, out_dir=out, workers=1, progress=False)
+    assert len(other.computed) == 1          # the synthetic-weight point is another point
+    assert main(["validate", "facedet", "--trace-file", str(npz), "--layers", "conv1", "--max-rows", "4"]) == 0
+    assert "1/1 layers agree" in capsys.readouterr().out
+    assert main(["sweep", "facedet", "--trace-file", str(npz), "--timing-only", "-o", str(tmp_path / "x")]) == 2
+    assert "--timing-only draws synthetic bitmaps" in capsys.readouterr().err
+
+
+def test_an_onnx_model_sweeps_validates_and_says_its_data_is_real(tmp_path, capsys):
+    import numpy as np
+    import pytest
+
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.2, (16, 16, 3, 3)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["image", "w1"], ["c1"], name="c1", kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="c2", kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Relu", ["c2"], ["r2"], name="r2")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("r2", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "tiny.onnx"
+    onnx.save(model, str(path))
+    assert main(["run", str(path), "--set", "array.dataflow=combined"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.endswith("(128 MACs @ 500 MHz), real weights and activations (ONNX model or trace file)")
+    assert "combined dataflow" in head
+    assert main(["sweep", str(path), "--grid", "macs=32,64", "--workers", "1", "-o", str(tmp_path / "s")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("computed 2, reused 0 (sweep_totals.csv, "
+                                                             "sweep_layers.csv, points/)")
+    assert main(["validate", str(path)]) == 0
+    assert "2/2 layers agree" in capsys.readouterr().out
+
+
+def test_a_host_pool_names_the_condition_that_kept_it_from_being_fused():
+    from dataflows import get_preset, schedule_network
+    from workloads import NetworkBuilder
+
+    def reason(build) -> str:
+        b = NetworkBuilder("n", (9, 9, 4))
+        build(b)
+        (s,) = [s for s in schedule_network(b.build(), get_preset("nullhop")) if s.layer.name == "p"]
+        assert s.where == "host"
+        return s.reason
+
+    assert reason(lambda b: (b.conv("c", 8, 3, padding=1), b.maxpool("p"))) == (
+        "maxpool 2x2/2: 'c' output 9x9 is not even in both dimensions")
+    assert reason(lambda b: b.maxpool("p", 3, 2, 1)) == "maxpool 3x3/2 pad 1 is not the 2x2/2 max pool NullHop fuses"
+    assert reason(lambda b: (b.maxpool("p", inputs="input"))) == (
+        "maxpool 2x2/2 reads the network input; NullHop fuses a max pool only into the PRE of the conv before it")
+    assert reason(lambda b: (b.conv("c", 8, 2, activation=None), b.maxpool("p"))) == (
+        "maxpool 2x2/2: 'c' has no ReLU; the PRE pools after the ReLU")
+    assert reason(lambda b: (b.conv("c", 8, 2), b.maxpool("p"), b.conv("d", 8, 1, inputs="c"))) == (
+        "maxpool 2x2/2: 'c' also feeds 'd', so its output cannot be pooled on the fly")
+    assert reason(lambda b: (b.conv("c", 8, 2, padding=1, stride=2), b.maxpool("p", 2, 2))) == (
+        "maxpool 2x2/2: 'c' has stride 2; the PRE pools stride-1 conv outputs only")

@@ -30,7 +30,7 @@ import numpy as np
 
 from dataflows import (AcceleratorConfig, ScheduledLayer, get_dataflow, schedule_network, stripe_windows,
                        with_overrides)
-from workloads import DensityProfile, MappingError, Network, NetworkBuilder, WorkloadError, get_network
+from workloads import DensityProfile, MappingError, Network, NetworkBuilder, Trace, WorkloadError, get_network
 
 from ..engine import time_layer
 from ..report import COUNTERS, LayerTiming, accelerator_label
@@ -280,7 +280,8 @@ class _Done(Exception):
 def validate_network(network: str | Network, accel: AcceleratorConfig | str | os.PathLike = "nullhop", *,
                      overrides: Mapping[str, object] | None = None, layers: list[str] | None = None,
                      max_rows: int | None = None, seed: int = 0,
-                     profile: str | DensityProfile | None = None) -> ValidationReport:
+                     profile: str | DensityProfile | None = None,
+                     trace: str | Trace = "propagated") -> ValidationReport:
     """Run ``network`` and compare the event model with the clock-stepped reference layer by layer.
 
     Parameters
@@ -291,7 +292,8 @@ def validate_network(network: str | Network, accel: AcceleratorConfig | str | os
     layers : names of accelerator layers to validate (default: all of them).
     max_rows : crop each layer to its first ``max_rows`` input rows; None (default) times
         full layers (VGG16 at the NullHop defaults: 84 M cycles, about 1 s of reference time).
-    seed, profile : as for :meth:`Simulator.run` (propagated traces).
+    seed, profile, trace : as for :meth:`Simulator.run`: ``"propagated"`` (default), ``"synthetic"``
+        or a :class:`~workloads.Trace` with real data (an ONNX model's, a trace file's).
 
     Returns
     -------
@@ -337,7 +339,7 @@ def validate_network(network: str | Network, accel: AcceleratorConfig | str | os
             raise _Done
 
     try:
-        sim.run(net, seed=seed, profile=profile, check=False, observer=observe)
+        sim.run(net, seed=seed, profile=profile, trace=trace, check=False, observer=observe)
     except _Done:
         pass
     report.wall_seconds = time.perf_counter() - t_start

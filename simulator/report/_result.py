@@ -175,16 +175,19 @@ class Result:
     #: Values of a user trace that saturated when quantized to Q8.8, per array key
     #: (``"weights/conv1"``); empty for synthetic data and int16 trace files.
     saturated: dict[str, int] = field(default_factory=dict)
+    #: Warnings about how the result was obtained, printed under the table (and in the JSON when any).
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
-    def concat(cls, network: str, results: list["Result"]) -> "Result":
+    def concat(cls, network: str, results: list["Result"], notes: list[str] | None = None) -> "Result":
         """One result whose layers are those of ``results`` in order (independent
         single-layer networks, e.g. the rows of a SCALE-Sim topology that do not chain)."""
         if not results:
             raise SparsesimError("Result.concat needs at least one result")
         first = results[0]
         merged = cls(network=network, accelerator=first.accelerator, config=first.config, profile=first.profile,
-                     trace=first.trace, seed=first.seed, layers=[l for r in results for l in r.layers])
+                     trace=first.trace, seed=first.seed, layers=[l for r in results for l in r.layers],
+                     notes=list(notes or []))
         for r in results:
             for k, v in getattr(r, "saturated", {}).items():
                 merged.saturated[k] = merged.saturated.get(k, 0) + v
@@ -294,7 +297,7 @@ class Result:
                 "profile": self.profile,
                 "trace": self.trace, "seed": self.seed, "config": self.config,
                 "totals": self.totals, "energy_table": self.energy_table, "saturated": dict(self.saturated),
-                "layers": [asdict(l) for l in self.layers]}
+                "layers": [asdict(l) for l in self.layers]} | ({"notes": list(self.notes)} if self.notes else {})
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         """Return the JSON text; also write it atomically to ``path`` if given."""
@@ -379,6 +382,7 @@ class Result:
             lines.append(f"host (not timed): {len(t['host_layers'])} layers, {t['host_macs'] / 1e6:.1f} M MACs")
         lines.append("m = MACs per output channel, pass = passes over the input, in dens = input density; "
                      "every column: sparsesim run --help")
+        lines.extend(f"warning: {n}" for n in self.notes)
         return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from dataflows import (AcceleratorConfig, closest_key, config_to_dict, field_names, load_config, schedule_network,
                        with_overrides)
-from workloads import (ConfigError, DensityProfile, MappingError, Network, SparsesimError, WorkloadError,
+from workloads import (ConfigError, DensityProfile, MappingError, Network, SparsesimError, Trace, WorkloadError,
                        default_profile_for, get_network, get_profile)
 
 from ..report import LayerResult, Result, accelerator_label, csv_text, progress_bar, write_atomic
@@ -85,7 +85,22 @@ class _Point:
     config: AcceleratorConfig
     profile: str | DensityProfile
     seed: int
-    trace: str
+    trace: str | Trace
+
+
+def _trace_key(trace: str | Trace) -> object:
+    """A trace mode as is; a user :class:`Trace` (real data) as a SHA-256 over its arrays."""
+    if isinstance(trace, str):
+        return trace
+    h = hashlib.sha256(trace.network.encode("utf-8"))
+    tables = {"image": {"": trace.image} if trace.image is not None else {}, "weights": trace.weights,
+              "biases": trace.biases, "inputs": trace.inputs}
+    for kind, table in tables.items():
+        for name in sorted(table):
+            a = table[name]
+            h.update(f"{kind}/{name}:{a.dtype.str}:{a.shape}".encode("utf-8"))
+            h.update(a.tobytes())
+    return {"data": h.hexdigest()}
 
 
 def _canonical_json(obj: object) -> str:
@@ -101,7 +116,7 @@ def _profile_key(prof: DensityProfile) -> dict:
             "weight_rule": None if rule is None else f"{rule.__module__}.{rule.__qualname__}"}
 
 
-def _point_id(net: Network, cfg: AcceleratorConfig, prof: DensityProfile, seed: int, trace: str,
+def _point_id(net: Network, cfg: AcceleratorConfig, prof: DensityProfile, seed: int, trace: object,
               check: bool, run_options: Mapping[str, object] | None = None) -> str:
     key = {"format": _FORMAT, "network": repr(net), "config": config_to_dict(cfg), "profile": _profile_key(prof),
            "seed": seed, "trace": trace, "check": bool(check)}
@@ -184,7 +199,7 @@ def _canonical_values(key: str, values: object, base: AcceleratorConfig) -> list
 
 
 def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence], *, profile, seed: int,
-            trace: str, check: bool, run_options: Mapping[str, object] | None = None,
+            trace: str | Trace, check: bool, run_options: Mapping[str, object] | None = None,
             scale_io_from: AcceleratorConfig | None = None, fixed: set[str] = frozenset()
             ) -> tuple[dict[str, list], list[_Point]]:
     """Validate ``grid`` and build every point (config, id); nothing is simulated."""
@@ -201,6 +216,7 @@ def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence],
     canon = {key: _canonical_values(key, values, base) for key, values in grid.items()}
 
     profiles: dict[str, DensityProfile] = {}
+    trace_keys: dict[int, object] = {}
     schedules_ok: set[str] = set()
     points: list[_Point] = []
     keys = list(canon)
@@ -232,7 +248,8 @@ def _expand(net: Network, base: AcceleratorConfig, grid: Mapping[str, Sequence],
             except MappingError as exc:
                 raise MappingError(f"sweep grid point {label}: {exc}") from None
             schedules_ok.add(ckey)
-        points.append(_Point(id=_point_id(net, cfg, prof, s, t, check, run_options), params=params, config=cfg,
+        tkey = trace_keys.setdefault(id(t), _trace_key(t))
+        points.append(_Point(id=_point_id(net, cfg, prof, s, tkey, check, run_options), params=params, config=cfg,
                              profile=p, seed=s, trace=t))
     return canon, points
 
@@ -439,7 +456,7 @@ def _load_point(path: Path, pid: str) -> tuple[dict, Result] | None:
         return None
 
 
-def _run_point(network: str | Network, config: AcceleratorConfig, profile, seed: int, trace: str,
+def _run_point(network: str | Network, config: AcceleratorConfig, profile, seed: int, trace: str | Trace,
                check: bool, run_options: Mapping[str, object] | None = None) -> Result:
     """Simulate one point (runs in a worker process or a Dask worker)."""
     return Simulator(config).run(network, profile=profile, seed=seed, trace=trace, check=check,
@@ -608,7 +625,7 @@ def _run_dask(tasks: list[tuple[int, tuple]], ids: list[str], scheduler,
 def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop",
           grid: Mapping[str, Sequence] | None = None, *, overrides: Mapping[str, object] | None = None,
           out_dir: str | os.PathLike | None = None, workers: int | None = None, scheduler=None,
-          profile: str | DensityProfile | None = None, seed: int = 0, trace: str = "propagated",
+          profile: str | DensityProfile | None = None, seed: int = 0, trace: str | Trace = "propagated",
           check: bool = False, run_options: Mapping[str, object] | None = None,
           progress: bool | Callable[[int, int, str], None] | None = None, scale_io: bool = False) -> SweepResult:
     """Simulate ``network`` at every point of a parameter grid.
@@ -642,6 +659,8 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         (needs ``pip install 'sparsesim[dask]'``).
     profile, seed, trace, check
         As for :meth:`Simulator.run`, for every point whose grid does not set them.
+        ``trace`` may be a :class:`~workloads.Trace` (an ONNX model's or a trace
+        file's real data); its arrays' SHA-256 is part of the point ids.
         ``check`` defaults to False here (sweeps are about timing).
     run_options : mapping, optional
         Further :meth:`Simulator.run` arguments for every point, as plain JSON
@@ -682,13 +701,15 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         raise SparsesimError("pass either workers (local processes) or scheduler (Dask), not both")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise SparsesimError(f"workers must be a positive integer or None, got {workers!r}")
-    if trace not in TRACE_MODES:
-        raise WorkloadError(f"sweep: trace must be one of {', '.join(TRACE_MODES)}, got {trace!r}")
+    if not isinstance(trace, Trace) and trace not in TRACE_MODES:
+        raise WorkloadError(f"sweep: trace must be one of {', '.join(TRACE_MODES)} or a Trace, got {trace!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise WorkloadError(f"sweep: seed must be a non-negative integer, got {seed!r}")
     net = get_network(network) if isinstance(network, str) else network
     if not isinstance(net, Network):
         raise WorkloadError(f"network must be a Network or a zoo name, got {network!r}")
+    if isinstance(trace, Trace):
+        trace.validate(net)
     if profile is None:
         profile = default_profile_for(net.name)
     elif not isinstance(profile, (str, DensityProfile)):
@@ -713,7 +734,7 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         head = {"format": _FORMAT, "network": net.name, "accelerator": base.name, "grid": canon,
                 "base": {"config": config_to_dict(base),
                          "profile": profile if isinstance(profile, str) else profile.name,
-                         "seed": seed, "trace": trace, "check": bool(check), "run_options": run_options,
+                         "seed": seed, "trace": _trace_key(trace), "check": bool(check), "run_options": run_options,
                          "scale_io": bool(scale_io)},
                 "points": [{"id": p.id, "params": p.params} for p in points]}
         write_atomic(Path(out_dir) / "sweep.json", json.dumps(head, indent=1) + "\n")
