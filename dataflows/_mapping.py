@@ -203,7 +203,8 @@ def schedule_network(network: Network, cfg: AcceleratorConfig) -> list[Scheduled
         if not on_acc:
             reason = {"fc": "FC runs on the host CPU (NullHop driver) [C]",
                       "add": "residual add is not a NullHop operation",
-                      "concat": "concat is a host-side memory layout step"}.get(layer.op)
+                      "concat": "concat is a host-side memory layout step",
+                      "host": f"{layer.host_op}: not a NullHop operation (values from onnxruntime)"}.get(layer.op)
             if reason is None:
                 reason = _unfused_pool_reason(layer, by_name, consumers)
             out.append(ScheduledLayer(layer=layer, where="host", reason=reason))

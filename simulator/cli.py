@@ -70,10 +70,13 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _user_data_options(p: argparse.ArgumentParser) -> None:
-    """--trace-file and --image, for the commands whose other data options differ from run's."""
+    """--trace-file, --image and --input-shape, for the commands whose other data options differ from run's."""
     p.add_argument("--trace-file", metavar="NPZ", help="real weights and captured activations (.npz, see "
                                                        "docs/bring_your_own.md)")
     p.add_argument("--image", metavar="FILE", help="input image for an ONNX model (default: bundled photo)")
+    p.add_argument("--input-shape", dest="input_shape", action="append", default=[], metavar="DIMS",
+                   help="sizes of an ONNX model's dynamic input dimensions, in the model's own order, e.g. "
+                        "1,3,640,640 (NAME=DIMS for an input other than the first; repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _network_and_trace(args):
     """The network (zoo name or user file) and the trace argument for Simulator.run."""
     network, trace = args.network, args.trace
-    if args.network.lower().endswith(".csv") and not args.image:
+    input_shape = getattr(args, "input_shape", [])
+    if input_shape and not (args.network.lower().endswith(USER_NETWORK_SUFFIXES) or _looks_like_file(args.network)):
+        raise _ArgumentError("--input-shape applies only to ONNX models (.onnx)")
+    if args.network.lower().endswith(".csv") and not args.image and not input_shape:
         try:
             network = load_user_network(args.network)[0]
         except WorkloadError as exc:
@@ -176,7 +182,7 @@ def _network_and_trace(args):
             raise _ArgumentError("--trace-file needs a zoo network or an ONNX model, not a SCALE-Sim topology")
         return network, trace
     if args.network.lower().endswith(USER_NETWORK_SUFFIXES) or _looks_like_file(args.network):
-        network, user_trace = load_user_network(args.network, image=args.image)
+        network, user_trace = load_user_network(args.network, image=args.image, input_shape=input_shape)
         if user_trace is not None:
             trace = user_trace
     elif args.image:

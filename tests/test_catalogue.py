@@ -121,20 +121,18 @@ def _onnx_bytes(kind: str) -> bytes:
     w = np.full((4, 3, 3, 3), 0.05, np.float32)
     nodes = [helper.make_node("Conv", ["image", "w"], ["c"], name="conv", kernel_shape=[3, 3])]
     out = "c"
-    if kind == "sigmoid":
-        nodes.append(helper.make_node("Sigmoid", ["c"], ["s"], name="gate"))
+    if kind == "undefined-tensor":
+        nodes.append(helper.make_node("Relu", ["nowhere"], ["s"], name="gate"))
         out = "s"
     elif kind == "nan":
         w[0, 0, 0, 0] = np.nan
     elif kind == "huge":
         w[:2] = 300.0          # beyond Q8.8's 127.996: saturates
-    elif kind == "pads":
-        nodes[0] = helper.make_node("Conv", ["image", "w"], ["c"], name="conv", kernel_shape=[3, 3],
-                                    pads=[0, 0, 1, 1])
     inits = [numpy_helper.from_array(w, "w")]
     if kind == "undefined":
         inits[0].data_type = TensorProto.UNDEFINED
-    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "H", "W"] if kind == "dynamic" else
+                                      [1, 3, 8, 8])
     y = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
     m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
                           opset_imports=[helper.make_opsetid("", 17)])
@@ -327,7 +325,7 @@ CASES: list[Case] = [
          _builder(("conv", ("c", 4, 3), {"activation": "gelu"}))),
     Case("network-unsupported-op", "network", "a `Layer` with `op=\"softmax\"`", "WorkloadError",
          "network 'net', layer 'prob': unsupported op 'softmax'; supported ops: conv, fc, maxpool, avgpool, add, "
-         "concat",
+         "concat, host",
          lambda d: Network("net", (8, 8, 3), (_layer("prob", "softmax", ["input"]),))),
     Case("network-duplicate-name", "network", "two layers named `c`", "WorkloadError",
          "network 'net': duplicate layer name 'c'",
@@ -391,7 +389,7 @@ CASES: list[Case] = [
          _object_array),
     Case("trace-unexpected-key", "trace", "an array named `activations/conv1`", "TraceError",
          "trace.npz: unexpected array 'activations/conv1'; allowed: image, weights/<layer>, bias/<layer>, "
-         "input/<layer>, saturated/<key>",
+         "input/<layer>, saturated/<key>, reference/<layer>, expected/<layer>, tolerance/<layer>, density/<layer>",
          _trace(**{"activations/conv1": np.zeros(3, np.int16)})),
     Case("trace-unknown-layer", "trace", "`weights/conv9` (no such layer)", "TraceError",
          "trace.npz: weights/conv9 names no layer of network 'facedet'",
@@ -438,15 +436,13 @@ CASES: list[Case] = [
          "model.onnx: not a readable ONNX model: malformed content (TypeError: The element type in the input "
          "tensor is UNDEFINED.)",
          _onnx("undefined")),
-    Case("onnx-unsupported-op", "onnx", "a `Sigmoid` node named `gate`", "WorkloadError",
-         "model.onnx: node 'gate': op type 'Sigmoid' is not supported; supported: Add, AveragePool, "
-         "BatchNormalization, Clip, Concat, Constant, Conv, Flatten, Gemm, GlobalAveragePool, Identity, MatMul, "
-         "MaxPool, Relu, Reshape",
-         _onnx("sigmoid")),
-    Case("onnx-asymmetric-pads", "onnx", "`Conv` with `pads=[0, 0, 1, 1]`", "WorkloadError",
-         "model.onnx: node 'conv': pads [0, 0, 1, 1] are not the same on all four sides; sparsesim supports one "
-         "symmetric padding (pads [p, p, p, p])",
-         _onnx("pads")),
+    Case("onnx-undefined-tensor", "onnx", "a node `gate` reading a tensor no node produces", "WorkloadError",
+         "model.onnx: ONNX shape inference failed: …",
+         _onnx("undefined-tensor")),
+    Case("onnx-dynamic-shape", "onnx", "input `(1, 3, H, W)` and no `input_shape`", "WorkloadError",
+         "model.onnx: input 'image' has dynamic dimensions (1, 3, ?, ?); give their sizes with --input-shape "
+         "(Python: input_shape=), e.g. --input-shape 1,3,H,W",
+         _onnx("dynamic")),
     Case("onnx-nan-weights", "onnx", "a NaN weight", "WorkloadError",
          "model.onnx: node 'conv': weights/conv: 1 value(s) are NaN or infinite; Q8.8 needs finite numbers",
          _onnx("nan")),

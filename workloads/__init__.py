@@ -2,7 +2,8 @@
 from ._errors import (ConfigError, FunctionalMismatchError, MappingError, SparsesimError, TraceError,
                       WorkloadError, is_int, is_number, suggest)
 from ._network import ACTIVATIONS, OPS, Layer, Network, NetworkBuilder
-from ._onnx import SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, OnnxImport, from_onnx, import_onnx, load_user_network
+from ._onnx import (SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, OnnxImport, from_onnx, import_onnx, load_user_network,
+                    parse_input_shape)
 from ._pruning import PRUNING_METHODS, prune_weights
 from ._profiles import DensityProfile, default_profile_for, get_profile, list_profiles, uniform_profile
 from ._synthetic import (child_seed, image_input, normalized_image, sample_image, synthetic_activation, synthetic_bias,
@@ -18,5 +19,5 @@ __all__ = [
     "is_int", "is_number", "suggest", "TRACE_FORMAT", "Trace", "load_trace", "quantize_q88", "save_trace", "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
     # bring your own network (docs/bring_your_own.md)
     "SCALESIM_COLUMNS", "SUPPORTED_ONNX_OPS", "ScaleSimRow", "USER_NETWORK_SUFFIXES", "from_onnx", "from_scalesim_csv",
-    "OnnxImport", "import_onnx", "load_user_network", "read_scalesim_csv", "scalesim_networks",
+    "OnnxImport", "import_onnx", "load_user_network", "parse_input_shape", "read_scalesim_csv", "scalesim_networks",
 ]

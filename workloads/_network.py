@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from ._errors import WorkloadError
 
 #: Layer operations sparsesim understands.
-OPS = ("conv", "fc", "maxpool", "avgpool", "add", "concat")
+OPS = ("conv", "fc", "maxpool", "avgpool", "add", "concat", "host")
 #: Activation functions a layer may apply to its output.
 ACTIVATIONS = (None, "relu", "relu6")
 
@@ -33,6 +33,9 @@ class Layer:
     groups : conv groups (``groups == C_in`` is depthwise).
     activation : ``None``, ``"relu"`` or ``"relu6"`` applied to the output.
     bias : whether the layer adds a bias (batch norm folded into conv counts as a bias).
+    host_op : for ``op == "host"``: what the host computes (an ONNX op type such as
+        ``"Sigmoid"``, or a recognised activation such as ``"HardSwish"``). Such a layer's
+        values come from the model's own run (an ONNX import), not from sparsesim.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Layer:
     groups: int = 1
     activation: str | None = None
     bias: bool = True
+    host_op: str = ""
 
     @property
     def in_shape(self) -> Shape:
@@ -274,6 +278,17 @@ class NetworkBuilder:
         out = (shapes[0][0], shapes[0][1], sum(s[2] for s in shapes))
         return self._add(Layer(name=name, op="concat", inputs=tuple(inputs), in_shapes=shapes, out_shape=out,
                                bias=False))
+
+    def host(self, name: str, host_op: str, inputs: tuple[str, ...], out_shape: Shape) -> str:
+        """Append a host operation ``host_op`` (values supplied by a trace) of shape ``out_shape``.
+
+        ``inputs`` are the layers it depends on (may be empty for a constant-only branch).
+        """
+        shapes = tuple(self._shape(name, s) for s in inputs)
+        if len(out_shape) != 3 or min(out_shape) < 1:
+            raise WorkloadError(f"layer {name!r}: host output shape must be three positive ints, got {out_shape!r}")
+        return self._add(Layer(name=name, op="host", inputs=tuple(inputs), in_shapes=shapes or ((1, 1, 1),),
+                               out_shape=tuple(int(v) for v in out_shape), bias=False, host_op=host_op))
 
     @property
     def last(self) -> str:

@@ -20,6 +20,13 @@ key                           contents
 ``input/<layer>``             ``(H, W, C)`` the layer's captured input (optional)
 ``saturated/<key>``           int64 scalar: values of array ``<key>`` that saturated
                               when quantized (optional, :attr:`Trace.saturated`)
+``reference/<layer>``         float32 ``(H, W, C)`` the model's own float output of a
+                              conv/fc layer (NaN where it has none; optional)
+``expected/<layer>``          float32 ``(H, W, C)`` that output corrected for the exact
+                              Q8.8 rounding of the layer's inputs and weights (optional)
+``tolerance/<layer>``         float32 ``(C,)`` allowed ``|out - expected|`` per channel
+``density/<layer>``           float64 ``(2,)`` input and output density of a host layer
+                              whose values come from the model's run
 ============================  =============================================
 """
 from __future__ import annotations
@@ -82,6 +89,10 @@ class Trace:
     image : int16 ``(H, W, C)`` network input, or ``None``.
     weights, biases, inputs : int16 arrays keyed by layer name (see module doc).
     saturated : per array key, how many values saturated when quantizing.
+    reference, expected, tolerance : per conv/fc layer, the functional check against the
+        model's own float outputs (``docs/bring_your_own.md``, "Functional check"):
+        float32 ``(H, W, C)`` arrays (NaN = no value) and a float32 ``(C,)`` tolerance.
+    densities : per ``host`` layer, float64 ``(input density, output density)``.
     """
 
     network: str
@@ -90,6 +101,14 @@ class Trace:
     biases: dict[str, np.ndarray] = field(default_factory=dict)
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     saturated: dict[str, int] = field(default_factory=dict)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    expected: dict[str, np.ndarray] = field(default_factory=dict)
+    tolerance: dict[str, np.ndarray] = field(default_factory=dict)
+    densities: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def _float_tables(self):
+        return (("reference", self.reference), ("expected", self.expected), ("tolerance", self.tolerance),
+                ("density", self.densities))
 
     def validate(self, network: Network, *, where: str = "trace") -> None:
         """Check names, dtypes and shapes against ``network``; raise :class:`TraceError`."""
@@ -125,6 +144,22 @@ class Trace:
                     want = tuple(layer.in_shape)
                 if tuple(a.shape) != tuple(want):
                     raise TraceError(f"{where}: {key} has shape {tuple(a.shape)}, layer {name!r} expects {tuple(want)}")
+        for kind, table in self._float_tables():
+            for name, a in table.items():
+                key = f"{kind}/{name}"
+                if name not in layers:
+                    raise TraceError(f"{where}: {key} names no layer of network {network.name!r}")
+                layer = layers[name]
+                if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+                    raise TraceError(f"{where}: {key} must be a float array")
+                want = {"reference": layer.out_shape, "expected": layer.out_shape,
+                        "tolerance": (layer.out_channels,), "density": (2,)}[kind]
+                if kind in ("reference", "expected", "tolerance") and layer.op not in ("conv", "fc"):
+                    raise TraceError(f"{where}: {key}: layer {name!r} is a {layer.op}; only conv and fc are checked")
+                if kind == "density" and layer.op != "host":
+                    raise TraceError(f"{where}: {key}: layer {name!r} is a {layer.op}, not a host layer")
+                if tuple(a.shape) != tuple(want):
+                    raise TraceError(f"{where}: {key} has shape {tuple(a.shape)}, layer {name!r} expects {tuple(want)}")
         missing = [l.name for l in network.layers if l.op in ("conv", "fc") and l.name not in self.weights]
         if missing:
             other = (f"; the trace is for network {self.network!r}, not {network.name!r}"
@@ -148,6 +183,9 @@ def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
             arrays[f"{kind}/{name}"] = a
     for key, count in trace.saturated.items():
         arrays[f"saturated/{key}"] = np.array(int(count), dtype=np.int64)
+    for kind, table in trace._float_tables():
+        for name, a in table.items():
+            arrays[f"{kind}/{name}"] = a
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -200,10 +238,18 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
                                  f"values), got {a.dtype} array of shape {a.shape}")
             trace.saturated[name] = int(a)
             continue
+        floats = dict(trace._float_tables())
+        if kind in floats and name:
+            ndim = {"reference": 3, "expected": 3, "tolerance": 1, "density": 1}[kind]
+            if a.dtype.kind != "f" or a.ndim != ndim:
+                raise TraceError(f"{where}: {key} must be a {ndim}-D float array, got {a.dtype} of shape {a.shape}")
+            floats[kind][name] = a
+            continue
         table = {"weights": trace.weights, "bias": trace.biases, "input": trace.inputs}.get(kind)
         if table is None or not name:
             raise TraceError(f"{where}: unexpected array {key!r}; allowed: image, weights/<layer>, "
-                             "bias/<layer>, input/<layer>, saturated/<key>")
+                             "bias/<layer>, input/<layer>, saturated/<key>, reference/<layer>, expected/<layer>, "
+                             "tolerance/<layer>, density/<layer>")
         table[name] = a
     arrays = [("image", trace.image)] + [
         (f"{kind}/{k}", v) for kind, table in (("weights", trace.weights), ("bias", trace.biases),

@@ -126,6 +126,10 @@ class LayerResult:
     handoff_columns: int = 0
     compute_cycles: int = 0
     bandwidth_demand_bytes_per_cycle: float = 0.0
+    host_op: str = ""
+    reference_check: str = ""
+    reference_compared: int = 0
+    reference_max_error_lsb: float = 0.0
 
     @property
     def dram_bytes(self) -> int:
@@ -251,8 +255,27 @@ class Result:
             "units": units,
             "host_layers": [l.name for l in self.layers if l.where == "host"],
             "host_macs": sum(l.macs_dense for l in self.layers if l.where == "host"),
+            "host_ops": self._host_ops(),
+            "mean_input_density": (sum(l.input_density for l in acc) / len(acc)) if acc else 0.0,
+            "reference_check": self._reference_totals(),
             **self._energy_totals(acc, dense, useful, lat),
         }
+
+    def _host_ops(self) -> dict[str, dict[str, int]]:
+        """Host layers whose values come from the model's run, by op type: layers and output elements."""
+        out: dict[str, dict[str, int]] = {}
+        for l in self.layers:
+            if l.host_op:
+                e = out.setdefault(l.host_op, {"layers": 0, "elements": 0})
+                e["layers"] += 1
+                e["elements"] += l.out_shape[0] * l.out_shape[1] * l.out_shape[2]
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1]["elements"], kv[0])))
+
+    def _reference_totals(self) -> dict[str, object]:
+        """How many conv/fc layers met the functional check against the model's own outputs."""
+        checked = [l for l in self.layers if l.reference_check]
+        return {"layers": len(checked), "ok": sum(l.reference_check == "ok" for l in checked),
+                "max_error_lsb": max((l.reference_max_error_lsb for l in checked), default=0.0)}
 
     def _energy_totals(self, acc: list[LayerResult], dense: int, useful: int, latency_us: float) -> dict:
         """Energy totals over accelerator layers (docs/energy.md, "What is reported").
@@ -380,6 +403,13 @@ class Result:
                          + ", ".join(f"{k} {v:,d}" for k, v in self.saturated.items()) + ")")
         if t["host_layers"]:
             lines.append(f"host (not timed): {len(t['host_layers'])} layers, {t['host_macs'] / 1e6:.1f} M MACs")
+        if t["host_ops"]:
+            lines.append("host ops with the model's own values (op: layers, output elements): " + "; ".join(
+                f"{op} {v['layers']}, {v['elements']:,d}" for op, v in t["host_ops"].items()))
+        rc = t["reference_check"]
+        if rc["layers"]:
+            lines.append(f"functional check against the model's own float outputs: {rc['ok']} of {rc['layers']} "
+                         f"conv/fc layers within the Q8.8 tolerance (largest deviation {rc['max_error_lsb']:.0f} LSB)")
         lines.append("m = MACs per output channel, pass = passes over the input, in dens = input density; "
                      "every column: sparsesim run --help")
         lines.extend(f"warning: {n}" for n in self.notes)

@@ -334,6 +334,8 @@ class _NetworkRun:
                           in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=_density(x),
                           output_density=_density(out), weight_density=_density(w),
                           macs_dense=layer.macs, functional_check=status)
+        if self.check and self.user is not None and layer.name in self.user.expected:
+            self._reference_check(rec, out)
         if s.where == "accelerator":
             if self.trace == "synthetic":
                 written = self._synthetic_written(s)
@@ -342,6 +344,40 @@ class _NetworkRun:
         if s.fused_pool is not None:
             self.fused_out[s.fused_pool.name] = (written, _density(out1))
         return rec, out
+
+    def _reference_check(self, rec: LayerResult, out: np.ndarray) -> None:
+        """Compare a conv/fc output with the model's own float output (ONNX import traces).
+
+        ``expected`` is the model's float output corrected for the exact Q8.8 rounding of
+        the layer's inputs, weights and bias; the simulated output must lie within the
+        per-channel ``tolerance`` of it (docs/bring_your_own.md, "Functional check").
+        Outputs the simulator saturated are not compared.
+        """
+        name = rec.name
+        got = out.astype(np.float64) / 256.0
+        exp = self.user.expected[name].astype(np.float64)
+        ref = self.user.reference.get(name)
+        tol = self.user.tolerance[name].astype(np.float64)
+        valid = ~np.isnan(exp) & (out > -32768) & (out < 32767)
+        err = np.abs(got - exp)
+        bad = int(np.count_nonzero(valid & (err > tol)))
+        rec.reference_check = "ok" if bad == 0 else f"{bad} outside"
+        rec.reference_compared = int(np.count_nonzero(valid))
+        if ref is not None:
+            dev = np.abs(got - ref.astype(np.float64))[valid]
+            rec.reference_max_error_lsb = float(dev.max() * 256.0) if dev.size else 0.0
+
+    def _onnx_host(self, s: ScheduledLayer) -> LayerResult:
+        """A host layer whose values come from the model's own run: recorded, not computed."""
+        layer = s.layer
+        d = self.user.densities.get(layer.name) if self.user is not None else None
+        if d is None and not self.timing_only:
+            raise WorkloadError(f"layer {layer.name!r} ({layer.host_op}) runs on the host with values from the "
+                                "model's own run; simulate it with the trace of its ONNX import")
+        din, dout = (float(d[0]), float(d[1])) if d is not None else (0.0, 0.0)
+        return LayerResult(name=layer.name, op=layer.op, where="host", note=s.reason, in_shape=layer.in_shape,
+                           out_shape=layer.out_shape, input_density=din, output_density=dout, weight_density=0.0,
+                           macs_dense=0, functional_check="onnxruntime", host_op=layer.host_op)
 
     def _host(self, s: ScheduledLayer, xs: list[np.ndarray]) -> tuple[LayerResult, np.ndarray]:
         layer = s.layer
@@ -381,6 +417,9 @@ class _NetworkRun:
                     name=layer.name, op=layer.op, where="fused", note=s.reason, in_shape=layer.in_shape,
                     out_shape=layer.out_shape, input_density=in_density, output_density=_density(out), weight_density=0.0, macs_dense=0,
                     functional_check="bit-exact" if self.check else "off"))
+            elif layer.op == "host":
+                records.append(self._onnx_host(s))
+                out = None
             elif self.timing_only and s.where == "host":
                 d = self.prof.input_density_for(self.net, layer)
                 records.append(LayerResult(
