@@ -27,6 +27,7 @@ from simulator.numerics import (
     conv2d_accumulators,
     conv_accumulate,
     fc,
+    fc_accumulators,
     maxpool,
     requantize,
 )
@@ -34,6 +35,7 @@ from simulator.numerics import (
     ref_add,
     ref_avgpool,
     ref_conv2d,
+    blas_conv2d_accumulators,
     ref_conv2d_accumulators,
     ref_fc,
     ref_maxpool,
@@ -258,6 +260,34 @@ def test_conv_accumulate_is_stride1_and_decimation(layer):
     np.testing.assert_array_equal(
         acc1[::2, ::2], conv2d_accumulators(x, w, 2, L["padding"], L["groups"])
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(layer=conv_layers())
+def test_blas_reference_equals_plain_integer_reference(layer):
+    # The simulator checks layers with the float64 BLAS path; it must equal the plain int64
+    # definition bit for bit (exact because every sum stays below 2**53, docs/numerics.md).
+    L = layer
+    rng = np.random.default_rng(L["seed"])
+    x = _values(rng, (L["H"], L["W"], L["C"]), L["act_density"], L["act_mode"])
+    w = _values(rng, (L["cout"], L["kh"], L["kw"], L["C"] // L["groups"]), L["w_density"], L["w_mode"])
+    args = (L["stride"], L["padding"], L["groups"])
+    np.testing.assert_array_equal(blas_conv2d_accumulators(x, w, *args), ref_conv2d_accumulators(x, w, *args))
+
+
+@pytest.mark.parametrize("value", [-32768, 32767])
+def test_blas_reference_is_exact_at_the_largest_sums(value):
+    # The largest fan-in NullHop allows (7 x 7 x 4096) at the int16 extremes: sums of
+    # 200,704 products of 2**30, about 2**47.6, where a float32 or a rounding path would fail.
+    x = np.full((7, 7, 4096), value, dtype=np.int16)
+    w = np.full((2, 7, 7, 4096), -32768, dtype=np.int16)
+    w[1, 3, 3, 5] = 32767                       # one product differs by 2**15: must not round away
+    want = ref_conv2d_accumulators(x, w)
+    assert abs(int(want[0, 0, 0])) > 2**47
+    np.testing.assert_array_equal(blas_conv2d_accumulators(x, w), want)
+    xf = x.reshape(1, 1, -1)
+    wf = w.reshape(2, 1, 1, -1)
+    np.testing.assert_array_equal(fc_accumulators(xf, wf), want.reshape(-1))
 
 
 def test_conv_accumulate_zero_rows_give_zeros():

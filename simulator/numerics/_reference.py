@@ -17,6 +17,7 @@ import numpy as np
 from workloads import TraceError, WorkloadError
 
 __all__ = [
+    "blas_conv2d_accumulators",
     "ref_conv2d_accumulators",
     "ref_conv2d",
     "ref_maxpool",
@@ -28,6 +29,8 @@ __all__ = [
 _INT16_MIN = -(2**15)
 _INT16_MAX = 2**15 - 1
 _RELU6_MAX = 6 * 256  # 6.0 in Q8.8
+#: float64 elements per block of fc weight rows (2 MiB).
+_FC_BLOCK_ELEMENTS = 1 << 18
 
 
 def _act_code(activation) -> int:
@@ -70,44 +73,101 @@ def _check_act(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def ref_conv2d_accumulators(
-    act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1
-) -> np.ndarray:
-    """Dense int64 accumulators (no bias) of a strided, grouped, zero-padded convolution.
-
-    Returns int64 ``(Ho, Wo, C_out)``, ``Ho = (H + 2p - kh) // stride + 1``.
-    """
-    x = _check_act(act)
-    w = np.asarray(weights)
+def _conv_geometry(x: np.ndarray, w: np.ndarray, padding: int, groups: int):
     H, W, C = x.shape
     cout, kh, kw, cin_g = w.shape
     if C % groups or cout % groups or cin_g * groups != C:
         raise WorkloadError(
             f"groups={groups!r} does not fit C_in={C!r}, C_out={cout!r}, weights {w.shape!r}"
         )
-    cout_g = cout // groups
     Ho1 = H + 2 * padding - kh + 1
     Wo1 = W + 2 * padding - kw + 1
     if Ho1 < 1 or Wo1 < 1:
         raise WorkloadError(f"kernel {kh}x{kw} with padding {padding!r} does not fit {H}x{W}")
-    xp = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=np.float64)
+    return Ho1, Wo1
+
+
+def ref_conv2d_accumulators(
+    act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1
+) -> np.ndarray:
+    """Dense int64 accumulators (no bias) of a strided, grouped, zero-padded convolution.
+
+    Plain integer arithmetic (int64 products and sums, no BLAS): the definition that
+    :func:`blas_conv2d_accumulators` is tested against. Returns int64 ``(Ho, Wo, C_out)``,
+    ``Ho = (H + 2p - kh) // stride + 1``.
+    """
+    x = _check_act(act)
+    w = np.asarray(weights)
+    H, W, C = x.shape
+    cout, kh, kw, cin_g = w.shape
+    Ho1, Wo1 = _conv_geometry(x, w, padding, groups)
+    cout_g = cout // groups
+    xp = np.zeros((H + 2 * padding, W + 2 * padding, C), dtype=np.int64)
     xp[padding:padding + H, padding:padding + W] = x
-    wf = w.astype(np.float64)
-    # Exactness of float64: every product is an integer with |x * w| <= 2**30,
-    # so a sum of n products has magnitude <= n * 2**30, below 2**53 for any
-    # n < 2**23 (NullHop layers have n <= 7 * 7 * 4096 < 2**18, i.e. sums
-    # below 2**48). Every partial sum, in whatever order BLAS adds and with
-    # or without FMA, is then an integer exactly representable in float64:
-    # no rounding ever happens and the cast to int64 is exact.
-    _check_exact(kh * kw * cin_g)
-    acc = np.zeros((Ho1, Wo1, cout), dtype=np.float64)
+    wi = w.astype(np.int64)
+    acc = np.zeros((Ho1, Wo1, cout), dtype=np.int64)
     for g in range(groups):
         ci = slice(g * cin_g, (g + 1) * cin_g)
         co = slice(g * cout_g, (g + 1) * cout_g)
         for ky in range(kh):
             for kx in range(kw):
-                acc[:, :, co] += xp[ky:ky + Ho1, kx:kx + Wo1, ci] @ wf[co, ky, kx, :].T
-    return acc.astype(np.int64)[::stride, ::stride]
+                acc[:, :, co] += xp[ky:ky + Ho1, kx:kx + Wo1, ci] @ wi[co, ky, kx, :].T
+    return acc[::stride, ::stride]
+
+
+def blas_conv2d_accumulators(
+    act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1
+) -> np.ndarray:
+    """The accumulators of :func:`ref_conv2d_accumulators`, computed with float64 BLAS.
+
+    Exact: every product is an integer with ``|x * w| <= 2**30``, so a sum of n
+    products has magnitude ``<= n * 2**30``, below 2**53 for any ``n < 2**23``
+    (NullHop layers have ``n <= 7 * 7 * 4096 < 2**18``, sums below 2**48,
+    docs/numerics.md). Every partial sum, in whatever order BLAS adds and with or
+    without FMA, is then an integer exactly representable in float64: no rounding
+    happens and the cast to int64 is exact. Larger fan-ins raise ``WorkloadError``.
+
+    Returns int64 ``(Ho, Wo, C_out)``.
+    """
+    x = _check_act(act)
+    w = np.asarray(weights)
+    H, W, C = x.shape
+    cout, kh, kw, cin_g = w.shape
+    Ho1, Wo1 = _conv_geometry(x, w, padding, groups)
+    _check_exact(kh * kw * cin_g)
+    cout_g = cout // groups
+    Hp, Wp = H + 2 * padding, W + 2 * padding
+    # NOTE: outputs are computed on the padded width Wp ("wide" rows, the last kw - 1 columns
+    # of each discarded), so that every kernel tap is ONE contiguous GEMM over rows of the
+    # flattened padded input: tap (ky, kx) of output p = oy * Wp + ox reads input p + ky * Wp + kx.
+    # One spare row keeps the last tap's rows inside the array.
+    xp = np.zeros((Hp + 1, Wp, C), dtype=np.float64)
+    xp[padding:padding + H, padding:padding + W] = x
+    flat = xp.reshape(-1, C)
+    rows = Ho1 * Wp
+    wf = w.astype(np.float64)
+    acc = np.zeros((rows, cout), dtype=np.float64)
+    if cin_g == 1 and groups > 1:
+        # Depthwise (one input channel per group): every tap is one broadcast multiply-add
+        # over all channels instead of one tiny GEMM per group.
+        xs = flat if cout_g == 1 else flat[:, np.repeat(np.arange(C), cout_g)]
+        part = np.empty((rows, cout), dtype=np.float64)
+        for ky in range(kh):
+            for kx in range(kw):
+                off = ky * Wp + kx
+                acc += np.multiply(xs[off:off + rows], wf[:, ky, kx, 0], out=part)
+    else:
+        part = np.empty((rows, cout_g), dtype=np.float64)
+        for g in range(groups):
+            ci = slice(g * cin_g, (g + 1) * cin_g)
+            co = slice(g * cout_g, (g + 1) * cout_g)
+            for ky in range(kh):
+                for kx in range(kw):
+                    off = ky * Wp + kx
+                    np.matmul(flat[off:off + rows, ci], wf[co, ky, kx, :].T, out=part)
+                    acc[:, co] += part
+    out = acc.reshape(Ho1, Wp, cout)[:Ho1:stride, :Wo1:stride]
+    return out.astype(np.int64)
 
 
 def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
@@ -133,7 +193,7 @@ def ref_conv2d(
 
     ``out = act(clip(floor((acc + 256 * bias) / 256), -32768, 32767))``.
     """
-    acc = ref_conv2d_accumulators(act, weights, stride, padding, groups)
+    acc = blas_conv2d_accumulators(act, weights, stride, padding, groups)
     return _requantize(acc, bias, activation)
 
 
@@ -184,7 +244,17 @@ def ref_fc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, activati
     x = _check_act(x)
     w = np.asarray(weights)
     cout = w.shape[0]
-    # Exact in float64 for the same reason as the convolution.
+    # Exact in float64 for the same reason as the convolution. NOTE: the weights are converted
+    # in blocks of rows into one reused buffer (VGG16's fc6 would be an 800 MB float64 copy).
     _check_exact(w[0].size)
-    acc = w.reshape(cout, -1).astype(np.float64) @ x.reshape(-1).astype(np.float64)
+    w2 = w.reshape(cout, -1)
+    xf = x.reshape(-1).astype(np.float64)
+    acc = np.empty(cout, dtype=np.float64)
+    block = max(1, _FC_BLOCK_ELEMENTS // max(1, w2.shape[1]))
+    buf = np.empty((min(block, cout), w2.shape[1]), dtype=np.float64)
+    for r0 in range(0, cout, block):
+        r1 = min(cout, r0 + block)
+        b = buf[:r1 - r0]
+        b[...] = w2[r0:r1]
+        np.matmul(b, xf, out=acc[r0:r1])
     return _requantize(acc.astype(np.int64).reshape(1, 1, cout), bias, activation)

@@ -260,7 +260,7 @@ class _NetworkRun:
         wd = _density(w)
         if layer.op == "fc":
             x = x.reshape(1, 1, -1)
-            acc = fn.conv2d_accumulators(x, w, 1, 0, 1)
+            acc = fn.fc_accumulators(x, w).reshape(1, 1, -1)
         else:
             acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups)
         dec = acc[::layer.stride, ::layer.stride] if layer.stride > 1 else acc
