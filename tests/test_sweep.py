@@ -378,7 +378,7 @@ def test_sweep_result_tables(serial_runs, tmp_path):
     assert table[0] == "sweep: facedet on nullhop, 4 points"
     assert table[1].split()[:6] == ["macs", "seed", "MACs", "latency", "ms", "util"]
     assert len(table) == 3 + 4 + 1 and table[3].split()[:3] == ["64", "0", "64"]
-    assert table[-1].startswith("DRAM busy = ")
+    assert table[-1].startswith("MAC busy, DRAM busy = ")
     lpath, tpath = serial.to_csv(tmp_path)
     assert len(_csv_rows(lpath)) == 4 * FACEDET_LAYERS and len(_csv_rows(tpath)) == 4
     assert isinstance(serial, SweepResult) and all(isinstance(r, Result) for r in serial.results)

@@ -398,7 +398,8 @@ class SweepResult:
         has_energy = any(r.totals.get("energy_uj") for r in self.results)
         hdr = ("  ".join(f"{k:>{w}}" for k, w in zip(keys, widths))
                + f"  {'MACs':>5} {'latency ms':>11} {'util':>6} {'effic':>7} {'GOp/s':>8} {'DRAM MiB':>9}"
-               + f" {'DRAM busy':>9} {'need B/c':>8}" + (f" {'energy mJ':>10} {'TOP/s/W':>8}" if has_energy else ""))
+               + f" {'MAC busy':>8} {'DRAM busy':>9} {'need B/c':>8}"
+               + (f" {'energy mJ':>10} {'TOP/s/W':>8}" if has_energy else ""))
         lines = [f"sweep: {self.network} on {self.label}, {len(self)} point{'s' if len(self) != 1 else ''}"
                  + (f" ({len(self.reused)} loaded from {self.out_dir})" if self.reused else ""), hdr, "-" * len(hdr)]
         for c, r in zip(cells, self.results):
@@ -406,13 +407,14 @@ class SweepResult:
             line = ("  ".join(f"{v:>{w}}" for v, w in zip(c, widths))
                     + f"  {r.num_macs:>5} {t['latency_ms']:>11.3f} {t['mac_utilization']:>6.1%} "
                       f"{t['efficiency']:>7.1%} {t['effective_gops']:>8.1f} {t['dram_bytes'] / 2**20:>9.2f}"
+                      f" {t['units'].get('mac_array', {}).get('busy', 0) / max(t['cycles'], 1):>8.1%}"
                       f" {t['dram_busy_cycles'] / max(t['cycles'], 1):>9.1%}"
                       f" {t.get('bandwidth_demand_bytes_per_cycle', 0.0):>8.1f}")
             if has_energy:
                 line += f" {t.get('energy_uj', 0.0) / 1e3:>10.3f} {t.get('tops_per_watt_dense', 0.0):>8.3f}"
             lines.append(line)
-        lines.append("DRAM busy = cycles the DRAM interface is transferring / all cycles; need B/c = DRAM bytes per "
-                     "MAC-array busy cycle, the bandwidth needed to stay compute-bound")
+        lines.append("MAC busy, DRAM busy = cycles the MAC array computes / the DRAM interface transfers, over all "
+                     "cycles; need B/c = DRAM bytes per MAC-busy cycle, the bandwidth needed to stay compute-bound")
         return "\n".join(lines)
 
     def to_csv(self, directory: str | os.PathLike) -> tuple[Path, Path]:
