@@ -40,7 +40,13 @@ COLUMN_GLOSSARY: dict[str, tuple[str, str]] = {
     "pu_ops, pu_imbalance, pu_time_imbalance": ("MACs; ratio", "work per processing unit; slowest / mean PU "
                                                                "(1.0 without PUs)"),
     "handoff_columns": ("output columns", "width of a work unit handed between units"),
-    "functional_check": ("-", "bit-exact (checked against the numpy reference), off or timing-only"),
+    "functional_check": ("-", "bit-exact (checked against the numpy reference), off, timing-only, or onnxruntime "
+                              "(a host layer whose values come from the ONNX model's own run)"),
+    "host_op": ("-", "for such a host layer, the ONNX op it stands for; empty otherwise"),
+    "reference_check": ("-", "ONNX models: ok, or how many outputs of a conv/fc fall outside the tolerance of "
+                             "the model's own float output; empty otherwise"),
+    "reference_compared": ("count", "outputs compared in that check"),
+    "reference_max_error_lsb": ("Q8.8 LSB", "largest deviation from the model's output in that check"),
 }
 
 #: Header of the ``sparsesim run`` table -> meaning (units in the header or here).
