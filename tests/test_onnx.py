@@ -441,7 +441,8 @@ def test_other_ops_run_on_the_host(tmp_path):
     assert _summary(imp.network) == [("c", "conv", None), ("gate", "host:Sigmoid", None)]
     rec = {r.name: r for r in result.layers}
     assert rec["gate"].where == "host" and rec["gate"].functional_check == "onnxruntime"
-    assert "Sigmoid: not a NullHop operation" in rec["gate"].note
+    assert rec["gate"].note == "Sigmoid on the host (values from onnxruntime)"
+    assert imp.host_reasons["gate"] == "not a NullHop operation"
     out = _all_outputs(path, _nchw(imp.trace.image))
     assert rec["gate"].output_density == np.count_nonzero(out["gate:0"]) / out["gate:0"].size
     assert result.totals["host_ops"] == {"Sigmoid": {"layers": 1, "elements": 6 * 6 * 4}}
