@@ -163,3 +163,30 @@ def test_every_layer_sits_under_its_roof(result_json):
 def test_plot_options_do_not_apply_to_a_run_result(result_json, tmp_path):
     with pytest.raises(SparsesimError, match=r"^--x, --metric, --where and --logy apply to a sweep; "):
         _figure(result_json[1], None, logy=True)
+
+
+def test_long_category_names_do_not_run_into_each_other():
+    from simulator import dataflow_names
+
+    rows = [{"point": str(i), "dataflow": d, "network": "n", "accelerator": "nullhop", "latency_ms": 1.0 + i,
+             "dram_bytes": 2.0 ** 20, "energy_uj": 10.0} for i, d in enumerate(dataflow_names())]
+    fig = plot_sweep(rows, x="dataflow", metrics=["latency_ms", "dram_bytes", "energy_uj"])
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        labels = ax.get_xticklabels()
+        boxes = [t.get_window_extent(r) for t in labels]
+        assert len(boxes) == len(rows)
+        # Side by side they would overlap, so they are slanted (their boxes then share corners only).
+        assert any(a.overlaps(b) for a, b in zip(boxes, boxes[1:])) == False or all(  # noqa: E712
+            t.get_rotation() == 30 for t in labels)
+        assert all(b.x1 > a.x1 and b.y1 >= a.y1 - 1 for a, b in zip(boxes, boxes[1:]))
+    assert _clipped(fig) == []
+    # Two short names stay horizontal and apart.
+    fig = plot_sweep(rows[:2], x="dataflow", metrics=["latency_ms"])
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    labels = fig.axes[0].get_xticklabels()
+    a, b = (t.get_window_extent(fig.canvas.get_renderer()) for t in labels)
+    assert labels[0].get_rotation() == 0 and not a.overlaps(b)

@@ -113,7 +113,7 @@ def _set_title(ax, text: str, share: float = 0.9) -> None:
 
 
 def _layer_figsize(n: int) -> tuple[float, float]:
-    return (min(max(6.0, 0.28 * n + 2.0), 22.0), 4.8)
+    return (min(max(8.5, 0.28 * n + 4.0), 22.0), 4.8)
 
 
 def _new_axes(figsize: tuple[float, float]):
@@ -846,7 +846,12 @@ def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes, *, l
                     ax.tick_params(axis="x", labelrotation=45)
         else:
             ax.set_xticks(range(len(categories)))
-            ax.set_xticklabels([str(c) for c in categories])
+            # Long names side by side would run into each other: slant them.
+            per_label_in = ax.figure.get_figwidth() / max(1, len(metrics)) / max(1, len(categories))
+            if max(len(str(c)) for c in categories) * 0.09 > per_label_in:
+                ax.set_xticklabels([str(c) for c in categories], rotation=30, ha="right")
+            else:
+                ax.set_xticklabels([str(c) for c in categories])
         if logy:
             ax.set_yscale("log")
         ax.set_xlabel(xlabel)
