@@ -714,3 +714,26 @@ def test_load_user_network_dispatch(tmp_path):
     with pytest.raises(WorkloadError, match=r"model\.pt: unknown network file type '\.pt'; expected one of "
                                             r"\.onnx, \.csv \(ONNX model or SCALE-Sim topology\)$"):
         load_user_network(tmp_path / "model.pt")
+
+
+def test_cli_input_shape(tmp_path, capsys):
+    from simulator.cli import main
+
+    g = _Graph(in_shape=(1, 3, 8, 8))
+    m = g.model(g.node("Relu", [g.conv("image", "c", 3, 4, 3, pad=1)], "r"))
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    path = tmp_path / "dyn.onnx"
+    onnx.save(m, str(path))
+    assert main(["run", str(path), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sparsesim: error: {path}: input 'image' has dynamic dimensions (?, 3, ?, 8); give their sizes with "
+        "--input-shape (Python: input_shape=), e.g. --input-shape 1,3,H,8")
+    assert main(["run", str(path), "--input-shape", "1,3,10,8", "--json", str(tmp_path / "r.json"), "--quiet"]) == 0
+    import json
+    assert json.loads((tmp_path / "r.json").read_text())["layers"][0]["in_shape"] == [10, 8, 3]
+    assert main(["run", str(path), "--input-shape", "1,3,x,8"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "sparsesim: error: --input-shape: expected positive integers such as 1,3,640,640 (optionally "
+        "NAME=1,3,640,640), got '1,3,x,8'")
+    assert main(["run", "facedet", "--input-shape", "1,1,36,36"]) == 2
+    assert capsys.readouterr().err.strip() == "sparsesim: error: --input-shape applies only to ONNX models (.onnx)"

@@ -31,6 +31,8 @@ from simulator import simulate  # noqa: E402
 from simulator.cli import main  # noqa: E402
 from workloads import import_onnx  # noqa: E402
 
+from test_onnx import _all_outputs  # noqa: E402   (onnxruntime run on its own, every node output exposed)
+
 #: (package, pinned version, archive file name, model files inside it)
 PACKAGES = {
     "rapidocr": ("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime-1.4.4-py3-none-any.whl",
@@ -97,23 +99,6 @@ def _photo() -> Path:
     return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 
 
-def _ort_values(path: Path, feed: np.ndarray) -> dict[str, np.ndarray]:
-    """onnxruntime's own value of every node output (independent of the importer)."""
-    m = onnx.load(str(path))
-    have = {o.name for o in m.graph.output}
-    for n in m.graph.node:
-        for t in n.output:
-            if t and t not in have:
-                m.graph.output.append(onnx.ValueInfoProto(name=t))
-                have.add(t)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
-    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in s.get_outputs()]
-    return dict(zip(names, s.run(names, {m.graph.input[0].name: feed})))
-
-
 #: model -> (input shape, host op types that must appear, accelerator layers at least)
 CASES = {
     "pnet.onnx": ((1, 48, 64, 3), {"PRelu", "Softmax", "Transpose"}, 5),
@@ -148,7 +133,7 @@ def test_real_model_runs_end_to_end(models, name):
     image = imp.trace.image.astype(np.float32) / 256
     layout = "nhwc" if name in ("pnet.onnx", "rnet.onnx", "onet.onnx") else "nchw"
     feed = (image if layout == "nhwc" else image.transpose(2, 0, 1))[None]
-    values = _ort_values(path, np.ascontiguousarray(feed))
+    values = _all_outputs(path, np.ascontiguousarray(feed))
     first_input = onnx.load(str(path)).graph.input[0].name
     for r in acc:
         tensor = imp.input_tensor[r.name]

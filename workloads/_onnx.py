@@ -68,7 +68,7 @@ _F32_U = 2.0 ** -24
 def parse_input_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
     """``"1,3,640,640"`` / ``"1x3x640x640"`` / ``"name=1,3,640,640"`` -> ``(name or None, dims)``."""
     name, sep, dims = text.rpartition("=")
-    parts = [p for p in re.split(r"[,x]", dims.strip()) if p.strip()]
+    parts = dims.strip().split("," if "," in dims else "x")
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
