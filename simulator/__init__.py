@@ -17,7 +17,8 @@ package; the most used names are re-exported here.
 from dataflows import (AcceleratorConfig, ArrayConfig, DmaConfig, EnergyConfig, MemoryConfig, PrecisionConfig,
                        config_to_dict, dataflow_names, field_names, get_dataflow, get_preset, list_presets,
                        load_config, parse_set, with_overrides)
-from workloads import ConfigError, FunctionalMismatchError, MappingError, SparsesimError, TraceError, WorkloadError
+from workloads import (ConfigError, FunctionalMismatchError, LimitError, MappingError, SparsesimError, TraceError,
+                       WorkloadError)
 
 from .energy import EnergyTable, layer_energy, load_energy_table
 from .oracle import ValidationReport, validate_network
@@ -29,7 +30,7 @@ from .studies import (Comparison, SweepResult, compare_dataflows, load_sweep, pa
 
 __all__ = [
     "AcceleratorConfig", "ArrayConfig", "ConfigError", "DmaConfig", "EnergyConfig", "EnergyTable",
-    "FunctionalMismatchError", "LayerResult", "layer_energy", "load_energy_table",
+    "FunctionalMismatchError", "LayerResult", "LimitError", "layer_energy", "load_energy_table",
     "MappingError", "MemoryConfig", "PrecisionConfig", "Result", "Simulator", "SparsesimError", "TRACE_MODES",
     "TraceError", "ValidationReport", "WorkloadError", "config_to_dict", "dataflow_names", "field_names",
     "get_dataflow", "get_preset", "list_presets", "load_config", "parse_set", "simulate", "validate_network",

@@ -6,15 +6,22 @@ Errors in user input print one line on stderr and exit with status 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 import json
 
+import numpy as np
+
 from dataflows import dataflow_names, list_presets, load_config, parse_set, with_overrides
-from workloads import (USER_NETWORK_SUFFIXES, SparsesimError, WorkloadError, get_network, list_networks,
-                       list_profiles, load_trace, load_user_network, scalesim_networks)
+from workloads import (MEMORY_LIMIT_ENV, USER_NETWORK_SUFFIXES, SparsesimError, WorkloadError, get_network,
+                       list_networks, list_profiles, load_trace, load_user_network, memory_limit_bytes,
+                       scalesim_networks)
 
 from .oracle import validate_network
 from .report import (STDOUT, Result, check_output_dir, check_output_path, check_output_paths, config_table,
@@ -52,6 +59,22 @@ def _looks_like_file(name: str) -> bool:
     """A network argument that is no zoo name but looks like a path (``model.pt``, ``nets/x``)."""
     return name not in list_networks() and ("." in os.path.basename(name) or os.sep in name
                                              or (os.altsep is not None and os.altsep in name))
+
+
+def _gib(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (0 < v <= 1 << 20):      # also false for nan
+        raise argparse.ArgumentTypeError(f"expected a number of GiB in (0, 1048576], got {text!r}")
+    return v
+
+
+def _limit_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-memory", type=_gib, metavar="GIB", default=None,
+                   help=f"stop before allocating when an input needs more memory than this, in GiB "
+                        f"(default: ${MEMORY_LIMIT_ENV} or 8)")
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -92,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set dma.bandwidth_bytes_per_cycle=4 (repeatable)")
     _data_options(r)
+    _limit_option(r)
     r.add_argument("--json", metavar="FILE", type=_out_file, help="write the full result as JSON ('-': stdout)")
     r.add_argument("--csv", metavar="FILE", type=_out_file, help="write per-layer rows as CSV ('-': stdout)")
     r.add_argument("--quiet", action="store_true", help="do not print the table")
@@ -105,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", default=None, choices=dataflow_names(),
                    help="speedups are relative to this (default: the first of --dataflows)")
     _data_options(c)
+    _limit_option(c)
     c.add_argument("--json", metavar="FILE", type=_out_file, help="write the comparison rows as JSON ('-': stdout)")
     c.add_argument("--csv", metavar="FILE", type=_out_file, help="write the comparison rows as CSV ('-': stdout)")
     p.add_argument("--version", action="version", version="sparsesim 0.1.0")
@@ -125,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--timing-only", action="store_true", help="bitmaps and counts only (implies --trace synthetic)")
     sw.add_argument("--pruning", choices=PRUNING_CHOICES, default="magnitude", help="weight pruning method")
     _user_data_options(sw)
+    _limit_option(sw)
     sw.add_argument("--scale-io", action="store_true",
                     help="scale decoder, PRE and encoder widths and DRAM bandwidth with the MAC count, except "
                          "fields set by --grid or --set (docs/sweeps.md, scaling rule)")
@@ -159,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--trace", choices=TRACE_MODES, default="propagated", help="trace mode (default propagated)")
     _user_data_options(v)
     v.add_argument("--json", metavar="FILE", type=_out_file, help="write the agreement table as JSON ('-': stdout)")
+    _limit_option(v)
     return p
 
 
@@ -323,31 +350,103 @@ def _list() -> int:
     return 0
 
 
+def _dispatch(args) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "sweep":
+        return _sweep(args)
+    if args.command == "plot":
+        return _plot(args)
+    if args.command == "config":
+        return _config(args)
+    return _list()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _one_line(text: str) -> str:
+    """An error message as one line: no terminal colour codes, line breaks folded into spaces."""
+    return re.sub(r"\s*\n\s*", " ", _ANSI.sub("", text)).strip()
+
+
+def _error(text: str) -> int:
+    line = _one_line(f"sparsesim: error: {text}".replace("sparsesim: error: sparsesim: ", "sparsesim: error: "))
+    print(line, file=sys.stderr)
+    return 2
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as a SIGPIPE'd tool does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())   # so that the final flush at exit cannot fail again
+    except (OSError, ValueError, AttributeError):   # stdout replaced by an object without a descriptor
+        pass
+    return 128 + signal.SIGPIPE
+
+
+@contextlib.contextmanager
+def _quiet_libraries():
+    """Library warnings (numpy RuntimeWarnings, onnx, matplotlib) never reach stderr: errors are ours."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            yield
+
+
+@contextlib.contextmanager
+def _memory_limit(gib: float | None):
+    """``--max-memory``: the limit for this command (and the sweep workers it starts)."""
+    if gib is None:
+        yield
+        return
+    old = os.environ.get(MEMORY_LIMIT_ENV)
+    os.environ[MEMORY_LIMIT_ENV] = repr(gib)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(MEMORY_LIMIT_ENV, None)
+        else:
+            os.environ[MEMORY_LIMIT_ENV] = old
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sparsesim`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "validate":
-            return _validate(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "sweep":
-            return _sweep(args)
-        if args.command == "plot":
-            return _plot(args)
-        if args.command == "config":
-            return _config(args)
-        return _list()
+        with _memory_limit(getattr(args, "max_memory", None)):
+            if debug:
+                code = _dispatch(args)
+            else:
+                with _quiet_libraries():
+                    code = _dispatch(args)
+        sys.stdout.flush()
+        return code
     except SparsesimError as exc:
         if debug:
             raise
-        print(f"sparsesim: error: {exc}".replace("sparsesim: error: sparsesim: ", "sparsesim: error: "),
-              file=sys.stderr)
-        return 2
+        return _error(str(exc))
+    except BrokenPipeError:
+        return _stdout_closed()
+    except MemoryError:
+        if debug:
+            raise
+        return _error("out of memory: the input needs more than this machine or process allows; lower "
+                      f"--max-memory (now {memory_limit_bytes() / 2**30:g} GiB) to be stopped before allocating")
+    except (OSError, RecursionError) as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return _error(f"{where}{why}")
     except KeyboardInterrupt:
         print("sparsesim: interrupted", file=sys.stderr)
         return 130

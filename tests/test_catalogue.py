@@ -657,6 +657,275 @@ CASES += [
 ]
 
 
+# -- limits checked before allocating (shapes, headers and zip directories alone) ------------------------------
+_TOPO_HEAD = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+
+
+def _limited(gib: float, fn):
+    """Run ``fn(d)`` with the memory limit set to ``gib`` GiB (SPARSESIM_MAX_MEMORY_GIB)."""
+    def go(d: Path):
+        old = os.environ.get("SPARSESIM_MAX_MEMORY_GIB")
+        os.environ["SPARSESIM_MAX_MEMORY_GIB"] = str(gib)
+        try:
+            return fn(d)
+        finally:
+            if old is None:
+                del os.environ["SPARSESIM_MAX_MEMORY_GIB"]
+            else:
+                os.environ["SPARSESIM_MAX_MEMORY_GIB"] = old
+    return go
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that is only a signature and an IHDR chunk: its size can be read, its pixels never decoded."""
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + chunk + end
+
+
+def _conv_model(shape=(1, 3, 8, 8), cout: int = 4, k: int = 3, cin: int | None = None, extra=None,
+                external_length: int | None = None) -> bytes:
+    """An ONNX conv on ``shape`` (NCHW) with ``cout`` k x k filters; ``extra(helper, nodes, inits)`` adds nodes."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((cout, cin or shape[1], k, k), 0.05, np.float32), "w")
+    if external_length is not None:
+        w.ClearField("raw_data")
+        w.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", "w.bin"), ("offset", "0"), ("length", str(external_length))):
+            e = w.external_data.add()
+            e.key, e.value = key, value
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], name="conv", kernel_shape=[k, k])]
+    inits = [w]
+    out = extra(helper, numpy_helper, nodes, inits) if extra else "c"
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def _bn_negative_variance(helper, numpy_helper, nodes, inits) -> str:
+    nodes.append(helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["y"], name="bn"))
+    inits += [numpy_helper.from_array(np.full(4, v, np.float32), n)
+              for n, v in (("g", 1.0), ("b", 0.0), ("m", 0.0), ("v", -1.0))]
+    return "y"
+
+
+def _add_mismatch(helper, numpy_helper, nodes, inits) -> str:
+    inits.append(numpy_helper.from_array(np.full((5, 3, 1, 1), 0.05, np.float32), "w2"))
+    nodes += [helper.make_node("Conv", ["image", "w2"], ["d"], name="c2", kernel_shape=[1, 1]),
+              helper.make_node("Add", ["c", "d"], ["y"], name="add")]
+    return "y"
+
+
+def _write(name: str, content):
+    """Setup writing ``content`` (bytes, or a callable giving them) to ``name``."""
+    def go(d: Path):
+        data = content() if callable(content) else content
+        (d / name).write_bytes(data)
+    return go
+
+
+def _zip_member(path: str, members: dict[str, bytes], deflate: bool = True) -> str:
+    import zipfile
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _npy(arr=None, header_shape=None, payload: bytes = b"") -> bytes:
+    buf = io.BytesIO()
+    if header_shape is None:
+        np.save(buf, arr)
+        return buf.getvalue()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<i2", "fortran_order": False, "shape": header_shape})
+    return buf.getvalue() + payload
+
+
+_TRACE_HEAD = {"format.npy": _npy(np.array(TRACE_FORMAT)), "network.npy": _npy(np.array("facedet"))}
+
+
+def _npz_trace(members: dict[str, bytes], network: bool = True):
+    def go(d: Path):
+        _zip_member("trace.npz", {**_TRACE_HEAD, **members})
+        return load_trace("trace.npz", get_network("facedet") if network else None)
+    return go
+
+
+_ZEROS_32M = _npy(header_shape=(16 << 20,), payload=bytes(32 << 20))   # 32 MiB of zeros: 32 KiB deflated
+CASES += [
+    Case("limit-scalesim-ifmap", "limits", "SCALE-Sim row `c1,100000,100000,3,3,3,4,1,` (a 10^10-pixel map)",
+         "LimitError",
+         "sparsesim: error: simulating network 'topo' needs about 3,129 GiB of memory, more than the 8 GiB limit; "
+         "raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         _cli("run", "topo.csv", setup=_file("topo.csv", _TOPO_HEAD + "c1,100000,100000,3,3,3,4,1,\n")), kind="cli"),
+    Case("limit-scalesim-filters", "limits", "SCALE-Sim row with 10^9 filters", "LimitError",
+         "sparsesim: error: simulating network 'topo' needs about 2,112 GiB of memory, more than the 8 GiB limit; "
+         "raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         _cli("run", "topo.csv", setup=_file("topo.csv", _TOPO_HEAD + "c1,8,8,3,3,3,1000000000,1,\n")), kind="cli"),
+    Case("limit-simulate-api", "limits", "`simulate()` of a 100000x100000x3 SCALE-Sim network", "LimitError",
+         "simulating network 'topo' needs about 3,129 GiB of memory, more than the 8 GiB limit; raise it with "
+         "--max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         lambda d: simulate(_csv("c1,100000,100000,3,3,3,4,1,\n")(d), check=False)),
+    Case("limit-max-memory-option", "limits", "`run vgg16 --max-memory 0.5` (the estimate is 2.4 GiB)", "LimitError",
+         "sparsesim: error: simulating network 'vgg16' needs about 2.4 GiB of memory, more than the 0.5 GiB limit; "
+         "raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         _cli("run", "vgg16", "--max-memory", "0.5"), kind="cli"),
+    Case("limit-sweep-point", "limits", "`sweep facedet --max-memory 0.0001 --workers 1`", "LimitError",
+         "sparsesim: error: sweep point (base) (id …",
+         _cli("sweep", "facedet", "-o", "out", "--workers", "1", "--max-memory", "0.0001"), kind="cli"),
+    Case("limit-bad-max-memory", "limits", "`--max-memory 0`", "SparsesimError",
+         "sparsesim: error: sparsesim run: argument --max-memory: expected a number of GiB in (0, 1048576], got '0'",
+         _cli("run", "facedet", "--max-memory", "0"), kind="cli"),
+    Case("limit-bad-env", "limits", "`SPARSESIM_MAX_MEMORY_GIB=lots`", "SparsesimError",
+         "SPARSESIM_MAX_MEMORY_GIB must be a number of GiB in (0, 1048576], got 'lots'",
+         lambda d: _limited("lots", lambda d: simulate("facedet", check=False))(d)),
+    Case("limit-image-pixels", "limits", "`--image big.png`: a 20000x20000 PNG (only its header is read)",
+         "LimitError",
+         "sparsesim: error: model.onnx: big.png: decoding a 20000x20000 image needs about 24 GiB of memory, more than the 8 GiB "
+         "limit; raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         _cli("run", "model.onnx", "--image", "big.png",
+              setup=lambda d: (_write("big.png", _png_header(20000, 20000))(d),
+                               _write("model.onnx", _conv_model)(d))), kind="cli"),
+    Case("limit-onnx-wide-input", "limits", "an ONNX model whose input is 1x3x1x1000000", "LimitError",
+         "model.onnx: resizing an image to 1x1000000 pixels needs about 19 GiB of memory, more than the 8 GiB "
+         "limit; raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         lambda d: (_write("model.onnx", lambda: _conv_model((1, 3, 1, 1_000_000), cout=64, k=1))(d),
+                    from_onnx("model.onnx"))[1]),
+    Case("limit-onnx-activations", "limits", "a 224x224 conv with 64 filters under a 10 MiB limit", "LimitError",
+         "model.onnx: running the model and capturing its 3306432 activation and weight values needs about "
+         "0.0493 GiB of memory, more than the 0.00977 GiB limit; raise it with --max-memory GIB (or "
+         "SPARSESIM_MAX_MEMORY_GIB)",
+         _limited(10 / 1024, lambda d: (_write("model.onnx", lambda: _conv_model((1, 3, 224, 224), cout=64))(d),
+                                         from_onnx("model.onnx"))[1])),
+    Case("limit-onnx-external-data", "limits", "an initializer whose external data claims 40 GiB", "LimitError",
+         "model.onnx: loading 42949672960 bytes of external tensor data needs about 80 GiB of memory, more than the "
+         "8 GiB limit; raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         lambda d: ((d / "w.bin").write_bytes(bytes(432)),
+                    _write("model.onnx", lambda: _conv_model(external_length=40 << 30))(d),
+                    from_onnx("model.onnx"))[2]),
+    Case("limit-onnx-file-size", "limits", "a model file under a 1e-6 GiB (1 KiB) limit", "LimitError",
+         "model.onnx: parsing a 559-byte model file needs about 1.56e-06 GiB of memory, more than the 9.99e-07 GiB "
+         "limit; raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         _limited(1e-6, lambda d: (_write("model.onnx", _conv_model)(d), from_onnx("model.onnx"))[1])),
+    Case("limit-npz-inflates", "limits", "a 32 KiB trace whose `image` inflates to 32 MiB", "TraceError",
+         "trace.npz: its arrays inflate to 33554912 bytes, more than any trace of network 'facedet' holds "
+         "(396476 bytes)",
+         _npz_trace({"image.npy": _ZEROS_32M})),
+    Case("limit-npz-memory", "limits", "the same trace without a network, under a 16 MiB limit", "LimitError",
+         "trace.npz: reading 3 arrays of 33554912 bytes needs about 0.0313 GiB of memory, more than the 0.0156 GiB "
+         "limit; raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         _limited(1 / 64, _npz_trace({"image.npy": _ZEROS_32M}, network=False))),
+    Case("limit-npz-bad-name-first", "limits", "a 32 MiB member named `junk/x` (refused unread)", "TraceError",
+         "trace.npz: unexpected array 'junk/x'; allowed: image, weights/<layer>, bias/<layer>, input/<layer>, "
+         "saturated/<key>, reference/<layer>, expected/<layer>, tolerance/<layer>, density/<layer>",
+         _npz_trace({"junk/x.npy": _ZEROS_32M})),
+    Case("limit-npz-header-lies", "limits", "an `image` header declaring 3e9 values over 16 bytes", "TraceError",
+         "trace.npz: array 'image' declares shape (3000000000,) (6000000000 bytes) but its member holds 144 bytes",
+         _npz_trace({"image.npy": _npy(header_shape=(3_000_000_000,), payload=bytes(16))}, network=False)),
+    Case("limit-topology-file-size", "limits", "a 2 KiB topology under a 1e-6 GiB (1 KiB) limit", "LimitError",
+         "topo.csv: parsing a 2099-byte topology needs about 3.91e-05 GiB of memory, more than the 9.99e-07 GiB "
+         "limit; raise it with --max-memory GIB (or SPARSESIM_MAX_MEMORY_GIB)",
+         _limited(1e-6, _csv("c1, 8, 8, 3, 3, 3, 4, 1,\n" * 80))),
+]
+
+# -- the Python API: wrong argument types raise SparsesimError subclasses --------------------------------------
+def _fifo_trace(d: Path):
+    os.mkfifo(d / "pipe")
+    return save_trace(Trace(network="facedet"), "pipe")
+
+
+CASES += [
+    Case("api-from-onnx-none", "api", "`from_onnx(None)`", "WorkloadError",
+         "from_onnx expects a file path (str or os.PathLike), got None",
+         lambda d: from_onnx(None)),
+    Case("api-from-onnx-int", "api", "`from_onnx(3)`", "WorkloadError",
+         "from_onnx expects a file path (str or os.PathLike), got 3",
+         lambda d: from_onnx(3)),
+    Case("api-load-user-network-none", "api", "`load_user_network(None)`", "WorkloadError",
+         "load_user_network expects a file path (str or os.PathLike), got None",
+         lambda d: load_user_network(None)),
+    Case("api-read-scalesim-bytes", "api", "`read_scalesim_csv(b\"topo.csv\")`", "WorkloadError",
+         "read_scalesim_csv expects a file path (str or os.PathLike), got b'topo.csv'",
+         lambda d: read_scalesim_csv(b"topo.csv")),
+    Case("api-load-trace-none", "api", "`load_trace(None)`", "TraceError",
+         "load_trace expects a file path (str or os.PathLike), got None",
+         lambda d: load_trace(None)),
+    Case("api-load-trace-network-name", "api", "`load_trace(\"t.npz\", \"facedet\")` (a name, not a Network)",
+         "TraceError", "load_trace: network must be a Network or None, got 'facedet'",
+         lambda d: load_trace("t.npz", "facedet")),
+    Case("api-save-trace-directory", "api", "`save_trace(t, \".\")`", "TraceError",
+         "cannot write trace '.': it is a directory; give a file name (trace.npz)",
+         lambda d: save_trace(Trace(network="facedet"), ".")),
+    Case("api-save-trace-fifo", "api", "`save_trace(t, \"pipe\")` (a FIFO is never replaced)", "TraceError",
+         "cannot write trace 'pipe': not a regular file (a trace file is replaced atomically, which would destroy "
+         "a device or FIFO)",
+         _fifo_trace),
+    Case("api-save-trace-not-a-trace", "api", "`save_trace({}, \"t.npz\")`", "TraceError",
+         "save_trace expects a Trace, got dict",
+         lambda d: save_trace({}, "t.npz")),
+    Case("api-simulate-profile-object", "api", "`simulate(\"facedet\", profile=object())`", "WorkloadError",
+         "profile must be a profile name or a DensityProfile, got <object object at …",
+         lambda d: simulate("facedet", profile=object())),
+    Case("api-simulate-network-none", "api", "`simulate(None)`", "WorkloadError",
+         "network must be a Network or a zoo name, got None",
+         lambda d: simulate(None)),
+    Case("api-get-profile-none", "api", "`get_profile(None)`", "WorkloadError",
+         "profile must be a profile name (str), got None",
+         lambda d: get_profile(None)),
+    Case("api-with-overrides-list", "api", "`with_overrides(cfg, [\"dma.latency_cycles=5\"])`", "ConfigError",
+         "overrides must be a mapping of dotted keys to values, got ['dma.latency_cycles=5']",
+         lambda d: with_overrides(AcceleratorConfig(), ["dma.latency_cycles=5"])),
+    Case("api-load-config-none", "api", "`load_config(None)`", "ConfigError",
+         "config must be a file path or preset name, got None",
+         lambda d: load_config(None)),
+]
+
+# -- one stderr line: library warnings, onnxruntime logs and multi-line messages never reach the terminal --------
+_LONG_NAME = "n" * 300
+CASES += [
+    Case("stderr-batchnorm-warning", "cli", "ONNX batch norm with a negative variance (numpy warns in the fold)",
+         "WorkloadError",
+         "sparsesim: error: model.onnx: node 'conv': weights/conv: 108 value(s) are NaN or infinite; Q8.8 needs "
+         "finite numbers",
+         _cli("run", "model.onnx", setup=_write("model.onnx", lambda: _conv_model(extra=_bn_negative_variance))),
+         kind="cli"),
+    Case("stderr-onnxruntime-log", "cli", "a conv whose kernels have 5 channels for a 3-channel input "
+         "(onnxruntime logs a coloured line)", "WorkloadError",
+         "sparsesim: error: model.onnx: onnxruntime could not run the model: [ONNXRuntimeError] : 1 : FAIL : …",
+         _cli("run", "model.onnx", setup=_write("model.onnx", lambda: _conv_model(cin=5))), kind="cli"),
+    Case("stderr-shape-inference", "cli", "`Add` of a 4-channel and a 5-channel map (shape inference text)",
+         "WorkloadError",
+         "sparsesim: error: model.onnx: ONNX shape inference failed: [ShapeInferenceError] Inference error(s): "
+         "(op_type:Add, node name: add): [ShapeInferenceError] Incompatible dimensions",
+         _cli("run", "model.onnx", setup=_write("model.onnx", lambda: _conv_model(extra=_add_mismatch))), kind="cli"),
+    Case("stderr-long-image-name", "cli", "`--image nnn…n.png` (a 304-character name)", "WorkloadError",
+         f"sparsesim: error: {_LONG_NAME}.png: cannot read the image: File name too long",
+         _cli("run", "model.onnx", "--image", f"{_LONG_NAME}.png", setup=_write("model.onnx", _conv_model)),
+         kind="cli"),
+    Case("stderr-long-model-name", "cli", "`run nnn…n.onnx`", "WorkloadError",
+         f"sparsesim: error: {_LONG_NAME}.onnx: cannot read the model: File name too long",
+         _cli("run", f"{_LONG_NAME}.onnx"), kind="cli"),
+    Case("stderr-long-trace-name", "cli", "`--trace-file nnn…n.npz`", "TraceError",
+         f"sparsesim: error: {_LONG_NAME}.npz: not a readable .npz trace ([Errno 36] File name too long: "
+         f"'{_LONG_NAME}.npz')",
+         _cli("run", "facedet", "--trace-file", f"{_LONG_NAME}.npz"), kind="cli"),
+    Case("stderr-long-accel-name", "cli", "`--accel nnn…n.toml`", "ConfigError",
+         f"sparsesim: error: {_LONG_NAME}.toml: cannot read config file: File name too long",
+         _cli("run", "facedet", "--accel", f"{_LONG_NAME}.toml"), kind="cli"),
+    Case("stderr-long-topology-name", "cli", "`run nnn…n.csv`", "WorkloadError",
+         f"sparsesim: error: {_LONG_NAME}.csv: not a readable text file ([Errno 36] File name too long: "
+         f"'{_LONG_NAME}.csv')",
+         _cli("run", f"{_LONG_NAME}.csv"), kind="cli"),
+]
+
+
 # ------------------------------------------------------------------ tests
 def _matches(actual: str, expected: str) -> bool:
     if expected.endswith(" …"):
@@ -730,7 +999,8 @@ def test_console_script_prints_one_line_and_debug_shows_the_traceback(case, tmp_
 # ------------------------------------------------------------------ docs
 _AREAS = {"config": "Accelerator configuration", "network": "Networks, profiles and SCALE-Sim topologies",
           "trace": "Trace files and Q8.8 data", "onnx": "ONNX models", "cli": "Command line (stderr, exit status 2)",
-          "output": "Output paths (command line)"}
+          "output": "Output paths (command line)", "limits": "Memory limits, checked before allocating",
+          "api": "Python API argument types"}
 
 
 def _cell(text: str) -> str:

@@ -1,6 +1,8 @@
 """Workloads: layers, networks, the model zoo, density profiles and synthetic data."""
-from ._errors import (ConfigError, FunctionalMismatchError, MappingError, SparsesimError, TraceError,
+from ._errors import (ConfigError, FunctionalMismatchError, LimitError, MappingError, SparsesimError, TraceError,
                       WorkloadError, is_int, is_number, suggest)
+from ._limits import (DEFAULT_MEMORY_LIMIT_GIB, MEMORY_LIMIT_ENV, check_memory, memory_limit_bytes,
+                      network_memory_bytes)
 from ._network import ACTIVATIONS, OPS, Layer, Network, NetworkBuilder
 from ._onnx import (SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, OnnxImport, from_onnx, import_onnx, load_user_network,
                     parse_input_shape)
@@ -20,4 +22,7 @@ __all__ = [
     # bring your own network (docs/bring_your_own.md)
     "SCALESIM_COLUMNS", "SUPPORTED_ONNX_OPS", "ScaleSimRow", "USER_NETWORK_SUFFIXES", "from_onnx", "from_scalesim_csv",
     "OnnxImport", "import_onnx", "load_user_network", "parse_input_shape", "read_scalesim_csv", "scalesim_networks",
+    # memory limits checked before allocating
+    "DEFAULT_MEMORY_LIMIT_GIB", "LimitError", "MEMORY_LIMIT_ENV", "check_memory", "memory_limit_bytes",
+    "network_memory_bytes",
 ]

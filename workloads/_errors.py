@@ -25,6 +25,10 @@ class MappingError(SparsesimError, ValueError):
     """A layer cannot be mapped onto the configured accelerator."""
 
 
+class LimitError(SparsesimError, ValueError):
+    """An input would need more memory than the limit allows (it is refused before allocating)."""
+
+
 class FunctionalMismatchError(SparsesimError, AssertionError):
     """The compressed-stream math disagrees with the plain reference."""
 
@@ -47,3 +51,12 @@ def suggest(word: str, candidates) -> str:
 
     match = difflib.get_close_matches(word, list(candidates), n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def check_path_arg(path: object, what: str, error: type[SparsesimError]) -> None:
+    """Raise ``error`` unless ``path`` is a ``str`` or ``os.PathLike`` (``what`` names the function)."""
+    import os
+
+    if isinstance(path, str) or (isinstance(path, os.PathLike) and isinstance(os.fspath(path), str)):
+        return
+    raise error(f"{what} expects a file path (str or os.PathLike), got {path!r}")

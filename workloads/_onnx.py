@@ -37,7 +37,8 @@ from typing import NoReturn
 
 import numpy as np
 
-from ._errors import SparsesimError, TraceError, WorkloadError
+from ._errors import LimitError, SparsesimError, TraceError, WorkloadError, check_path_arg
+from ._limits import check_memory, memory_limit_bytes
 from ._network import Network, NetworkBuilder, Shape
 from ._synthetic import child_seed, image_input, normalized_image
 from ._trace import Trace, quantize_q88
@@ -97,6 +98,7 @@ def load_user_network(path: str | os.PathLike, *, image: str | os.PathLike | np.
     """
     from ._scalesim import from_scalesim_csv
 
+    check_path_arg(path, "load_user_network", WorkloadError)
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in USER_NETWORK_SUFFIXES:
@@ -223,7 +225,8 @@ def _fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None, gamma, beta, me
     ``weight`` is ``(C_out, kh, kw, C_in/groups)``; returns the new weights and bias.
     A weight that is exactly 0 stays exactly 0, so pruning survives the fold.
     """
-    scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + float(eps))
+    with np.errstate(invalid="ignore", divide="ignore"):   # a negative variance gives NaN, refused at quantization
+        scale = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + float(eps))
     b = np.zeros(weight.shape[0]) if bias is None else bias
     return (weight * scale[:, None, None, None],
             (b - np.asarray(mean, np.float64)) * scale + np.asarray(beta, np.float64))
@@ -279,12 +282,15 @@ def _conv_pair(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: np.ndarray, s
 
 def import_onnx(path: str | os.PathLike, *, image=None, name: str | None = None, input_shape=None) -> OnnxImport:
     """:func:`from_onnx` with everything the import learned (:class:`OnnxImport`)."""
+    check_path_arg(path, "from_onnx", WorkloadError)
     where = str(path)
     onnx, ort = _require(where)
     model = _load(onnx, path)
     try:
         return _Importer(onnx, ort, model, where, image, name or _sanitize(Path(path).stem) or "onnx_model",
                          input_shape).run()
+    except LimitError as exc:   # raised deep down (an image resize): say which model asked for it
+        raise LimitError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
     except SparsesimError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
@@ -306,8 +312,13 @@ def _load(onnx, path):
         raise WorkloadError(f"{path}: cannot read the model: {exc.strerror or exc}") from None
     if empty:
         raise WorkloadError(f"{path}: not a readable ONNX model: the file is empty")
+    _check_model_file_size(p, where=str(path))
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)
+        _check_external_data(onnx, model, p.parent, where=str(path))
+        onnx.external_data_helper.load_external_data_for_model(model, str(p.parent))
+    except SparsesimError:
+        raise
     except Exception as exc:  # protobuf DecodeError, onnx's own errors, external-data OSErrors: all mean the same
         raise WorkloadError(f"{path}: not a readable ONNX model: {exc}") from None
     if not model.graph.node:
@@ -1201,7 +1212,9 @@ class _Importer:
         so = ort.SessionOptions()
         # NOTE: no graph optimizations: the captured tensors are the graph's own, not fused variants.
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 3
+        # Only fatal log lines: onnxruntime's errors come back as exceptions, which become our one-line error.
+        so.log_severity_level = 4
+        ort.set_default_logger_severity(4)   # the process-wide logger too
         feeds = self._feeds(image_q)
         try:
             sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -1242,6 +1255,7 @@ class _Importer:
 
     def run(self) -> OnnxImport:
         self._prepare()
+        _check_run_memory(self.onnx, self.model, self.where)
         image_q = self.image_q = self._image()
         self._run_model(image_q)
         self.layer_shapes: dict[str, Shape] = {}
@@ -1414,8 +1428,13 @@ def _read_image(path: str | os.PathLike, shape: Shape) -> np.ndarray:
     import matplotlib.image as mimage
 
     p = Path(path)
-    if not p.is_file():
+    try:
+        found = p.is_file()
+    except OSError as exc:   # e.g. a file name too long
+        raise WorkloadError(f"{path}: cannot read the image: {exc.strerror or exc}") from None
+    if not found:
         raise WorkloadError(f"{path}: image file not found")
+    _check_image_size(p, shape, where=str(path))
     try:
         img = np.asarray(mimage.imread(p))
     except Exception as exc:  # Pillow and matplotlib raise various types for unreadable files
@@ -1437,3 +1456,81 @@ def _read_image(path: str | os.PathLike, shape: Shape) -> np.ndarray:
     if c not in (1, 3):
         raise WorkloadError(f"{path}: the model input has {c} channels; an image file gives 1 or 3")
     return normalized_image(img, h, w, c)
+
+
+# -- resource guards: sizes read from headers and shapes, checked before anything large is allocated ------------
+
+#: Bytes of memory per element of a tensor the import keeps: onnxruntime's float32 output, its numpy copy
+#: and a float64 working copy for a captured conv/fc input.
+_BYTES_PER_CAPTURED_ELEMENT = 16
+#: Bytes of memory per decoded image pixel: the RGBA decode, float64 RGB, and the resized float64 copy.
+_BYTES_PER_IMAGE_PIXEL = 64
+
+
+def _check_model_file_size(p: Path, where: str) -> None:
+    """The model file is parsed whole (protobuf) and its initializers copied: about 3x its size."""
+    try:
+        size = p.stat().st_size
+    except OSError:
+        return      # _load reports unreadable files itself
+    check_memory(3 * size, f"{where}: parsing a {size}-byte model file")
+
+
+def _check_external_data(onnx, model, base_dir: Path, where: str) -> None:
+    """The external data a model names, totalled from its declared lengths (or file sizes) and its tensor
+    shapes before any of it is read; onnx itself refuses locations outside the model's folder."""
+    helper = onnx.external_data_helper
+    total = 0
+    for tensor in helper._get_all_tensors(model):   # NOTE: onnx's own walk over every graph's tensors
+        if not helper.uses_external_data(tensor):
+            continue
+        info = helper.ExternalDataInfo(tensor)
+        length = info.length or 0
+        if not length:
+            try:
+                length = max(0, os.stat(base_dir / info.location).st_size - (info.offset or 0))
+            except (OSError, ValueError, TypeError):
+                length = 0      # missing or refused: onnx names the problem when it loads
+        total += max(length, math.prod(tensor.dims) * 8)
+    if total:
+        check_memory(2 * total, f"{where}: loading {total} bytes of external tensor data")
+
+
+def _check_run_memory(onnx, model, where: str) -> None:
+    """Memory the onnxruntime run and the captured activations need, from the inferred tensor shapes."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # _prepare has already run strict inference; this is only an estimate
+        return
+    g = inferred.graph
+    elements = 0
+    for v in (*g.input, *g.value_info, *g.output):
+        dims = v.type.tensor_type.shape.dim
+        elements += math.prod(max(1, d.dim_value) if d.HasField("dim_value") else 1 for d in dims)
+    elements += sum(math.prod(t.dims) for t in g.initializer)
+    check_memory(_BYTES_PER_CAPTURED_ELEMENT * elements,
+                 f"{where}: running the model and capturing its {elements} activation and weight values")
+
+
+def _check_image_size(p: Path, shape: Shape, where: str) -> None:
+    """An image file's pixel count from its header (Pillow reads only the header until asked)."""
+    import warnings
+
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return
+    limit = memory_limit_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # DecompressionBombWarning: our limit decides
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(p) as im:
+                w, h = im.size
+        except Exception:   # not an image Pillow knows: imread reports it
+            return
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+    pixels = w * h + shape[0] * shape[1]
+    if _BYTES_PER_IMAGE_PIXEL * pixels > limit:
+        check_memory(_BYTES_PER_IMAGE_PIXEL * pixels, f"{where}: decoding a {w}x{h} image")

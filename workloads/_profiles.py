@@ -369,6 +369,8 @@ def list_profiles() -> list[str]:
 
 def get_profile(name: str) -> DensityProfile:
     """Return the profile called ``name`` (a published one or ``uniform-<d>[-w<d>]``)."""
+    if not isinstance(name, str):
+        raise WorkloadError(f"profile must be a profile name (str), got {name!r}")
     if name in _PROFILES:
         return _PROFILES[name]
     m = _UNIFORM_RE.fullmatch(name)

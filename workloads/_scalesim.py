@@ -35,7 +35,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import WorkloadError
+from ._errors import WorkloadError, check_path_arg
+from ._limits import check_memory
 from ._network import Network, NetworkBuilder, Shape
 
 __all__ = ["SCALESIM_COLUMNS", "ScaleSimRow", "from_scalesim_csv", "read_scalesim_csv", "scalesim_networks"]
@@ -88,10 +89,14 @@ def _int(text: str) -> int | None:
 
 def read_scalesim_csv(path: str | os.PathLike) -> list[ScaleSimRow]:
     """Parse a SCALE-Sim conv topology CSV; errors name the file, row (line) and column."""
+    check_path_arg(path, "read_scalesim_csv", WorkloadError)
     p = Path(path)
     try:
         if not p.is_file():
             raise WorkloadError(f"{path}: {'file not found' if not p.exists() else 'not a file'}")
+        size = p.stat().st_size
+        # Parsed rows of Python objects take about 20 bytes of memory per byte of text.
+        check_memory(20 * size, f"{path}: parsing a {size}-byte topology")
         text = p.read_text(encoding="utf-8-sig")
     except WorkloadError:
         raise

@@ -364,6 +364,16 @@ def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
     return overlap / overlap.sum(axis=1, keepdims=True)
 
 
+def _check_resize_memory(ch: int, cw: int, h: int, w: int) -> None:
+    """Refuse, before allocating, a resize whose dense area matrices and float64 result would not fit."""
+    from ._limits import check_memory
+
+    # _area_matrix holds about five (n_out, n_in) float64 temporaries; the result is (h, w, 3) float64,
+    # normalised once more.
+    need = 40 * (h * ch + w * cw) + 48 * h * w
+    check_memory(need, f"resizing an image to {h}x{w} pixels")
+
+
 def _crop_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """Center-crop ``img`` to the aspect ratio ``h : w``, then area-resize to ``(h, w)``."""
     ih, iw = img.shape[:2]
@@ -372,6 +382,7 @@ def _crop_resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     else:
         ch, cw = ih, max(1, round(ih * w / h))
     top, left = (ih - ch) // 2, (iw - cw) // 2
+    _check_resize_memory(ch, cw, h, w)
     crop = img[top:top + ch, left:left + cw]
     return np.einsum("ij,jkc,lk->ilc", _area_matrix(ch, h), crop, _area_matrix(cw, w), optimize=True)
 

@@ -31,7 +31,9 @@ key                           contents
 """
 from __future__ import annotations
 
+import math
 import os
+import stat
 import struct
 import zipfile
 import zlib
@@ -40,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import TraceError
+from ._errors import SparsesimError, TraceError, check_path_arg
+from ._limits import check_memory
 from ._network import Network
 
 __all__ = ["Trace", "load_trace", "save_trace", "quantize_q88", "TRACE_FORMAT"]
@@ -172,9 +175,36 @@ class Trace:
                 raise TraceError(f"{where}: no 'image' and no captured input for layer {first[0]!r}")
 
 
+def _trace_target(path: str | os.PathLike) -> Path:
+    """Where :func:`save_trace` may write: a new or regular file (a link is followed); never a device,
+    FIFO or directory, which an atomic replace would destroy."""
+    check_path_arg(path, "save_trace", TraceError)
+    where = os.fspath(path)
+    try:
+        real = Path(os.path.realpath(path))
+        st = os.stat(real)
+    except FileNotFoundError:
+        return real
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"cannot write trace {where!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise TraceError(f"cannot write trace {where!r}: it is a directory; give a file name (trace.npz)")
+    if not stat.S_ISREG(st.st_mode):
+        raise TraceError(f"cannot write trace {where!r}: not a regular file (a trace file is replaced "
+                         "atomically, which would destroy a device or FIFO)")
+    return real
+
+
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
-    """Write ``trace`` as an uncompressed ``.npz`` file (atomically); returns the path."""
-    path = Path(path)
+    """Write ``trace`` as an uncompressed ``.npz`` file (atomically); returns the path.
+
+    ``path`` must be a new or regular file (a symbolic link is followed and kept);
+    a directory, device or FIFO is refused with :class:`TraceError`.
+    """
+    if not isinstance(trace, Trace):
+        raise TraceError(f"save_trace expects a Trace, got {type(trace).__name__}")
+    shown = Path(path) if isinstance(path, (str, os.PathLike)) else path
+    path = _trace_target(path)
     arrays: dict[str, np.ndarray] = {"format": np.array(TRACE_FORMAT), "network": np.array(trace.network)}
     if trace.image is not None:
         arrays["image"] = trace.image
@@ -193,19 +223,86 @@ def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise TraceError(f"cannot write trace {str(path)!r}: {exc.strerror or exc}") from None
-    return path
+        raise TraceError(f"cannot write trace {str(shown)!r}: {exc.strerror or exc}") from None
+    return shown
+
+
+_UNEXPECTED = ("allowed: image, weights/<layer>, bias/<layer>, input/<layer>, saturated/<key>, reference/<layer>, "
+               "expected/<layer>, tolerance/<layer>, density/<layer>")
+
+
+def _key_allowed(key: str) -> bool:
+    kind, _, name = key.partition("/")
+    return key in ("format", "network", "image") or (kind in ("weights", "bias", "input", "saturated", "reference",
+                                                              "expected", "tolerance", "density") and bool(name))
+
+
+def _trace_capacity(network: Network) -> int:
+    """The most bytes of arrays a valid trace of ``network`` holds: int16 image, weights, biases and inputs,
+    float32 reference, expected output and tolerance, float64 densities."""
+    n = 2 * math.prod(network.input_shape)
+    for layer in network.layers:
+        if layer.op in ("conv", "fc"):
+            n += 2 * (math.prod(layer.weight_shape) + layer.out_channels + math.prod(layer.in_shape))
+            n += 4 * (2 * math.prod(layer.out_shape) + layer.out_channels)
+        n += 16
+    return n
+
+
+def _check_npz_members(path: Path, where: str, network: Network | None) -> None:
+    """Names, declared sizes and total size of a trace archive's arrays, from its directory and the
+    array headers alone: nothing is inflated before this passes."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                key = info.filename.removesuffix(".npy")
+                if not _key_allowed(key):
+                    raise TraceError(f"{where}: unexpected array {key!r}; {_UNEXPECTED}")
+            total = sum(info.file_size for info in infos)
+            if network is not None:
+                cap = _trace_capacity(network) + 4096 * (len(infos) + 1)
+                if total > cap:
+                    raise TraceError(f"{where}: its arrays inflate to {total} bytes, more than any trace of "
+                                     f"network {network.name!r} holds ({cap} bytes)")
+            check_memory(total, f"{where}: reading {len(infos)} arrays of {total} bytes")
+            for info in infos:
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(fh)
+                    nbytes = math.prod(shape) * dtype.itemsize
+                    if nbytes > info.file_size:
+                        key = info.filename.removesuffix(".npy")
+                        raise TraceError(f"{where}: array {key!r} declares shape {shape} ({nbytes} bytes) but its "
+                                         f"member holds {info.file_size} bytes")
+    except SparsesimError:     # our own TraceError or LimitError
+        raise
+    except _NPZ_ERRORS as exc:
+        raise TraceError(f"{where}: not a readable .npz trace ({exc})") from None
 
 
 def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace:
-    """Read a ``.npz`` trace (never unpickles) and validate it against ``network`` if given."""
+    """Read a ``.npz`` trace (never unpickles) and validate it against ``network`` if given.
+
+    Before any array is read, the zip directory and each array's header are checked:
+    member names, declared shapes against the member sizes, and the total against the
+    memory limit (:func:`~workloads.memory_limit_bytes`) and, with ``network``, against
+    what a trace of that network can hold.
+    """
+    check_path_arg(path, "load_trace", TraceError)
+    if network is not None and not isinstance(network, Network):
+        raise TraceError(f"load_trace: network must be a Network or None, got {network!r}")
     path = Path(path)
     where = str(path)
     try:
         if path.is_file() and not zipfile.is_zipfile(path):
             raise TraceError(f"{where}: not a .npz (zip) archive")
+        if path.is_file():
+            _check_npz_members(path, where, network)
         npz = np.load(path, allow_pickle=False)
-    except TraceError:
+    except SparsesimError:     # our own TraceError or LimitError
         raise
     except FileNotFoundError:
         raise TraceError(f"{where}: trace file not found") from None
@@ -247,9 +344,7 @@ def load_trace(path: str | os.PathLike, network: Network | None = None) -> Trace
             continue
         table = {"weights": trace.weights, "bias": trace.biases, "input": trace.inputs}.get(kind)
         if table is None or not name:
-            raise TraceError(f"{where}: unexpected array {key!r}; allowed: image, weights/<layer>, "
-                             "bias/<layer>, input/<layer>, saturated/<key>, reference/<layer>, expected/<layer>, "
-                             "tolerance/<layer>, density/<layer>")
+            raise TraceError(f"{where}: unexpected array {key!r}; {_UNEXPECTED}")
         table[name] = a
     arrays = [("image", trace.image)] + [
         (f"{kind}/{k}", v) for kind, table in (("weights", trace.weights), ("bias", trace.biases),

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
-from workloads import (DensityProfile, FunctionalMismatchError, Layer, Network, Trace, WorkloadError, child_seed,
-                       default_profile_for, get_network, get_profile, image_input, prune_weights, synthetic_activation,
-                       synthetic_bias, synthetic_weights)
+from workloads import (DensityProfile, FunctionalMismatchError, Layer, LimitError, Network, Trace, WorkloadError,
+                       check_memory, child_seed, default_profile_for, get_network, get_profile, image_input,
+                       network_memory_bytes, prune_weights, synthetic_activation, synthetic_bias, synthetic_weights)
 
 from .. import numerics as fn
 from ..energy import layer_energy, load_energy_table, table_report
@@ -119,6 +119,10 @@ class Simulator:
             callback that takes a 4th argument also receives the layer's int16 weights.
         """
         net = get_network(network) if isinstance(network, str) else network
+        if not isinstance(net, Network):
+            raise WorkloadError(f"network must be a Network or a zoo name, got {network!r}")
+        if profile is not None and not isinstance(profile, (str, DensityProfile)):
+            raise WorkloadError(f"profile must be a profile name or a DensityProfile, got {profile!r}")
         if pruning not in PRUNING_CHOICES:
             raise WorkloadError(f"pruning must be one of {', '.join(PRUNING_CHOICES)}, got {pruning!r}")
         user = None
@@ -142,7 +146,12 @@ class Simulator:
             run.timing_only = True
             run.check = False
         run.energy_table = self.energy_table
-        records = run.run(progress)
+        check_memory(network_memory_bytes(net), f"simulating network {net.name!r}")
+        try:
+            records = run.run(progress)
+        except MemoryError:
+            raise LimitError(f"simulating network {net.name!r}: out of memory (the machine or the process limit "
+                             "gave less than the run needed)") from None
         # A user trace brings its own weights, biases and activations: no density profile is drawn from.
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
                       profile="none (real data)" if user is not None else prof.name, trace=trace, seed=int(seed), layers=records,
