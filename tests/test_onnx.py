@@ -450,6 +450,12 @@ def test_other_ops_run_on_the_host(tmp_path):
         result.format_table()
     # The conv before a host activation writes its output dense (no ReLU: no output compression).
     assert simulate(imp.network, trace=imp.trace).layers[0].output_density > 0.9
+    # Host densities and the check data survive a trace file.
+    back = load_trace(save_trace(imp.trace, tmp_path / "t.npz"), imp.network)
+    assert simulate(imp.network, trace=back).to_json() == result.to_json()
+    with pytest.raises(WorkloadError, match=r"layer 'gate' \(Sigmoid\) runs on the host with values from the "
+                                            r"model's own run; simulate it with the trace of its ONNX import"):
+        simulate(imp.network)
 
 
 @pytest.mark.parametrize("act", ["LeakyRelu", "PRelu", "HardSigmoid", "Elu", "Tanh", "ClipRange", "HardSwish"])

@@ -666,7 +666,7 @@ class _Importer:
             if not t or t not in self.values:
                 continue
             v = self.values[t]
-            if v.dtype.kind != "f" or not feats:
+            if v.dtype.kind != "f" or not feats or v.size == 0:
                 self.consts[t] = v
                 continue
             kind = self._view_kind(t)
