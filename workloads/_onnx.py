@@ -1255,7 +1255,7 @@ class _Importer:
 
     def run(self) -> OnnxImport:
         self._prepare()
-        _check_run_memory(self.onnx, self.model, self.where)
+        _check_run_memory(self.onnx, self.fixed_model, self.where)
         image_q = self.image_q = self._image()
         self._run_model(image_q)
         self.layer_shapes: dict[str, Shape] = {}
