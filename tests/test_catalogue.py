@@ -198,6 +198,8 @@ def _cli(*argv, setup=None):
 
 _K9 = _builder(("conv", ("c9", 8, 9), {"padding": 4}))
 _TOPO_OK = "c1, 8, 8, 3, 3, 3, 4, 1,\n"
+_SCALESIM_HEADER = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
+                    "Strides,\n")
 
 # ------------------------------------------------------------------ cases
 CASES: list[Case] = [
@@ -517,6 +519,19 @@ CASES: list[Case] = [
     Case("cli-unknown-option", "cli", "`run facedet --fast`", "SparsesimError",
          "sparsesim: error: unrecognized arguments: --fast",
          _cli("run", "facedet", "--fast"), kind="cli"),
+    Case("cli-sweep-unchained", "cli", "`sweep topo.csv` whose rows do not chain", "SparsesimError",
+         "sparsesim: error: topo.csv: its rows do not chain; sparsesim sweep needs one network (sparsesim run takes "
+         "the rows one by one)",
+         _cli("sweep", "topo.csv", "-o", "out", setup=_file("topo.csv", _SCALESIM_HEADER + _TOPO_OK
+                                                             + "c2, 6, 6, 3, 3, 5, 4, 1,\n")), kind="cli"),
+    Case("cli-plot-where-no-point", "cli", "`plot s.csv --where macs=96` (the sweep has 64 and 128)", "SparsesimError",
+         "sparsesim: error: --where macs=96: no sweep point has that value; it has 64, 128",
+         _cli("plot", "s.csv", "-o", "p.png", "--where", "macs=96",
+              setup=_file("s.csv", "point,macs,network,latency_ms\na,64,n,2.0\nb,128,n,1.0\n")), kind="cli"),
+    Case("cli-plot-sweep-option-on-run", "cli", "`plot r.json --logy` (a run result)", "SparsesimError",
+         "sparsesim: error: --x, --metric, --where and --logy apply to a sweep; 'r.json' is a run result",
+         _cli("plot", "r.json", "-o", "p.png", "--logy", setup=_file("r.json", '{"layers": [], "totals": {}}')),
+         kind="cli"),
 ]
 
 

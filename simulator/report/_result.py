@@ -348,6 +348,15 @@ class Result:
             raise SparsesimError("Result.to_dataframe() needs pandas: pip install 'sparsesim[tables]'") from None
         return pd.DataFrame(self.rows())
 
+    def _dram_label(self) -> str:
+        """`` (8 B/cycle, shared by reads and writes)`` or `` (8 B/cycle per direction)``, from the config."""
+        dma = self.config.get("dma", {})
+        bw = dma.get("bandwidth_bytes_per_cycle")
+        if not isinstance(bw, (int, float)):
+            return ""
+        how = {"shared": "shared by reads and writes", "separate": "per direction"}.get(dma.get("interface"), "")
+        return f" ({bw:g} B/cycle{', ' + how if how else ''})"
+
     def format_table(self) -> str:
         """Human-readable per-layer table with totals."""
         hdr = (f"{'layer':<22} {'where':<5} {'m':>2} {'pass':>4} {'in dens':>7} {'cycles':>12} {'lat us':>9} "
@@ -373,8 +382,8 @@ class Result:
         lines.append(f"latency {t['latency_ms']:.3f} ms, {t['macs_dense'] / 1e9:.3f} G dense MACs on the accelerator, "
                      f"{t['macs_useful'] / 1e9:.3f} G useful; DRAM read "
                      f"{sum(t['dram_read_bytes'].values()) / 2**20:.2f} MiB, written "
-                     f"{sum(t['dram_write_bytes'].values()) / 2**20:.2f} MiB; DRAM interface busy "
-                     f"{t['dram_busy_cycles'] / max(t['cycles'], 1):.0%} of the cycles")
+                     f"{sum(t['dram_write_bytes'].values()) / 2**20:.2f} MiB; DRAM interface{self._dram_label()} "
+                     f"busy {t['dram_busy_cycles'] / max(t['cycles'], 1):.0%} of the cycles")
         if t["units"] and t["cycles"]:
             parts = []
             for u, st in t["units"].items():
@@ -387,6 +396,9 @@ class Result:
             info = t["energy_table"]
             table = (f"{info['tech_node_nm']} nm, {info['dram_type']}, {info['file']} table, "
                      f"SRAM {info['sram_model']}") if info else "table unknown"
+            static = self.energy_table.get("static_mw")
+            if isinstance(static, dict):
+                table += f", static power {sum(static.values()):g} mW"
             lines.append(
                 f"energy {t['energy_per_inference_uj']:.2f} uJ per inference ({table}); "
                 f"{t['pj_per_mac_dense']:.3f} pJ per dense MAC, {t['pj_per_mac_useful']:.3f} pJ per useful MAC; "
