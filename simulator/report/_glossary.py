@@ -10,6 +10,7 @@ __all__ = ["COLUMN_GLOSSARY", "TABLE_HEADER_GLOSSARY", "glossary_text"]
 
 #: Per-layer CSV / JSON column -> (unit, meaning). Nested counters are ``group.key`` columns.
 COLUMN_GLOSSARY: dict[str, tuple[str, str]] = {
+    "network, accelerator, dataflow": ("-", "what ran: the network, the config's name and the array's dataflow"),
     "name, op": ("-", "layer name and operation (conv, fc, maxpool, avgpool, add, concat)"),
     "where": ("-", "accelerator (timed), host (computed on the host CPU, not timed) or fused (a 2x2 max pool "
                    "done in the previous conv's PRE)"),

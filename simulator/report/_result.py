@@ -331,7 +331,8 @@ class Result:
 
     def rows(self) -> list[dict[str, object]]:
         """Flat per-layer rows (the CSV and DataFrame content)."""
-        return [{"network": self.network, **l.flat()} for l in self.layers]
+        return [{"network": self.network, **l.flat(), "accelerator": self.accelerator, "dataflow": self.dataflow}
+                for l in self.layers]
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         """Return per-layer CSV text; also write it atomically to ``path`` if given."""
