@@ -237,7 +237,7 @@ def _run_kwargs(args, trace) -> dict:
 
 
 def _one_network(args):
-    """The network and trace of a command that needs one network (sweep, validate)."""
+    """The network and trace of a command that needs one network (sweep, validate, compare)."""
     network, trace = _network_and_trace(args)
     if isinstance(network, list):
         raise _ArgumentError(f"{args.network}: {args.notes[0].split(': ', 1)[1].split(', so ')[0]}; "
@@ -304,7 +304,7 @@ def _plot(args) -> int:
 
 def _compare(args) -> int:
     to_stdout = _outputs(args, "json", "csv")
-    network, trace = _network_and_trace(args)
+    network, trace = _one_network(args)
     comp = compare_dataflows(network, args.accel, dataflows=args.dataflows, baseline=args.baseline,
                              overrides=parse_set(args.overrides), **_run_kwargs(args, trace))
     rows = comp.rows()

@@ -168,6 +168,9 @@ def test_a_topology_whose_rows_do_not_chain_warns_in_the_result_and_sweep_refuse
     assert main(["sweep", str(topo), "--grid", "macs=32,64", "-o", str(tmp_path / "sw")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"sparsesim: error: {topo}: its rows do not chain; sparsesim sweep needs one network")
+    assert main(["compare", str(topo), "--dataflows", "nullhop", "combined"]) == 2
+    assert capsys.readouterr().err.startswith(f"sparsesim: error: {topo}: its rows do not chain; sparsesim compare "
+                                              "needs one network")
 
 
 def _facedet_trace_file(path):
