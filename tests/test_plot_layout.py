@@ -190,3 +190,24 @@ def test_long_category_names_do_not_run_into_each_other():
     labels = fig.axes[0].get_xticklabels()
     a, b = (t.get_window_extent(fig.canvas.get_renderer()) for t in labels)
     assert labels[0].get_rotation() == 0 and not a.overlaps(b)
+
+
+def test_a_comparison_plots_as_bars_per_dataflow(tmp_path, capsys):
+    js, cs = tmp_path / "c.json", tmp_path / "c.csv"
+    assert main(["compare", "facedet", "--dataflows", "nullhop", "combined", "rsnn", "--timing-only",
+                 "--json", str(js), "--csv", str(cs)]) == 0
+    capsys.readouterr()
+    import json
+
+    rows = json.loads(js.read_text())
+    for src in (js, cs):
+        fig = _figure(src)
+        lat, speed, energy = fig.axes
+        assert [t.get_text() for t in lat.get_xticklabels()] == ["nullhop", "combined", "rsnn"]
+        assert [p.get_height() for p in speed.containers[0]] == pytest.approx([r["speedup"] for r in rows])
+        assert [p.get_height() for p in lat.containers[0]] == pytest.approx([1e3 * r["latency_ms"] for r in rows])
+        assert fig._suptitle.get_text() == ("facedet on the nullhop config (128 MACs): dataflows compared, "
+                                            "baseline nullhop")
+        assert _clipped(fig) == []
+    assert main(["plot", str(js), "-o", str(tmp_path / "c.png"), "--kind", "dram"]) == 2
+    assert "does not apply to the comparison" in capsys.readouterr().err

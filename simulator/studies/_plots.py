@@ -53,8 +53,12 @@ _METRICS: dict[str, tuple[str, float]] = {
     "bandwidth_demand_bytes_per_cycle": ("DRAM bandwidth to stay compute-bound (B/cycle)", 1.0),
     "dram_busy": ("DRAM interface busy (% of cycles)", 100.0),
     "mac_busy": ("MAC array busy (% of cycles)", 100.0),
+    "speedup": ("speedup over the baseline (x)", 1.0),
+    "energy_ratio": ("energy relative to the baseline", 1.0),
 }
 _DEFAULT_METRICS = ("latency_ms", "mac_utilization", "energy_uj")
+#: Default metrics of a ``sparsesim compare`` file.
+_COMPARE_METRICS = ("latency_ms", "speedup", "energy_uj")
 #: Axis labels of sweep x keys.
 _X_LABELS = {"macs": "MAC count", "array.clock_mhz": "clock (MHz)", "array.num_clusters": "MAC clusters",
              "array.macs_per_cluster": "MACs per cluster", "dma.bandwidth_bytes_per_cycle":
@@ -758,7 +762,7 @@ def _sweep_title(rows: list[dict], xlabel: str) -> str:
 
 
 def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes, *, logy: bool = False,
-                where=None):
+                where=None, compare: bool = False):
     rows = _with_derived(rows)
     cols: list[str] = []
     for r in rows:
@@ -863,6 +867,11 @@ def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes, *, l
         handles, labels = _legend_handles(hue, col, ls, mk, bars=not numeric_x)
         fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     title = _sweep_title(rows, xlabel)
+    if compare:
+        first = rows[0]
+        title = (f"{first.get('network', '?')} on the {first.get('accelerator', '?')} config"
+                 + (f" ({first['macs']} MACs)" if first.get("macs") else "")
+                 + f": dataflows compared, baseline {first.get('baseline', '?')}")
     if where:
         conds = [f"{k}={v}" for k, v in where.items()] if isinstance(where, Mapping) else (
             [where] if isinstance(where, str) else list(where))
@@ -886,8 +895,20 @@ def _write_figure(fig, out: Path) -> Path:
     return write_atomic(out, buf.getvalue())
 
 
+def _compare_rows(doc: object) -> list[dict] | None:
+    """The rows of a ``sparsesim compare`` JSON or CSV (one per dataflow), ready to plot; None if it is not one."""
+    if not (isinstance(doc, list) and doc and all(isinstance(r, Mapping) and "dataflow" in r and "speedup" in r
+                                                  for r in doc)):
+        return None
+    return [{**r, "accelerator": r.get("config", r.get("accelerator", "?"))} for r in doc]
+
+
 def _load_plot_input(path: Path) -> tuple[str, object]:
-    """``("result", result_dict)`` or ``("sweep", (rows, params))`` for a file or directory."""
+    """``("result", result_dict)``, ``("sweep", (rows, params))`` or ``("compare", rows)`` for a file or directory."""
+    if path.suffix.lower() == ".csv" and path.is_file():
+        rows = _compare_rows(_read_csv_rows(path))
+        if rows is not None:
+            return "compare", rows
     if path.is_dir() or path.suffix.lower() == ".csv":
         return "sweep", _load_sweep_rows(path)
     try:
@@ -898,11 +919,14 @@ def _load_plot_input(path: Path) -> tuple[str, object]:
         raise SparsesimError(f"cannot read {str(path)!r}: not a JSON result ({exc})") from None
     if isinstance(doc, dict) and "points" in doc and "grid" in doc:   # a sweep.json
         return "sweep", _load_sweep_rows(path.parent)
+    rows = _compare_rows(doc)
+    if rows is not None:
+        return "compare", rows
     try:
         return "result", _result_dict(doc)
     except SparsesimError:
         raise SparsesimError(f"cannot plot {str(path)!r}: not a result (from `sparsesim run --json`), "
-                             "a sweep point or a sweep.json") from None
+                             "a sweep point, a sweep.json or a comparison (`sparsesim compare --json`)") from None
 
 
 _RESULT_PLOTS = {"utilization": plot_utilization, "cycles": plot_cycle_breakdown, "dram": plot_dram_traffic,
@@ -917,6 +941,15 @@ def _figure(path: Path, kind: str | None = None, *, x: str | None = None, metric
     if not path.exists():
         raise SparsesimError(f"cannot read {str(path)!r}: no such file or directory")
     what, payload = _load_plot_input(path)
+    if what == "compare":
+        if kind not in (None, "compare"):
+            raise SparsesimError(f"plot kind {kind!r} does not apply to the comparison {str(path)!r} (kinds: compare)")
+        rows = _select(payload, where)
+        metrics = list(metrics) if metrics else [m for m in _COMPARE_METRICS if any(_finite_number(r.get(m)) for r in rows)]
+        fig = Figure(figsize=_sweep_figsize(len(metrics), False), layout="constrained")
+        axs = fig.subplots(1, len(metrics), squeeze=False)
+        _plot_sweep(rows, [], x or "dataflow", metrics, list(axs[0]), logy=logy, where=where, compare=True)
+        return fig
     kinds = RESULT_PLOT_KINDS if what == "result" else SWEEP_PLOT_KINDS
     kind = kinds[0] if kind is None else kind
     if kind not in kinds:
