@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from simulator import simulate  # noqa: E402
 from workloads import (Trace, WorkloadError, from_onnx, load_trace, load_user_network, quantize_q88,  # noqa: E402
                        save_trace)
-from workloads import SUPPORTED_ONNX_OPS, import_onnx  # noqa: E402
+from workloads import import_onnx  # noqa: E402
 
 OPSET = 17
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -614,7 +614,7 @@ class _Importer:
         b = NetworkBuilder("probe", (1, 1, 1))
         names = []
         for i, src in enumerate(sources):
-            b._shapes[f"s{i}"] = self.refs_shape(src)
+            b._shapes[f"s{i}"] = self.input_hwc if src == "input" else self.layer_shapes[src]
             names.append(f"s{i}")
         try:
             if op in ("conv", "fc", "maxpool", "avgpool"):
@@ -625,18 +625,11 @@ class _Importer:
             self.fail(label, str(exc).replace("layer 'probe': ", ""))
         return b._layers[-1].out_shape
 
-    def refs_shape(self, layer: str) -> Shape:
-        if layer == "input":
-            return self.input_hwc
-        return self.layer_shapes[layer]
-
     def _new(self, label: str, node, op: str, inputs: tuple[str, ...], kw: dict, *, out: str | None = None,
              out_kind: str | None = None, **extra) -> _Pending:
         out = out or node.output[0]
         kind = out_kind or self._view_kind(out)
-        probe_kw = {k: v for k, v in kw.items()}
-        if op in ("conv", "fc"):
-            probe_kw["activation"] = None
+        probe_kw = dict(kw, activation=None) if op in ("conv", "fc") else kw
         shape = self._probe(label, op, list(inputs), probe_kw)
         if out in self.values:
             want = self._hwc_of(out, kind)
@@ -1048,7 +1041,7 @@ class _Importer:
             self.fail(label, f"{node.op_type} from {list(src)} to {list(dst)} changes the layout")
 
     # -- driver -------------------------------------------------------------------------------------------
-    def _input_dims(self, inp, given: tuple[int, ...] | None, *, image: bool) -> list[int]:
+    def _input_dims(self, inp, given: tuple[int, ...] | None) -> list[int]:
         tt = inp.type.tensor_type
         dims = list(tt.shape.dim)
         declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
@@ -1124,7 +1117,7 @@ class _Importer:
         if len(tt.shape.dim) not in (3, 4):
             raise WorkloadError(f"{self.where}: input {inp.name!r} has rank {len(tt.shape.dim)}; expected "
                                 "(N, C, H, W), (N, H, W, C) or (N, C, L)")
-        dims = self._input_dims(inp, given.get(inp.name), image=True)
+        dims = self._input_dims(inp, given.get(inp.name))
         readers = [n for n in g.node if inp.name in n.input]
         nhwc = len(dims) == 4 and readers and all(
             n.op_type == "Transpose" and list(self._attrs(n).get("perm", [])) == [0, 3, 1, 2] for n in readers)
@@ -1143,7 +1136,7 @@ class _Importer:
             if v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
                 raise WorkloadError(f"{self.where}: input {v.name!r} is not FLOAT; only float inputs besides the "
                                     "image are supported (they get seeded values)")
-            self.extra_inputs.append((v.name, self._input_dims(v, given.get(v.name), image=False)))
+            self.extra_inputs.append((v.name, self._input_dims(v, given.get(v.name))))
         fixed = onnx.ModelProto()
         fixed.CopyFrom(self.model)
         for v in fixed.graph.input:
