@@ -274,8 +274,10 @@ class Result:
     def _reference_totals(self) -> dict[str, object]:
         """How many conv/fc layers met the functional check against the model's own outputs."""
         checked = [l for l in self.layers if l.reference_check]
+        worst = max(checked, key=lambda l: l.reference_max_error_lsb, default=None)
         return {"layers": len(checked), "ok": sum(l.reference_check == "ok" for l in checked),
-                "max_error_lsb": max((l.reference_max_error_lsb for l in checked), default=0.0)}
+                "max_error_lsb": worst.reference_max_error_lsb if worst else 0.0,
+                "max_error_layer": worst.name if worst else ""}
 
     def _energy_totals(self, acc: list[LayerResult], dense: int, useful: int, latency_us: float) -> dict:
         """Energy totals over accelerator layers (docs/energy.md, "What is reported").
@@ -422,7 +424,8 @@ class Result:
         rc = t["reference_check"]
         if rc["layers"]:
             lines.append(f"functional check against the model's own float outputs: {rc['ok']} of {rc['layers']} "
-                         f"conv/fc layers within the Q8.8 tolerance (largest deviation {rc['max_error_lsb']:.0f} LSB)")
+                         f"conv/fc layers within the Q8.8 tolerance (largest deviation from the float model "
+                         f"{rc['max_error_lsb']:.0f} LSB, layer {rc['max_error_layer']})")
         lines.append("m = MACs per output channel, pass = passes over the input, in dens = input density; "
                      "every column: sparsesim run --help")
         lines.extend(f"warning: {n}" for n in self.notes)
