@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -275,8 +276,26 @@ def _run(args) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during a sweep: unwinds like Ctrl-C, so the workers are stopped and finished points kept."""
+
+
+def _raise_interrupt(signum, frame):
+    raise _Terminated
+
+
 def _sweep(args) -> int:
     check_output_dir(args.out)
+    if threading.current_thread() is not threading.main_thread():
+        return _sweep_points(args)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _sweep_points(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sweep_points(args) -> int:
     options: dict[str, object] = {"pruning": args.pruning}
     network, trace = _one_network(args)
     if args.timing_only:
@@ -447,9 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return _error(f"{where}{why}")
-    except KeyboardInterrupt:
-        print("sparsesim: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, _Terminated)
+        print("sparsesim: terminated" if term else "sparsesim: interrupted", file=sys.stderr)
+        return 128 + (signal.SIGTERM if term else signal.SIGINT)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,16 +12,25 @@ Conventions: every case runs in an empty temporary working directory, so file
 names in messages are relative (``accel.toml``); ``<dir>`` in a message stands for
 that directory's absolute path. A message ending in `` …`` is a prefix: the rest
 comes from a third-party parser (tomllib, protobuf) and may vary between versions.
-CLI cases give the one line printed on stderr; their exit status must be 2, and
-``--debug`` must raise the listed exception type instead.
+CLI cases give the one line printed on stderr (file descriptors 1 and 2 are captured, so
+C-level logging counts too); their exit status must be 2, and ``--debug`` must raise the
+listed exception type instead.
+
+Every case runs in one child process whose address space is limited to 2 GiB
+(``RLIMIT_AS``), each in its own directory: an input that makes sparsesim allocate
+gigabytes fails its case there (the allocation raises and the message differs)
+instead of passing slowly. The child also records each case's peak RSS (VmHWM,
+reset before each case through ``/proc/self/clear_refs``).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import struct
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -962,30 +971,131 @@ def test_catalogue_is_big_and_ids_are_unique():
         assert c.error == "-" or issubclass(getattr(errors, c.error), errors.SparsesimError), c.id
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_case(case, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+#: Address-space limit every case runs under, in a child process: a case that tries to allocate
+#: gigabytes fails there (MemoryError, reported as a different message) instead of passing slowly.
+MEMORY_LIMIT_BYTES = 2 << 30
+
+
+@contextlib.contextmanager
+def _captured_fds():
+    """Capture file descriptors 1 and 2 (so C-level logging, e.g. onnxruntime's, is seen too)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    got: list[str] = []
+    try:
+        os.dup2(files[0].fileno(), 1)
+        os.dup2(files[1].fileno(), 2)
+        yield got
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        for f in files:
+            f.seek(0)
+            got.append(f.read().decode("utf-8", "replace"))
+            f.close()
+
+
+def check_case(case: Case, d: Path) -> None:
+    """Run one case in directory ``d`` (the working directory); AssertionError if it does not behave."""
     if case.kind == "report":
-        text = case.action(tmp_path)
+        text = case.action(d)
         assert any(_matches(line, case.message) for line in text.splitlines()), text
         return
     if case.kind == "cli":
-        argv = case.action(tmp_path)
-        code = main(argv)
-        out, err = capsys.readouterr()
+        argv = case.action(d)
+        with _captured_fds() as got:
+            code = main(argv)
+        out, err = got
         assert code == 2, (out, err)
         assert "Traceback" not in out + err
         lines = err.splitlines()
         assert len(lines) == 1, err
-        assert _matches(_normalise(lines[0], tmp_path), case.message), lines[0]
-        with pytest.raises(getattr(errors, case.error)):
-            main(["--debug", *argv])
+        assert _matches(_normalise(lines[0], d), case.message), lines[0]
+        try:
+            with _captured_fds():
+                main(["--debug", *argv])
+        except getattr(errors, case.error):
+            return
+        raise AssertionError(f"--debug did not raise {case.error}")
+    try:
+        case.action(d)
+    except errors.SparsesimError as exc:
+        assert type(exc).__name__ == case.error or (
+            case.error == "SparsesimError" and isinstance(exc, errors.SparsesimError)), type(exc)
+        assert _matches(_normalise(str(exc), d), case.message), str(exc)
         return
-    with pytest.raises(errors.SparsesimError) as info:
-        case.action(tmp_path)
-    assert type(info.value).__name__ == case.error or (
-        case.error == "SparsesimError" and isinstance(info.value, errors.SparsesimError)), type(info.value)
-    assert _matches(_normalise(str(info.value), tmp_path), case.message), str(info.value)
+    raise AssertionError("no SparsesimError raised")
+
+
+def _peak_rss_reset() -> None:
+    with open("/proc/self/clear_refs", "w") as fh:   # "5": reset the peak RSS (VmHWM) of this process
+        fh.write("5")
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _run_cases_here(ids: list[str], base: Path) -> dict[str, dict]:
+    """Run the cases ``ids`` in this process, each in a fresh directory under ``base``; a result per case."""
+    import traceback
+
+    from _pytest.outcomes import Skipped
+
+    out = {}
+    by_id = {c.id: c for c in CASES}
+    for i, cid in enumerate(ids):
+        d = base / f"case{i}"
+        d.mkdir()
+        os.chdir(d)
+        _peak_rss_reset()
+        try:
+            check_case(by_id[cid], d)
+            status, detail = "ok", ""
+        except Skipped as exc:
+            status, detail = "skip", str(exc)
+        except BaseException as exc:   # a failure of this case, MemoryError included: report it, go on
+            status, detail = "fail", "".join(traceback.format_exception_only(type(exc), exc))[-2000:]
+        out[cid] = {"status": status, "detail": detail, "peak_rss": _peak_rss()}
+    return out
+
+
+def _limit_address_space() -> None:
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+
+
+@pytest.fixture(scope="module")
+def limited_results(request, tmp_path_factory):
+    """Every selected case, run once in one child process under ``MEMORY_LIMIT_BYTES`` of address space."""
+    import json
+    import subprocess
+
+    ids = [item.callspec.params["case"].id for item in request.session.items
+           if item.originalname == "test_case" and item.module.__name__ == __name__]
+    base = tmp_path_factory.mktemp("catalogue")
+    proc = subprocess.run([sys.executable, __file__, "--run", str(base), *ids], capture_output=True, text=True,
+                          preexec_fn=_limit_address_space, timeout=900, cwd=base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_case(case, limited_results):
+    r = limited_results[case.id]
+    if r["status"] == "skip":
+        pytest.skip(r["detail"])
+    assert r["status"] == "ok", r["detail"]
 
 
 _SUBPROCESS_CASES = ["cli-unknown-network", "cli-broken-accel-file", "cli-corrupt-onnx", "cli-output-under-file",
@@ -1071,6 +1181,11 @@ def _write_docs() -> None:
     print(f"wrote {len(CASES)} cases to {DOC}")
 
 
-if __name__ == "__main__":   # pragma: no cover - a maintenance script
+if __name__ == "__main__":   # pragma: no cover - a maintenance script, and the memory-limited case runner
+    if sys.argv[1:2] == ["--run"]:
+        import json
+        results = _run_cases_here(sys.argv[3:], Path(sys.argv[2]))
+        print(json.dumps(results))
+        sys.exit(0)
     _write_docs()
     sys.exit(0)

@@ -291,6 +291,9 @@ def import_onnx(path: str | os.PathLike, *, image=None, name: str | None = None,
                          input_shape).run()
     except LimitError as exc:   # raised deep down (an image resize): say which model asked for it
         raise LimitError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+    except MemoryError:
+        raise LimitError(f"{where}: out of memory while importing the model (the machine or the process limit "
+                         "gave less than it needed)") from None
     except SparsesimError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:

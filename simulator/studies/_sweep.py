@@ -11,6 +11,7 @@ With ``out_dir`` the sweep is a small on-disk database::
     out_dir/points/<id>.json        one finished point: parameters + Result.to_dict()
     out_dir/sweep_layers.csv        one row per point x layer   (written at the end)
     out_dir/sweep_totals.csv        one row per point           (written at the end)
+    out_dir/sweep-<id>.json, ...    an earlier, different sweep's summary, kept (see docs/sweeps.md)
 
 Every file is written atomically (:func:`~simulator.report.write_atomic`), a
 point file as soon as its point finishes. Re-running the same sweep loads the
@@ -30,6 +31,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -537,6 +539,9 @@ def _init_worker(numba_threads: int) -> None:
     import numba
 
     numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    # Ctrl-C reaches the whole process group: the sweep's process stops the workers itself (_stop_workers),
+    # so a worker neither prints a KeyboardInterrupt traceback nor finishes its point first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is None:  # pragma: no cover - always set in a pool worker
         return
@@ -568,11 +573,28 @@ def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[in
                 continue
             finish(futures[fut], fut.result())
     except BaseException:
-        ex.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(ex)
         raise
     ex.shutdown(wait=True)
     if error is not None:
         raise _PointFailed(*error)
+
+
+def _stop_workers(ex: ProcessPoolExecutor) -> None:
+    """Interrupted (Ctrl-C, SIGTERM): end the workers now; finished points are already on disk.
+
+    NOTE: ``shutdown(wait=False)`` alone lets every worker finish its running point, and the
+    interpreter waits for that at exit (tens of seconds on a large network).
+    """
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    for proc in procs:
+        try:
+            proc.terminate()
+        except (OSError, ValueError, AttributeError):   # already gone
+            pass
+    ex.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(timeout=1)
 
 
 def _dask_client(scheduler):
@@ -739,6 +761,7 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
                          "seed": seed, "trace": _trace_key(trace), "check": bool(check), "run_options": run_options,
                          "scale_io": bool(scale_io)},
                 "points": [{"id": p.id, "params": p.params} for p in points]}
+        _keep_other_sweep(Path(out_dir), head)
         write_atomic(Path(out_dir) / "sweep.json", json.dumps(head, indent=1) + "\n")
         for i, p in enumerate(points):
             loaded = _load_point(points_dir / f"{p.id}.json", p.id)
@@ -800,6 +823,46 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
     if out_dir is not None:
         res.to_csv(out_dir)
     return res
+
+
+def _sweep_identity(head: Mapping) -> str:
+    return _canonical_json({k: head.get(k) for k in ("format", "network", "grid", "base")})
+
+
+#: Summary files of a sweep directory; a different sweep's are kept under ``<stem>-<sweep id><suffix>``.
+_SUMMARY_FILES = ("sweep.json", "sweep_layers.csv", "sweep_totals.csv")
+
+
+def _keep_other_sweep(out_dir: Path, head: Mapping) -> str | None:
+    """Before a sweep writes its summary into ``out_dir``: if the summary there is a different sweep's, keep it
+    as ``sweep-<id>.json``, ``sweep_layers-<id>.csv``, ``sweep_totals-<id>.csv`` (the point files are shared by
+    id). Returns that id, or None. A ``sweep.json`` that is no sparsesim sweep is never touched: refused."""
+    path = out_dir / "sweep.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as exc:
+        raise SparsesimError(f"cannot read {str(path)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        old = json.loads(text)
+        if not isinstance(old, dict) or old.get("format") != _FORMAT:
+            raise ValueError
+    except ValueError:
+        raise SparsesimError(f"{str(path)!r} is not a sparsesim sweep file; give the sweep another directory") from None
+    if _sweep_identity(old) == _sweep_identity(head):
+        return None
+    sid = hashlib.sha256(_sweep_identity(old).encode("ascii")).hexdigest()[:12]
+    for name in _SUMMARY_FILES:
+        stem, _, suffix = name.partition(".")
+        try:
+            os.replace(out_dir / name, out_dir / f"{stem}-{sid}.{suffix}")
+        except FileNotFoundError:   # a sweep that never finished has no CSVs
+            pass
+        except OSError as exc:
+            raise SparsesimError(f"cannot keep the earlier sweep's {name} in {str(out_dir)!r}: "
+                                 f"{exc.strerror or exc}") from None
+    return sid
 
 
 def load_sweep(out_dir: str | os.PathLike) -> SweepResult:
