@@ -211,3 +211,23 @@ def test_a_comparison_plots_as_bars_per_dataflow(tmp_path, capsys):
         assert _clipped(fig) == []
     assert main(["plot", str(js), "-o", str(tmp_path / "c.png"), "--kind", "dram"]) == 2
     assert "does not apply to the comparison" in capsys.readouterr().err
+
+
+def _collisions(fig) -> list:
+    """Pairs among the figure title, the legends and the axes that overlap on the rendered figure."""
+    FigureCanvasAgg(fig)
+    fig.set_dpi(150)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [("title", fig._suptitle.get_window_extent(r))] if fig._suptitle else []
+    boxes += [(f"legend{i}", lg.get_window_extent(r)) for i, lg in enumerate(fig.legends)]
+    boxes += [(f"axes{i}", ax.get_window_extent(r)) for i, ax in enumerate(fig.axes)]
+    return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:]
+            if (a.startswith("legend") or b.startswith("legend") or a == "title") and ba.overlaps(bb)]
+
+
+@pytest.mark.parametrize("metrics", [["latency_ms"], ["latency_ms", "mac_busy"]])
+def test_the_legend_clears_the_title_and_the_plots(study, metrics):
+    fig = _figure(study[1], None, metrics=metrics, logy=True)
+    assert _collisions(fig) == []
+    assert _clipped(fig) == []

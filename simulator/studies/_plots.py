@@ -560,9 +560,11 @@ def _load_sweep_rows(path: Path) -> tuple[list[dict], list[str]]:
     if path.is_dir():
         if (path / "sweep.json").is_file():
             res = load_sweep(path)
-            if not res.ids:
+            if res.ids:
+                return res.totals_rows(), list(res.grid)
+            # Point files written by an older result layout do not load; the CSV of a finished sweep still does.
+            if not (path / "sweep_totals.csv").is_file():
                 raise SparsesimError(f"cannot plot {str(path)!r}: the sweep has no finished points yet")
-            return res.totals_rows(), list(res.grid)
         if (path / "sweep_totals.csv").is_file():
             path = path / "sweep_totals.csv"
         else:
@@ -762,7 +764,7 @@ def _sweep_title(rows: list[dict], xlabel: str) -> str:
 
 
 def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes, *, logy: bool = False,
-                where=None, compare: bool = False):
+                where=None, compare: bool = False, grow: bool = False):
     rows = _with_derived(rows)
     cols: list[str] = []
     for r in rows:
@@ -807,6 +809,7 @@ def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes, *, l
 
         fig = plt.figure(figsize=_sweep_figsize(len(metrics), bool(hue)), layout="constrained")
         axes = list(fig.subplots(1, len(metrics), squeeze=False)[0])
+        grow = True
     else:
         axes = list(axes)
         if len(axes) != len(metrics):
@@ -865,7 +868,11 @@ def _plot_sweep(rows: list[dict], params: list[str], x: str, metrics, axes, *, l
         ax.grid(alpha=0.3, axis="y" if not numeric_x else "both")
     if hue:
         handles, labels = _legend_handles(hue, col, ls, mk, bars=not numeric_x)
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+        # Bottom-aligned beside the plots, clear of the title; a tall legend makes its figure taller.
+        fig.legend(handles, labels, loc="outside right lower", fontsize=8, frameon=False)
+        if grow:
+            w, h = fig.get_size_inches()
+            fig.set_size_inches(w, max(h, 0.2 * len(labels) + 1.4))
     title = _sweep_title(rows, xlabel)
     if compare:
         first = rows[0]
@@ -967,7 +974,7 @@ def _figure(path: Path, kind: str | None = None, *, x: str | None = None, metric
         n = len(metrics) if metrics else max(1, len(_default_metrics(rows)))
         fig = Figure(figsize=_sweep_figsize(n, True), layout="constrained")
         axs = fig.subplots(1, n, squeeze=False)
-        _plot_sweep(rows, params, x or "macs", metrics, list(axs[0]), logy=logy, where=where)
+        _plot_sweep(rows, params, x or "macs", metrics, list(axs[0]), logy=logy, where=where, grow=True)
         return fig
     d = payload
     if kind == "energy":
