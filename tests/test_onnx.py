@@ -747,3 +747,14 @@ def test_cli_input_shape(tmp_path, capsys):
         "NAME=1,3,640,640), got '1,3,x,8'")
     assert main(["run", "facedet", "--input-shape", "1,1,36,36"]) == 2
     assert capsys.readouterr().err.strip() == "sparsesim: error: --input-shape applies only to ONNX models (.onnx)"
+
+
+def test_quantize_float32_input_matches_float64():
+    """Captured activations are float32; quantizing them in float32 gives the float64 result exactly."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(20000) * 60).astype(np.float32)
+    x[:6] = [1e-4, -1e-4, 3e38, -3e38, 0.5 / 256, 1.5 / 256]
+    for keep in (False, True):
+        a, sa = quantize_q88(x, keep_nonzero=keep)
+        b, sb = quantize_q88(x.astype(np.float64), keep_nonzero=keep)
+        assert np.array_equal(a, b) and sa == sb > 0

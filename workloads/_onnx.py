@@ -484,6 +484,7 @@ class _Importer:
         self.saturated: dict[str, int] = {}
         self.host_reasons: dict[str, str] = {}
         self.cl: set[str] = set()
+        self.densities: dict[str, float] = {}
         self.pad_of: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
         self.node_of: dict[str, list] = {}
         self.pad_node: dict[str, tuple] = {}
@@ -515,6 +516,13 @@ class _Importer:
         """Sample 0 of a tensor (the whole tensor when its first axis is not the batch)."""
         v = self.values[tensor]
         return v[0] if v.ndim >= 1 and v.shape[0] == self.batch else v
+
+    def _density_of(self, tensor: str) -> float:
+        """Density of sample 0 of a tensor (cached: a tensor is often read by several host layers)."""
+        d = self.densities.get(tensor)
+        if d is None:
+            d = self.densities[tensor] = _density(self._sample(tensor))
+        return d
 
     def _view_kind(self, tensor: str) -> str:
         shape = self._onnx_shape(tensor)
@@ -668,10 +676,10 @@ class _Importer:
             kind = self._view_kind(t)
             shape = self._hwc_of(t, kind)
             name = self._unique(node.name + (f"_{k}" if k else ""), f"{node.op_type.lower()}_{len(self.pending)}")
-            din = _density(self._sample(first_in)) if first_in is not None else 0.0
+            din = self._density_of(first_in) if first_in is not None else 0.0
             p = _Pending(name=name, node=label, op="host", inputs=tuple(feats),
                          kw=dict(host_op=op_name, out_shape=shape), onnx_out=t,
-                         density=(din, _density(self._sample(t))))
+                         density=(din, self._density_of(t)))
             self._register(p, shape, v.ndim, kind)
             self.host_reasons[name] = reason
 

@@ -70,11 +70,15 @@ def quantize_q88(x: np.ndarray, *, what: str = "array", keep_nonzero: bool = Fal
     value zero). Used for captured activations, whose density is what the
     simulator's timing depends on (``docs/bring_your_own.md``).
     """
-    a = np.asarray(x, dtype=np.float64)
+    a = np.asarray(x)
+    if a.dtype != np.float32:
+        # NOTE: float32 (captured activations) stays float32: scaling by 256 and rounding are exact in it.
+        a = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         bad = int(np.count_nonzero(~np.isfinite(a)))
         raise TraceError(f"{what}: {bad} value(s) are NaN or infinite; Q8.8 needs finite numbers")
-    q = np.rint(a * _Q)
+    with np.errstate(over="ignore"):   # |x| near float32's maximum: inf, saturated below like any large value
+        q = np.rint(a * _Q)
     if keep_nonzero:
         tiny = (q == 0) & (a != 0)
         q[tiny] = np.sign(a[tiny])
