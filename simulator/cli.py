@@ -389,8 +389,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _one_line(text: str) -> str:
-    """An error message as one line: no terminal colour codes, line breaks folded into spaces."""
-    return re.sub(r"\s*\n\s*", " ", _ANSI.sub("", text)).strip()
+    """An error message as one line: no terminal colour codes, line breaks folded into spaces, any other
+    control character (a carriage return in a file name) escaped."""
+    text = re.sub(r"\s*\n\s*", " ", _ANSI.sub("", text)).strip()
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _error(text: str) -> int:

@@ -943,6 +943,9 @@ CASES += [
     Case("stderr-long-accel-name", "cli", "`--accel nnn…n.toml`", "ConfigError",
          f"sparsesim: error: {_LONG_NAME}.toml: cannot read config file: File name too long",
          _cli("run", "facedet", "--accel", f"{_LONG_NAME}.toml"), kind="cli"),
+    Case("stderr-carriage-return", "cli", "`run run \"\\r0\"` (a carriage return in an argument)", "SparsesimError",
+         "sparsesim: error: unrecognized arguments: \\r0",
+         _cli("run", "run", "\r0"), kind="cli"),
     Case("stderr-long-topology-name", "cli", "`run nnn…n.csv`", "WorkloadError",
          f"sparsesim: error: {_LONG_NAME}.csv: not a readable text file ([Errno 36] File name too long: "
          f"'{_LONG_NAME}.csv')",
