@@ -573,6 +573,24 @@ def test_unequal_strides_decimate_on_the_host(tmp_path):
     assert np.isnan(imp.trace.expected["c"][1::2]).all() and not np.isnan(imp.trace.expected["c"][::2]).any()
 
 
+def test_folds_and_relu_pass_the_hosts_decimation(tmp_path):
+    """BN, a constant scale and ReLU after a (2, 1)-strided conv still fold into it: the host's decimation
+    commutes with them, so the conv keeps its ReLU (compressed output) and the host decimates after."""
+    g = _Graph(in_shape=(1, 3, 8, 8))
+    y = g.bn(g.conv("image", "c", 3, 4, 3, pad=1, strides=[2, 1]), "bn", 4)
+    y = g.node("Relu", [g.node("Mul", [g.init("s", np.float32(0.5)), y], "scale")], "r")
+    y = g.conv(y, "c2", 4, 4, 1)
+    path = g.save(tmp_path / "s.onnx", y)
+    imp, result = _run(path)
+    assert _summary(imp.network) == [("c", "conv", "relu"), ("c_stride", "host:StrideDecimation", None),
+                                     ("c2", "conv", None)]
+    assert imp.output_tensor["c_stride"] == "r:0" and imp.input_tensor["c2"] == "r:0"
+    out = _all_outputs(path, _nchw(imp.trace.image))
+    rec = {r.name: r for r in result.layers}
+    assert rec["c_stride"].output_density == np.count_nonzero(out["r:0"]) / out["r:0"].size
+    np.testing.assert_array_equal(imp.trace.reference["c"][::2], out["r:0"][0].transpose(1, 2, 0))
+
+
 @pytest.mark.parametrize("case", ["shared", "after-pool", "double", "batchnorm", "reshape", "flat-add"])
 def test_unmappable_patterns_run_on_the_host(tmp_path, case):
     g = _Graph(in_shape=(1, 3, 8, 8))

@@ -177,6 +177,7 @@ class _Pending:
     in_pad: tuple[int, int, int, int] = (0, 0, 0, 0)   # zeros the host adds (top, left, bottom, right)
     out_kind: str = "nchw"
     step: tuple[int, int] = (1, 1)     # conv whose model output is its output [::sh, ::sw]
+    model_out: str = ""                # such a conv: the (decimated) ONNX tensor its folds have reached
     activation: str | None = None
     pre_act: str = ""                  # ONNX tensor before the fused activation
     weight: np.ndarray | None = None   # float64 (C_out, kh, kw, C_in/groups)
@@ -485,6 +486,7 @@ class _Importer:
         self.host_reasons: dict[str, str] = {}
         self.cl: set[str] = set()
         self.densities: dict[str, float] = {}
+        self.decimation: dict[str, tuple[_Pending, _Pending]] = {}   # tensor -> (host decimation, its conv)
         self.pad_of: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
         self.node_of: dict[str, list] = {}
         self.pad_node: dict[str, tuple] = {}
@@ -687,6 +689,8 @@ class _Importer:
         """The layer producing ``node.input[src_index]``, into which ``node`` is fused (must be its only reader)."""
         src = node.input[src_index]
         p = self.by_out.get(src)
+        if p is None and src in self.decimation:   # folds commute with the host's decimation: fold into the conv
+            p = self.decimation[src][1]
         if p is None or p.op not in ops:
             producer = f"layer {p.name!r} ({p.op})" if p is not None else "no conv, fc or add"
             self.fail(label, f"{what} is fused into the {'/'.join(ops)} that produces its input {src!r}, but "
@@ -701,6 +705,14 @@ class _Importer:
 
     def _retarget(self, p: _Pending, node) -> None:
         """``node``'s output is now ``p``'s output."""
+        if p.step != (1, 1):   # the host's decimation moves after the folded node
+            old = p.model_out
+            dec, _ = self.decimation.pop(old)
+            p.model_out = dec.onnx_out = node.output[0]
+            dec.density = (dec.density[0], self._density_of(node.output[0]))
+            self.decimation[p.model_out] = (dec, p)
+            self.refs[p.model_out] = self.refs[old]
+            return
         src = p.onnx_out
         del self.by_out[src]
         p.onnx_out = node.output[0]
@@ -787,18 +799,18 @@ class _Importer:
                          step=step, **common)
         shape = self._hwc_of(node.output[0], kind)
         del self.by_out[conv.onnx_out]
+        conv.model_out = node.output[0]
         name = self._unique(f"{conv.name}_stride", "stride")
         p = _Pending(name=name, node=label, op="host", inputs=(conv.name,), kw=dict(host_op="StrideDecimation",
                      out_shape=shape), onnx_out=node.output[0],
-                     density=(0.0, _density(self._sample(node.output[0]))))
+                     density=(0.0, self._density_of(node.output[0])))
         self._register(p, shape, len(xs), kind)
+        self.decimation[node.output[0]] = (p, conv)
         self.host_reasons[name] = f"strides {sh}x{sw}: NullHop computes stride 1, the host decimates"
 
     def _scale_target(self, label, node, fi: int, ci: int, what: str) -> tuple[_Pending, np.ndarray]:
         """The conv/fc producing input ``fi`` and the per-channel constant at input ``ci``."""
         p = self._fuse_target(label, node, what, ("conv", "fc"), fi)
-        if p.step != (1, 1):
-            self.fail(label, f"{what} follows a conv whose output the host decimates")
         shape = self._onnx_shape(node.input[fi])
         c = self._const(label, node, ci, "constant")
         try:
@@ -858,16 +870,14 @@ class _Importer:
         gamma, beta, mean, var = (self._const(label, node, i, w) for i, w in
                                   ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
         p = self._fuse_target(label, node, "BatchNormalization", ("conv",))
-        if p.step != (1, 1) or p.out_kind != "nchw" and p.out_kind != "ncl":
+        if p.out_kind not in ("nchw", "ncl"):
             self.fail(label, "BatchNormalization after a conv whose output the host rearranges")
         p.weight, p.bias = _fold_batchnorm(p.weight, p.bias, gamma, beta, mean, var, a.get("epsilon", 1e-5))
         self._retarget(p, node)
 
     def _activation(self, label, node, act: str, what: str) -> None:
         p = self._fuse_target(label, node, what, _LAYER_OPS_WITH_ACTIVATION)
-        if p.step != (1, 1):
-            self.fail(label, f"{what} after a conv whose output the host decimates")
-        p.pre_act = p.onnx_out
+        p.pre_act = p.model_out or p.onnx_out
         p.activation = act
         self._retarget(p, node)
 
@@ -1384,11 +1394,8 @@ class _Importer:
         b = np.zeros(w.shape[0]) if p.bias is None else p.bias
         if bq is not None:
             corr += (bq.astype(np.float64) / 256.0 - b).astype(np.float32)
-        pre_t = p.pre_act or p.onnx_out
-        if p.step != (1, 1):
-            pre_t = post_t = p.onnx_out.rpartition("#")[0]
-        else:
-            post_t = p.onnx_out
+        post_t = p.model_out or p.onnx_out
+        pre_t = p.pre_act or post_t
         pre, post = (self._to_hwc(self._sample(t), p.out_kind) for t in (pre_t, post_t))
         shape = layer.out_shape
         sh, sw = p.step
