@@ -100,7 +100,8 @@ def _user_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", metavar="FILE", help="input image for an ONNX model (default: bundled photo)")
     p.add_argument("--input-shape", dest="input_shape", action="append", default=[], metavar="DIMS",
                    help="sizes of an ONNX model's dynamic input dimensions, in the model's own order, e.g. "
-                        "1,3,640,640 (NAME=DIMS for an input other than the first; repeatable)")
+                        "1,3,640,640 (NAME=DIMS for an input other than the first; repeatable); default with "
+                        "--image: a dynamic height and width from the image, rounded down to multiples of 32")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from simulator import simulate  # noqa: E402
 from workloads import (Trace, WorkloadError, from_onnx, load_trace, load_user_network, quantize_q88,  # noqa: E402
                        save_trace)
-from workloads import import_onnx  # noqa: E402
+from workloads import import_onnx, normalized_image  # noqa: E402
 
 OPSET = 17
 
@@ -742,6 +743,91 @@ def test_load_user_network_dispatch(tmp_path):
     with pytest.raises(WorkloadError, match=r"model\.pt: unknown network file type '\.pt'; expected one of "
                                             r"\.onnx, \.csv \(ONNX model or SCALE-Sim topology\)$"):
         load_user_network(tmp_path / "model.pt")
+
+
+def _dynamic_hw_model(tmp_path, *, nhwc=False, fixed_h=None, reshape_to=None):
+    """Conv + ReLU on an input whose H and W (or only W) are dynamic; optionally a Reshape to a fixed size."""
+    g = _Graph(in_shape=(1, 16, 16, 3) if nhwc else (1, 3, 16, 16))
+    x = g.node("Transpose", ["image"], "to_nchw", perm=[0, 3, 1, 2]) if nhwc else "image"
+    out = g.node("Relu", [g.conv(x, "c", 3, 4, 3, pad=1)], "r")
+    if reshape_to is not None:
+        out = g.node("Reshape", [out, g.init("shape", np.array(reshape_to))], "flat")
+        g.inits[-1] = numpy_helper.from_array(np.array(reshape_to, np.int64), "shape")
+    m = g.model(out)
+    axes = (1, 2) if nhwc else (2, 3)
+    for i, name in zip(axes, ("H", "W")):
+        if not (fixed_h and name == "H"):
+            m.graph.input[0].type.tensor_type.shape.dim[i].dim_param = name
+    path = tmp_path / "dyn.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+def _photo_file(tmp_path, h, w, name="photo.png"):
+    """An RGB photo of ``h x w`` pixels (matplotlib's sample photo resized, so it has real structure)."""
+    from PIL import Image
+    import matplotlib
+
+    src = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    out = tmp_path / name
+    with Image.open(src) as im:
+        im.convert("RGB").resize((w, h)).save(out)
+    return out
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_dynamic_hw_from_the_image(tmp_path, nhwc):
+    path = _dynamic_hw_model(tmp_path, nhwc=nhwc)
+    photo = _photo_file(tmp_path, 75, 130)              # H 75 -> 64, W 130 -> 128
+    imp = import_onnx(path, image=photo)
+    assert imp.network.input_shape == (64, 128, 3)
+    dims = "1x64x128x3" if nhwc else "1x3x64x128"
+    declared = "(?, ?, ?, 3)" if nhwc else "(?, 3, ?, ?)"
+    assert imp.trace.notes == [f"input 'image' {declared} ran as {dims}: batch 1, dynamic H and W from the 75x130 "
+                               "(HxW) image, rounded down to multiples of 32; --input-shape chooses another"]
+    # The image is the one the existing normaliser gives for that shape.
+    import matplotlib.image as mimage
+
+    rgb = np.asarray(mimage.imread(photo), np.float64)[..., :3]       # a PNG reads as floats in [0, 1]
+    want, _ = quantize_q88(normalized_image(rgb, 64, 128, 3), keep_nonzero=True)
+    assert np.array_equal(imp.trace.image, want)
+    # and the run reports how the shape was chosen
+    result = simulate(imp.network, trace=imp.trace)
+    assert result.notes == imp.trace.notes
+    assert f"warning: {imp.trace.notes[0]}" in result.format_table().splitlines()
+    # --input-shape still decides
+    given = (1, 32, 48, 3) if nhwc else (1, 3, 32, 48)
+    imp2 = import_onnx(path, image=photo, input_shape=given)
+    assert imp2.network.input_shape == (32, 48, 3) and imp2.trace.notes == []
+
+
+def test_dynamic_hw_from_the_image_keeps_fixed_dims(tmp_path):
+    path = _dynamic_hw_model(tmp_path, fixed_h=True)          # (?, 3, 16, ?)
+    imp = import_onnx(path, image=_photo_file(tmp_path, 20, 70))
+    assert imp.network.input_shape == (16, 64, 3)             # H fixed; W 70 -> 64
+    imp = import_onnx(path, image=_photo_file(tmp_path, 20, 20, "tiny.png"))
+    assert imp.network.input_shape == (16, 32, 3)             # never below 32
+    # an (H, W, C) array gives its own size
+    arr = np.zeros((16, 40, 3), np.float32)
+    imp = import_onnx(path, image=arr)
+    assert imp.network.input_shape == (16, 40, 3)
+    assert "height and width those of the (16, 40, 3) image array" in imp.trace.notes[0]
+    # no image: the clear error stays (tested in full above)
+    with pytest.raises(WorkloadError, match=r"has dynamic dimensions \(\?, 3, 16, \?\); give their sizes"):
+        import_onnx(path)
+
+
+def test_dynamic_hw_from_the_image_rejected_names_input_shape(tmp_path, capsys):
+    from simulator.cli import main
+
+    path = _dynamic_hw_model(tmp_path, reshape_to=(1, 4 * 16 * 16))   # only 16x16 fits the Reshape
+    photo = _photo_file(tmp_path, 40, 40)
+    assert main(["run", str(path), "--image", str(photo), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"sparsesim: error: {path}: ")
+    assert err.endswith("(the input shape 1,3,32,32 was derived from the image; give one the model accepts with "
+                        "--input-shape)")
+    assert main(["run", str(path), "--image", str(photo), "--input-shape", "1,3,16,16", "--quiet"]) == 0
 
 
 def test_cli_input_shape(tmp_path, capsys):

@@ -155,6 +155,31 @@ def test_cli_runs_a_real_model_with_a_photo(models, capsys):
     assert data["totals"]["host_ops"]["PRelu"]["layers"] == 5
 
 
+@pytest.mark.parametrize("name, dims", [("ch_PP-OCRv4_det_infer.onnx", "1x3x64x96"), ("pnet.onnx", "1x64x96x3")])
+def test_cli_takes_a_dynamic_input_shape_from_the_photo(models, tmp_path, capsys, name, dims):
+    """Both models have a dynamic H and W and run with only --image: a 70x100 photo gives 64x96."""
+    from PIL import Image
+
+    photo = tmp_path / "small.png"
+    with Image.open(_photo()) as im:
+        im.convert("RGB").resize((100, 70)).save(photo)
+    out = tmp_path / "r.json"
+    assert main(["run", str(models[name]), "--image", str(photo), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    import json
+
+    data = json.loads(out.read_text())
+    note = (f"ran as {dims}: batch 1, dynamic H and W from the 70x100 (HxW) image, rounded down to multiples of 32; "
+            "--input-shape chooses another")
+    assert len(data["notes"]) == 1 and data["notes"][0].endswith(note)
+    assert f"warning: {data['notes'][0]}" in text.splitlines()
+    acc = [r for r in data["layers"] if r["where"] == "accelerator"]
+    assert acc and all(r["functional_check"] == "bit-exact" for r in acc)
+    assert data["totals"]["reference_check"]["ok"] == data["totals"]["reference_check"]["layers"] > 0
+    first = next(r for r in data["layers"] if r["where"] == "accelerator")
+    assert first["in_shape"][:2] == [64, 96]
+
+
 def test_a_failed_download_is_an_error_not_a_skip(tmp_path, monkeypatch):
     package, _, _, names = PACKAGES["mtcnn"]
     monkeypatch.setitem(PACKAGES, "mtcnn", (package, "0.0.0.dev999", "none.tar.gz", names))

@@ -62,6 +62,8 @@ _LAYER_OPS_WITH_ACTIVATION = ("conv", "fc", "add")
 _COMPUTED = ("conv", "fc", "maxpool", "avgpool", "add", "concat")
 #: Ops whose output depends only on their input's shape, which the import fixes.
 _SHAPE_OPS = ("Shape", "Size")
+#: A dynamic input height/width taken from an image file is its size rounded down to a multiple of this.
+_DYNAMIC_HW_MULTIPLE = 32
 #: Float32 unit roundoff, for the functional check's allowance for onnxruntime's own rounding.
 _F32_U = 2.0 ** -24
 
@@ -490,6 +492,8 @@ class _Importer:
         self.pad_of: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
         self.node_of: dict[str, list] = {}
         self.pad_node: dict[str, tuple] = {}
+        self.notes: list[str] = []                        # how the import chose what the user did not give
+        self.derived_shape: tuple[int, ...] | None = None  # the image input's shape, when taken from the image
 
     # -- helpers ------------------------------------------------------------------------------------------
     def fail(self, label: str, msg: str) -> NoReturn:
@@ -1062,10 +1066,17 @@ class _Importer:
             self.fail(label, f"{node.op_type} from {list(src)} to {list(dst)} changes the layout")
 
     # -- driver -------------------------------------------------------------------------------------------
-    def _input_dims(self, inp, given: tuple[int, ...] | None) -> list[int]:
+    def _input_dims(self, inp, given: tuple[int, ...] | None, hw_axes: tuple[int, int] | None = None) -> list[int]:
+        """The input's sizes: ``given`` (--input-shape), else the declared ones, a dynamic batch as 1 and,
+        for the image input with an image given, dynamic ``hw_axes`` from the image (:meth:`_image_hw`)."""
         tt = inp.type.tensor_type
         dims = list(tt.shape.dim)
         declared = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+        derived: dict[int, int] = {}
+        if (given is None and hw_axes is not None and self.image_arg is not None
+                and any(declared[i] is None for i in hw_axes)):
+            hw, why = self._image_hw()
+            derived = {ax: size for ax, size in zip(hw_axes, hw) if declared[ax] is None}
         if given is not None:
             if len(given) != len(dims):
                 raise WorkloadError(f"{self.where}: --input-shape {','.join(map(str, given))} has {len(given)} "
@@ -1080,6 +1091,8 @@ class _Importer:
         for i, d in enumerate(declared):
             if d is None and i == 0 and len(dims) >= 3:
                 d = 1   # a dynamic batch: one sample
+            if d is None and i in derived:
+                d = derived[i]
             if d is None:
                 letters = ("NCL" if len(dims) == 3 else "NHWC" if len(dims) == 4 and declared[3] in (1, 3)
                            and declared[1] not in (1, 3) else "NCHW" if len(dims) == 4 else "")
@@ -1090,7 +1103,36 @@ class _Importer:
                                     f"{self._dims_text(declared)}; give their sizes with --input-shape "
                                     f"(Python: input_shape=), e.g. --input-shape {example}")
             out.append(d)
+        if derived:
+            self.derived_shape = tuple(out)
+            self.notes.append(f"input {inp.name!r} {self._dims_text(declared)} ran as "
+                              f"{'x'.join(map(str, out))}: batch 1, {why}; --input-shape chooses another")
         return out
+
+    def _image_hw(self) -> tuple[tuple[int, int], str]:
+        """(H, W) for the dynamic height and width of the image input, and why.
+
+        An image file: its size rounded down to a multiple of 32, at least 32 (32 is the total stride of
+        the common detection and segmentation backbones, so their feature pyramids stay whole); the
+        image is then center-cropped and resized to it as usual. An array: its own (H, W).
+        """
+        img = self.image_arg
+        if isinstance(img, np.ndarray):
+            if img.ndim != 3:
+                raise WorkloadError(f"{self.where}: image array has shape {img.shape}; expected (H, W, C)")
+            return (int(img.shape[0]), int(img.shape[1])), f"height and width those of the {img.shape} image array"
+        h, w = _image_file_hw(img)
+        hw = (max(_DYNAMIC_HW_MULTIPLE, h // _DYNAMIC_HW_MULTIPLE * _DYNAMIC_HW_MULTIPLE),
+              max(_DYNAMIC_HW_MULTIPLE, w // _DYNAMIC_HW_MULTIPLE * _DYNAMIC_HW_MULTIPLE))
+        return hw, (f"dynamic H and W from the {h}x{w} (HxW) image, rounded down to multiples of "
+                    f"{_DYNAMIC_HW_MULTIPLE}")
+
+    def _shape_hint(self) -> str:
+        """For an error after the input shape was derived from the image: how to choose another."""
+        if self.derived_shape is None:
+            return ""
+        return (f" (the input shape {','.join(map(str, self.derived_shape))} was derived from the image; give one "
+                "the model accepts with --input-shape)")
 
     @staticmethod
     def _dims_text(declared) -> str:
@@ -1138,10 +1180,11 @@ class _Importer:
         if len(tt.shape.dim) not in (3, 4):
             raise WorkloadError(f"{self.where}: input {inp.name!r} has rank {len(tt.shape.dim)}; expected "
                                 "(N, C, H, W), (N, H, W, C) or (N, C, L)")
-        dims = self._input_dims(inp, given.get(inp.name))
         readers = [n for n in g.node if inp.name in n.input]
-        nhwc = len(dims) == 4 and readers and all(
+        nhwc = len(tt.shape.dim) == 4 and bool(readers) and all(
             n.op_type == "Transpose" and list(self._attrs(n).get("perm", [])) == [0, 3, 1, 2] for n in readers)
+        hw_axes = None if len(tt.shape.dim) != 4 else (1, 2) if nhwc else (2, 3)
+        dims = self._input_dims(inp, given.get(inp.name), hw_axes)
         self.layout = "nhwc" if nhwc else ("ncl" if len(dims) == 3 else "nchw")
         self.batch = dims[0]
         if self.layout == "nchw":
@@ -1170,7 +1213,7 @@ class _Importer:
         try:
             onnx.shape_inference.infer_shapes(fixed, strict_mode=True)
         except Exception as exc:  # onnx raises several types (InferenceError, ValidationError, ...)
-            raise WorkloadError(f"{self.where}: ONNX shape inference failed: {exc}") from None
+            raise WorkloadError(f"{self.where}: ONNX shape inference failed: {exc}{self._shape_hint()}") from None
         for t in g.initializer:
             self.consts[t.name] = onnx.numpy_helper.to_array(t)
         self.graph_outputs = {o.name for o in g.output}
@@ -1235,7 +1278,7 @@ class _Importer:
             names = [o.name for o in sess.get_outputs()]
             outs = sess.run(names, feeds)
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            raise WorkloadError(f"{self.where}: onnxruntime could not run the model: {exc}") from None
+            raise WorkloadError(f"{self.where}: onnxruntime could not run the model: {exc}{self._shape_hint()}") from None
         self.values = dict(zip(names, (np.asarray(o) for o in outs)))
         self.values.update(feeds)
         for node in self.graph.node:
@@ -1349,6 +1392,7 @@ class _Importer:
             xq = tr.inputs[p.name] = self._q(x, f"input/{p.name}", p.node)
             self._check_data(tr, p, layer, x, xq, wq, bq)
         tr.saturated = dict(self.saturated)
+        tr.notes = list(self.notes)
         return out
 
     def _captured(self, p: _Pending) -> np.ndarray:
@@ -1434,22 +1478,43 @@ def _density(a: np.ndarray) -> float:
     return float(np.count_nonzero(a)) / a.size if a.size else 0.0
 
 
-def _read_image(path: str | os.PathLike, shape: Shape) -> np.ndarray:
-    """An image file as normalised real values of ``shape`` (same steps as the bundled photo)."""
-    import matplotlib.image as mimage
-
-    p = Path(path)
+def _image_file_hw(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file, from its header when Pillow knows the format."""
+    _check_image_file(path)
     try:
-        found = p.is_file()
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+        return int(h), int(w)
+    except Exception:  # noqa: BLE001 - not a format Pillow knows: decode it as _read_image would
+        return _decode_image(path).shape[:2]
+
+
+def _check_image_file(path: str | os.PathLike) -> None:
+    try:
+        found = Path(path).is_file()
     except OSError as exc:   # e.g. a file name too long
         raise WorkloadError(f"{path}: cannot read the image: {exc.strerror or exc}") from None
     if not found:
         raise WorkloadError(f"{path}: image file not found")
-    _check_image_size(p, shape, where=str(path))
+
+
+def _decode_image(path: str | os.PathLike) -> np.ndarray:
+    import matplotlib.image as mimage
+
     try:
-        img = np.asarray(mimage.imread(p))
+        return np.asarray(mimage.imread(Path(path)))
     except Exception as exc:  # Pillow and matplotlib raise various types for unreadable files
         raise WorkloadError(f"{path}: not a readable image: {exc}") from None
+
+
+def _read_image(path: str | os.PathLike, shape: Shape) -> np.ndarray:
+    """An image file as normalised real values of ``shape`` (same steps as the bundled photo)."""
+    p = Path(path)
+    _check_image_file(p)
+    _check_image_size(p, shape, where=str(path))
+    img = _decode_image(p)
     if img.dtype == np.uint8:
         img = img / 255.0
     elif img.dtype == np.uint16:

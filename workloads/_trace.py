@@ -100,6 +100,8 @@ class Trace:
         model's own float outputs (``docs/bring_your_own.md``, "Functional check"):
         float32 ``(H, W, C)`` arrays (NaN = no value) and a float32 ``(C,)`` tolerance.
     densities : per ``host`` layer, float64 ``(input density, output density)``.
+    notes : how an importer chose what the user did not give (e.g. an input shape taken from
+        the image); a run reports them. Not stored in trace files.
     """
 
     network: str
@@ -112,6 +114,7 @@ class Trace:
     expected: dict[str, np.ndarray] = field(default_factory=dict)
     tolerance: dict[str, np.ndarray] = field(default_factory=dict)
     densities: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def _float_tables(self):
         return (("reference", self.reference), ("expected", self.expected), ("tolerance", self.tolerance),

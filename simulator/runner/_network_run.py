@@ -156,7 +156,8 @@ class Simulator:
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
                       profile="none (real data)" if user is not None else prof.name, trace=trace, seed=int(seed), layers=records,
                       energy_table=table_report(self.config, self.energy_table),
-                      saturated=dict(user.saturated) if user is not None else {})
+                      saturated=dict(user.saturated) if user is not None else {},
+                      notes=list(user.notes) if user is not None else [])
 
 
 def simulate(network: Network | str, accel: AcceleratorConfig | str | os.PathLike = "nullhop", *,
