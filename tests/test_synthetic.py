@@ -182,6 +182,43 @@ def test_large_fan_in_weights_never_round_to_zero():
     assert np.count_nonzero(p) == target(0.04, p.size)
 
 
+def test_weight_draws_are_normal():
+    # Without the per-kernel spread and with a small fan-in (std = 121 LSB) the Q8.8 values are
+    # fine-grained He-normal draws: the tail fractions match the normal's within 5 binomial sigma.
+    w = synthetic_weights((8192, 3, 3, 1), 11, scale_spread=0.0).astype(np.float64)
+    z = w / (256 * np.sqrt(2 / 9))
+    assert abs(z.mean()) < 5 / np.sqrt(z.size)
+    for t, p in ((1.0, 0.31731), (2.0, 0.04550), (3.0, 0.00270), (4.0, 0.0000633)):
+        assert abs(np.mean(np.abs(z) > t) - p) < 5 * np.sqrt(p * (1 - p) / z.size) + 1 / z.size, t
+
+
+def test_weight_filter_norms_spread_log_normally():
+    # scale_spread is the log-space std of the per-kernel scale: the log of each kernel's RMS
+    # spreads by about that much (plus the small sampling noise of 576 weights per kernel).
+    w = synthetic_weights((512, 3, 3, 64), 2, scale_spread=0.5).astype(np.float64)
+    log_rms = np.log(np.sqrt((w.reshape(512, -1) ** 2).mean(axis=1)))
+    assert 0.42 < log_rms.std() < 0.58
+    flat = synthetic_weights((512, 3, 3, 64), 2, scale_spread=0.0).astype(np.float64)
+    assert np.log(np.sqrt((flat.reshape(512, -1) ** 2).mean(axis=1))).std() < 0.06
+
+
+@pytest.mark.parametrize("sample, sigmas", [(64, 0.0), (64, 8.0), (4096, 8.0)])
+def test_bracketed_pruning_equals_the_exact_top_k(monkeypatch, sample, sigmas):
+    # Large tensors are pruned through a threshold bracketed on a sample; small ones rank every
+    # value. Both must give the same exact top-k (ties to the lowest flat index). A tiny sample
+    # also exercises the kernels with more candidates than room; no margin, a bracket that
+    # misses the threshold and is widened.
+    import workloads._draw as draw
+    monkeypatch.setattr(draw, "_MARGIN_SIGMAS", sigmas)
+    shape = (48, 3, 3, 40)
+    for seed, d in ((21, 0.03), (1, 0.3), (2, 0.3), (21, 0.97)):   # (1, 2: bracket widened up, down)
+        monkeypatch.setattr(draw, "_SAMPLE", 1 << 30)
+        direct = synthetic_weights(shape, seed, density=d)
+        monkeypatch.setattr(draw, "_SAMPLE", sample)
+        np.testing.assert_array_equal(synthetic_weights(shape, seed, density=d), direct)
+        assert np.count_nonzero(direct) == target(d, direct.size)
+
+
 def test_weight_errors():
     with pytest.raises(TraceError, match=r"^weight shape must be 4 positive ints, not \(3, 3, 8\)$"):
         synthetic_weights((3, 3, 8), 0)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from statistics import NormalDist
 
+from ._draw import he_weights_q88
 from ._errors import TraceError
 
 __all__ = [
@@ -292,18 +293,17 @@ def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: 
     ``256 * sqrt(2 / 25088) = 2.3`` LSB), so some kept weights round to 0.
     Each such weight is set to ``+-1`` LSB with the sign of its real value, so
     kept weights are never zero and the density is exact. This slightly widens
-    the distribution of tiny weights; the std stays within a few percent of He
-    (+2.4 % at fan-in 25088). Peak memory is ~14 bytes per weight (float32
-    draw, its magnitude, a partition copy, the int16 result).
+    the distribution of tiny weights; the std stays within a few percent of He.
+    The normal values are counter-based (a hash of the seed and the flat index),
+    so the pruning threshold is found without sorting and no float copy of the
+    tensor is ever made (docs/traces.md §3); peak memory is ~2.5 bytes per weight.
     """
     cout, kh, kw, cin = _check_shape(shape, 4, "weight shape")
     d = _check_density(density)
-    n = cout * kh * kw * cin
-    k = _target_count(d, n)
+    k = _target_count(d, cout * kh * kw * cin)
     rng = _rng(seed)
     std = np.sqrt(2.0 / (kh * kw * cin))
-    real = rng.standard_normal(n, dtype=np.float32)
-    real *= np.float32(std)     # in place: fresh pages are slow to touch (fc6 of VGG16 is 400 MB)
+    sk, sc = np.ones(cout), np.ones(cin)
     if scale_spread > 0:
         # Trained filters differ in norm per output kernel and per input channel
         # (Assumption: log-normal spread, normalised so the mean square stays He's).
@@ -311,15 +311,8 @@ def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: 
         sc = np.exp(rng.normal(0.0, scale_spread, cin))
         sk /= np.sqrt(np.mean(sk ** 2))
         sc /= np.sqrt(np.mean(sc ** 2))
-        view = real.reshape(cout, kh * kw, cin)   # same float32 products, same order, no temporaries
-        view *= sk[:, None, None].astype(np.float32)
-        view *= sc[None, None, :].astype(np.float32)
-    q = _to_q88(real)
-    keep = _top_k_mask(np.abs(real), k)
-    q[~keep] = 0
-    fix = keep & (q == 0)
-    q[fix] = np.where(real[fix] < 0, -1, 1).astype(np.int16)
-    return q.reshape(cout, kh, kw, cin)
+    keys = rng.integers(0, 2**64, size=2, dtype=np.uint64, endpoint=False)
+    return he_weights_q88((cout, kh, kw, cin), keys, std, sk, sc, k)
 
 
 def synthetic_bias(n: int, seed: Seed) -> np.ndarray:

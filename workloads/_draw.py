@@ -1,0 +1,210 @@
+"""Counter-based normal draws for synthetic weights, and their exact magnitude pruning.
+
+Element ``i`` of a weight tensor is a pure function of the seed's two key words
+and ``i``: a SplitMix64 hash of the counter gives 64 random bits; bit 0 is the
+sign and the top 53 bits a tail probability ``p`` in ``(0, 1]``, which the
+inverse half-normal CDF turns into ``|z| = -Phi^-1(p / 2)``. The inverse CDF is
+a table, linear within each of 256 cells per binary octave of ``p`` (53
+octaves, so the tail reaches ``|z|`` ~ 8.3), built once from
+:class:`statistics.NormalDist`; the interpolation error is below 1e-5 in ``z``.
+
+Because any element can be recomputed on its own, magnitude pruning needs no
+sort of the whole tensor: the k-th largest ``|w|`` is bracketed from a sample,
+one parallel pass counts above the bracket and collects the few values inside
+it, and those are ranked exactly (ties to the lowest flat index). The result is
+the same exact top-k as a full partition. Only integer operations and IEEE additions and
+multiplications are used (no ``fastmath``, no transcendental functions), so the
+values are the same on every machine and for any number of threads.
+"""
+from __future__ import annotations
+
+import functools
+from statistics import NormalDist
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+__all__ = ["he_weights_q88"]
+
+_CELLS = 256            # table cells per binary octave of the tail probability
+_OCTAVES = 54           # p in (2^-53, 1]: frexp exponents 1 .. -52
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+#: Elements drawn for the pruning threshold's bracket; tensors up to this size are ranked directly.
+_SAMPLE = 1 << 18
+#: Half-width of that bracket, in binomial standard deviations of the sample's rank.
+_MARGIN_SIGMAS = 8.0
+_I16_MIN, _I16_MAX = -32768, 32767
+_ROUND = 6755399441055744.0     # 1.5 * 2^52
+
+
+@functools.lru_cache(maxsize=1)
+def _half_normal_table() -> np.ndarray:
+    """``T[o, j] = -Phi^-1(p / 2)`` at ``p = 2^-o (1 + j / 256)``, shape (54, 257), float64."""
+    inv = NormalDist().inv_cdf
+    t = np.zeros((_OCTAVES, _CELLS + 1))
+    for o in range(1, _OCTAVES):
+        for j in range(_CELLS + 1):
+            p = 2.0 ** -o * (1.0 + j / _CELLS)
+            t[o, j] = -inv(p / 2.0) if p < 1.0 else 0.0
+    t.setflags(write=False)
+    return t
+
+
+@intrinsic
+def _clz64(typingctx, x):
+    """Leading zero bits of a uint64 (LLVM ``ctlz``)."""
+    def codegen(context, builder, signature, args):
+        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
+    return types.uint64(types.uint64), codegen
+
+
+#: 256 / 2^(53 - o): scales v in [2^(53-o), 2^(54-o)) to a table position in [256, 512).
+_CELL_SCALE = np.array([_CELLS / 2.0 ** (53 - o) for o in range(_OCTAVES)])
+
+
+@njit(cache=True, inline="always")
+def _std_normal(k0, k1, i, table):
+    # NOTE: all uint64 arithmetic (a mixed int64/uint64 expression would become float64 in numba).
+    h = k0 + np.uint64(i) * _GOLDEN
+    h = (h ^ (h >> np.uint64(30))) * _M1
+    h = (h ^ (h >> np.uint64(27))) * _M2
+    h = (h ^ (h >> np.uint64(31))) ^ k1
+    v = np.uint64(1) + (h >> np.uint64(11))       # tail probability p = v / 2^53, in (0, 1]
+    o = int(_clz64(v)) - 10                       # octave: p in [2^-o, 2^(1-o))
+    # NOTE: v < 2^63, so the int64 -> float64 conversion is exact and one instruction.
+    t = np.float64(np.int64(v)) * _CELL_SCALE[o] - _CELLS
+    j = int(t)
+    z = table[o, j] + (t - j) * (table[o, j + 1] - table[o, j])
+    return -z if h & np.uint64(1) else z
+
+
+@njit(cache=True)
+def _sample_magnitudes(k0, k1, table, scale_k, scale_c, khw, cin, idx):
+    out = np.empty(idx.shape[0], dtype=np.float64)
+    row = khw * cin
+    for s in range(idx.shape[0]):
+        i = idx[s]
+        co = i // row
+        ci = i % cin
+        out[s] = abs(_std_normal(k0, k1, i, table) * scale_k[co] * scale_c[ci])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _draw_pass(k0, k1, table, scale_k, scale_c, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx):
+    # One pass over every weight: q = Q8.8 of w if |w| >= lo (a weight with |w| > hi is kept for
+    # sure, so a 0 there becomes +-1 LSB now), else 0. Weights with lo <= |w| <= hi are the
+    # candidates for the threshold: signed value and flat index go to row r of cand_*, as far
+    # as it has room. counts[co] = (# |w| > hi, # lo <= |w| <= hi). Only the kernels in rows.
+    cap = cand_val.shape[1]
+    row = khw * cin
+    for rr in prange(rows.shape[0]):
+        co = rows[rr]
+        above = 0
+        mid = 0
+        sk = scale_k[co]
+        base = co * row
+        for r in range(khw):
+            off = base + r * cin
+            for ci in range(cin):
+                i = off + ci
+                w = _std_normal(k0, k1, i, table) * sk * scale_c[ci]
+                a = abs(w)
+                if a < lo:
+                    q[i] = 0
+                    continue
+                v = w * 256.0
+                if v > _I16_MAX:
+                    v = _I16_MAX
+                elif v < _I16_MIN:
+                    v = _I16_MIN
+                # NOTE: round half to even (np.rint) inline: adding and subtracting 1.5 * 2^52
+                # rounds any |v| < 2^51 to an integer in IEEE arithmetic; np.rint is a libm call.
+                v = (v + _ROUND) - _ROUND
+                if a > hi:
+                    above += 1
+                    if v == 0.0:
+                        v = -1.0 if w < 0 else 1.0
+                else:
+                    if mid < cap:
+                        cand_val[rr, mid] = w
+                        cand_idx[rr, mid] = i
+                    mid += 1
+                q[i] = np.int16(v)
+        counts[co, 0] = above
+        counts[co, 1] = mid
+    return q
+
+
+def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: float, scale_k: np.ndarray,
+                   scale_c: np.ndarray, k: int) -> np.ndarray:
+    """Q8.8 weights ``z * std * scale_k[co] * scale_c[ci]`` (z standard normal, counter-based),
+    rounded to nearest, saturated, then all but the ``k`` largest ``|w|`` set to 0 (ties to the
+    lowest flat index) and kept zeros set to +-1 LSB. ``keys``: two uint64 words of the seed.
+    Returns int16 of ``shape``."""
+    cout, kh, kw, cin = shape
+    n = cout * kh * kw * cin
+    khw = kh * kw
+    k0, k1 = np.uint64(keys[0]), np.uint64(keys[1])
+    table = _half_normal_table()
+    sk = np.ascontiguousarray(scale_k * std, dtype=np.float64)
+    sc = np.ascontiguousarray(scale_c, dtype=np.float64)
+    q = np.empty(n, dtype=np.int16)
+    counts = np.zeros((cout, 2), dtype=np.int64)
+    row = khw * cin
+    if k <= 0:
+        return np.zeros(shape, dtype=np.int16)
+    if k >= n:
+        lo = hi = -1.0                                            # every weight is kept
+        mid_frac = 0.0
+    elif n <= _SAMPLE:
+        lo, hi = 0.0, np.inf                                        # every weight is a candidate
+        mid_frac = 1.0
+    else:
+        # Bracket the k-th largest |w| between two order statistics of a sample, 8 sigma of the
+        # binomial rank error either side; widen (rarely) until the counts prove the bracket holds.
+        idx = np.linspace(0, n - 1, _SAMPLE).astype(np.int64)
+        sample = np.sort(_sample_magnitudes(k0, k1, table, sk, sc, khw, cin, idx))
+        frac = k / n
+        margin = _MARGIN_SIGMAS * np.sqrt(frac * (1.0 - frac) / _SAMPLE) + 2.0 / _SAMPLE
+        lo_r, hi_r = 1.0 - frac - margin, 1.0 - frac + margin
+        lo = sample[int(np.floor(lo_r * (_SAMPLE - 1)))] if lo_r > 0 else 0.0
+        hi = sample[int(np.ceil(hi_r * (_SAMPLE - 1)))] if hi_r < 1 else np.inf
+        mid_frac = min(1.0, hi_r) - max(0.0, lo_r)
+    # Room for the candidates of one output kernel: the mean count plus 8 sigma. Kernels with
+    # more (larger filter norm) are drawn again with room for all of theirs.
+    expect = row * mid_frac
+    cap = min(row, int(expect + 8.0 * np.sqrt(expect) + 16))
+    rows = np.arange(cout, dtype=np.int64)
+    while True:
+        cand_val = np.empty((cout, cap), dtype=np.float64)
+        cand_idx = np.empty((cout, cap), dtype=np.int64)
+        _draw_pass(k0, k1, table, sk, sc, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx)
+        above, mid = int(counts[:, 0].sum()), int(counts[:, 1].sum())
+        if above <= k <= above + mid:
+            break
+        lo, hi = (0.0, hi) if above + mid < k else (lo, np.inf)     # widen the side that failed
+    n_c = counts[:, 1]
+    sel = np.arange(cap)[None, :] < n_c[:, None]
+    vals, idxs = [cand_val[sel]], [cand_idx[sel]]
+    over = np.flatnonzero(n_c > cap)
+    if over.size:
+        big = int(n_c[over].max())
+        ov_val = np.empty((over.size, big), dtype=np.float64)
+        ov_idx = np.empty((over.size, big), dtype=np.int64)
+        _draw_pass(k0, k1, table, sk, sc, khw, cin, lo, hi, over, q, counts, ov_val, ov_idx)
+        sel = (np.arange(big)[None, :] >= cap) & (np.arange(big)[None, :] < n_c[over][:, None])
+        vals.append(ov_val[sel])
+        idxs.append(ov_idx[sel])
+    vals, idxs = np.concatenate(vals), np.concatenate(idxs)
+    # Keep the (k - above) largest |w| of the bracket: by value descending, then flat index.
+    order = np.lexsort((idxs, -np.abs(vals)))
+    kept, dropped = order[:k - above], order[k - above:]
+    q[idxs[dropped]] = 0
+    fix = kept[q[idxs[kept]] == 0]
+    q[idxs[fix]] = np.where(vals[fix] < 0, -1, 1).astype(np.int16)
+    return q.reshape(shape)
