@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -64,6 +65,44 @@ def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
         q = np.partition(flat, n - k, axis=0)[n - k]
     b = -((q - 256) // 256)  # ceil((256 - q) / 256)
     return np.broadcast_to(np.clip(b, -32768, 32767).astype(np.int16), (cout,)).copy()
+
+
+class _SeedCache:
+    """Synthetic tensors by the arguments that determine them, least recently used first out.
+
+    A sweep (or a notebook re-running a cell) draws the same seeded weights and maps at
+    every point; the generators are deterministic, so a hit returns the very same array.
+    Cached arrays are read-only: nothing downstream writes into its inputs.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+        hit = self.items.get(key)
+        if hit is not None:
+            self.items.move_to_end(key)
+            return hit
+        a = make()
+        if a.nbytes <= self.max_bytes:
+            a.setflags(write=False)
+            self.items[key] = a
+            self.nbytes += a.nbytes
+            while self.nbytes > self.max_bytes:
+                self.nbytes -= self.items.popitem(last=False)[1].nbytes
+        return a
+
+
+#: Per process. 512 MiB holds every synthetic tensor of a VGG16 run (fc6's weights are 196 MiB).
+_SYNTHETIC = _SeedCache(512 << 20)
+
+
+def _synthetic_map(shape: tuple[int, int, int], density: float, keys: tuple) -> np.ndarray:
+    """``synthetic_activation(shape, density, child_seed(*keys))``, cached per process."""
+    return _SYNTHETIC.get(("map", tuple(int(v) for v in shape), float(density)) + keys,
+                          lambda: synthetic_activation(shape, density, child_seed(*keys)))
 
 
 class Simulator:
@@ -207,7 +246,7 @@ class _NetworkRun:
             return out
         d = self.prof.input_density_for(self.net, layer)
         return [self._network_input() if src == "input"
-                else synthetic_activation(shape, d, child_seed(self.seed, layer.name, "input", i))
+                else _synthetic_map(tuple(shape), d, (self.seed, layer.name, "input", i))
                 for i, (src, shape) in enumerate(zip(layer.inputs, layer.in_shapes))]
 
     def _network_input(self) -> np.ndarray:
@@ -218,7 +257,7 @@ class _NetworkRun:
         if c in (1, 3):
             return image_input(self.net.input_shape)
         d = self.prof.default_output_density if self.prof.default_output_density is not None else 0.5
-        return synthetic_activation((h, w, c), d, child_seed(self.seed, "input"))
+        return _synthetic_map((h, w, c), d, (self.seed, "input"))
 
     def _release(self, layer: Layer) -> None:
         for src in layer.inputs:
@@ -239,11 +278,15 @@ class _NetworkRun:
         if self.user is not None:
             return self.user.weights[layer.name].reshape(layer.weight_shape)
         wd = self.prof.weight_density_for(layer)
-        seed = child_seed(self.seed, layer.name, "weights")
-        if self.pruning == "magnitude":
-            return synthetic_weights(layer.weight_shape, seed, density=wd)
-        return prune_weights(synthetic_weights(layer.weight_shape, seed), wd, method="balanced",
-                             granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
+        shape = tuple(layer.weight_shape)
+
+        def make() -> np.ndarray:
+            seed = child_seed(self.seed, layer.name, "weights")
+            if self.pruning == "magnitude":
+                return synthetic_weights(shape, seed, density=wd)
+            return prune_weights(synthetic_weights(shape, seed), wd, method="balanced",
+                                 granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
+        return _SYNTHETIC.get(("weights", self.seed, layer.name, shape, wd, self.pruning), make)
 
     def _synthetic_written(self, s: ScheduledLayer) -> np.ndarray:
         """Synthetic trace: the map the PRE writes, drawn at the layer's output density.
@@ -262,7 +305,7 @@ class _NetworkRun:
             if s.fused_pool is not None:
                 shape = (shape[0] // 2, shape[1] // 2, shape[2])
         d = self.prof.output_density_for(layer.name) if layer.activation is not None else 1.0
-        return synthetic_activation(shape, d, child_seed(self.seed, layer.name, "output"))
+        return _synthetic_map(shape, d, (self.seed, layer.name, "output"))
 
     def _weighted(self, layer: Layer, x: np.ndarray):
         """Weights, bias, int64 accumulators and the Q8.8 output of a conv/fc layer."""
