@@ -371,19 +371,9 @@ def _list() -> int:
 
 
 def _dispatch(args) -> int:
-    if args.command == "run":
-        return _run(args)
-    if args.command == "validate":
-        return _validate(args)
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "sweep":
-        return _sweep(args)
-    if args.command == "plot":
-        return _plot(args)
-    if args.command == "config":
-        return _config(args)
-    return _list()
+    commands = {"run": _run, "validate": _validate, "compare": _compare, "sweep": _sweep, "plot": _plot,
+                "config": _config}
+    return commands[args.command](args) if args.command in commands else _list()
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
