@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,8 @@ _COMPUTED = ("conv", "fc", "maxpool", "avgpool", "add", "concat")
 _SHAPE_OPS = ("Shape", "Size")
 #: A dynamic input height/width taken from an image file is its size rounded down to a multiple of this.
 _DYNAMIC_HW_MULTIPLE = 32
+#: Tensors of at most this many elements are copied out of onnxruntime's memory at once (see _run_model).
+_SMALL_TENSOR = 4096
 #: Float32 unit roundoff, for the functional check's allowance for onnxruntime's own rounding.
 _F32_U = 2.0 ** -24
 
@@ -244,43 +247,36 @@ def _dilate(w: np.ndarray, dilations) -> np.ndarray:
     return out
 
 
-def _conv_pair(x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: np.ndarray, stride: int, pad: int,
+def _conv_pair(onnx, ort, x1: np.ndarray, w1: np.ndarray, x2: np.ndarray, w2: np.ndarray, stride: int, pad: int,
                groups: int) -> np.ndarray:
     """``conv(x1, w1) + conv(x2, w2)`` in float32, inputs (H, W, C), weights (C_out, kh, kw, C_in/groups).
 
+    One onnxruntime ``Conv`` over the stacked channels: each group reads its ``x1`` channels, then its
+    ``x2`` channels, with the kernels ``[w1, w2]`` (so grouped and depthwise convs stay one conv).
     Float32 suffices: the result is a correction of a few LSB whose own rounding is far below 1 LSB.
     """
-    if groups == 1:   # one convolution over the stacked channels
-        xs = (np.concatenate([x1, x2], axis=2, dtype=np.float32),)
-        ws = (np.concatenate([w1, w2], axis=3, dtype=np.float32),)
-    else:
-        xs = (x1.astype(np.float32, copy=False), x2.astype(np.float32, copy=False))
-        ws = (w1.astype(np.float32, copy=False), w2.astype(np.float32, copy=False))
-    h, wd, _ = xs[0].shape
-    cout, kh, kw, cg = ws[0].shape
-    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
-    out = np.zeros((ho, wo, cout), np.float32)
-    cog = cout // groups
-    for x, w in zip(xs, ws):
-        xp = np.pad(x, ((pad, pad), (pad, pad), (0, 0))) if pad else x
-        if groups == 1:
-            # im2col: one matrix product for all taps
-            cols = np.empty((ho, wo, kh, kw, x.shape[2]), np.float32)
-            for ky in range(kh):
-                for kx in range(kw):
-                    cols[:, :, ky, kx] = xp[ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
-            out += (cols.reshape(ho * wo, -1) @ w.reshape(cout, -1).T).reshape(ho, wo, cout)
-            continue
-        for ky in range(kh):
-            for kx in range(kw):
-                patch = xp[ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride]
-                tap = w[:, ky, kx, :]
-                if cg == 1 and cog == 1:
-                    out += patch * tap[:, 0]
-                else:
-                    out += np.einsum("hwgc,goc->hwgo", patch.reshape(ho, wo, groups, cg),
-                                     tap.reshape(groups, cog, cg)).reshape(ho, wo, cout)
-    return out
+    h, wd, c = x1.shape
+    cout, kh, kw, cg = w1.shape
+    x = np.empty((1, groups, 2, cg, h, wd), np.float32)
+    x[0, :, 0] = x1.reshape(h, wd, groups, cg).transpose(2, 3, 0, 1)
+    x[0, :, 1] = x2.reshape(h, wd, groups, cg).transpose(2, 3, 0, 1)
+    w = np.empty((cout, 2, cg, kh, kw), np.float32)
+    w[:, 0] = w1.transpose(0, 3, 1, 2)
+    w[:, 1] = w2.transpose(0, 3, 1, 2)
+    helper, tp = onnx.helper, onnx.TensorProto
+    node = helper.make_node("Conv", ["x", "w"], ["y"], group=groups, strides=[stride, stride], pads=[pad] * 4,
+                            kernel_shape=[kh, kw])
+    graph = helper.make_graph([node], "correction",
+                              [helper.make_tensor_value_info("x", tp.FLOAT, [1, 2 * c, h, wd]),
+                               helper.make_tensor_value_info("w", tp.FLOAT, [cout, 2 * cg, kh, kw])],
+                              [helper.make_tensor_value_info("y", tp.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    (y,) = sess.run(["y"], {"x": x.reshape(1, 2 * c, h, wd), "w": w.reshape(cout, 2 * cg, kh, kw)})
+    return y[0].transpose(1, 2, 0)
 
 
 def import_onnx(path: str | os.PathLike, *, image=None, name: str | None = None, input_shape=None) -> OnnxImport:
@@ -1279,7 +1275,10 @@ class _Importer:
             outs = sess.run(names, feeds)
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise WorkloadError(f"{self.where}: onnxruntime could not run the model: {exc}{self._shape_hint()}") from None
-        self.values = dict(zip(names, (np.asarray(o) for o in outs)))
+        # NOTE: onnxruntime's outputs share its memory arena, which is freed only once every one of them is gone:
+        # small ones (kept as constants) are copied now, the big ones the trace needs in _finish.
+        self.values = {n: (np.array(o) if o.size <= _SMALL_TENSOR else o) for n, o in zip(names, outs)}
+        del outs
         self.values.update(feeds)
         for node in self.graph.node:
             if node.op_type == "Constant":
@@ -1374,6 +1373,10 @@ class _Importer:
         net = b.build()
         out = OnnxImport(network=net, trace=Trace(network=net.name, image=image_q), host_reasons=self.host_reasons)
         tr = out.trace
+        # Memory: from here on only the conv/fc layers' own tensors are read; each is dropped after its last use.
+        uses = Counter(t for p in self.pending if p.op in ("conv", "fc") for t in self._tensors_of(p))
+        self.values = {t: np.array(v) for t, v in self.values.items() if t in uses}   # owned: the arena goes
+        self.consts = {}
         for p, layer in zip(self.pending, net.layers):
             out.output_tensor[p.name] = p.onnx_out
             if p.op == "host":
@@ -1391,9 +1394,20 @@ class _Importer:
             x = self._captured(p)
             xq = tr.inputs[p.name] = self._q(x, f"input/{p.name}", p.node)
             self._check_data(tr, p, layer, x, xq, wq, bq)
+            for t in self._tensors_of(p):
+                uses[t] -= 1
+                if not uses[t]:
+                    del self.values[t]
         tr.saturated = dict(self.saturated)
         tr.notes = list(self.notes)
         return out
+
+    @staticmethod
+    def _tensors_of(p: _Pending) -> tuple[str, str, str]:
+        """The ONNX tensors conv/fc ``p`` reads at the end: its input, its model output before and after
+        its fused activation (see :meth:`_check_data`)."""
+        post = p.model_out or p.onnx_out
+        return p.in_tensor, post, p.pre_act or post
 
     def _captured(self, p: _Pending) -> np.ndarray:
         """The float input of conv/fc ``p`` as onnxruntime computed it, in (H, W, C)."""
@@ -1434,12 +1448,11 @@ class _Importer:
         xqf = xq.astype(np.float32) * np.float32(1 / 256)
         wqf = wq.astype(np.float32) * np.float32(1 / 256)
         w32 = w.astype(np.float32)
-        corr = _conv_pair(xqf, wqf - w32, xqf - x32, w32, stride, pad, groups)
+        corr = _conv_pair(self.onnx, self.ort, xqf, wqf - w32, xqf - x32, w32, stride, pad, groups)
         b = np.zeros(w.shape[0]) if p.bias is None else p.bias
         if bq is not None:
             corr += (bq.astype(np.float64) / 256.0 - b).astype(np.float32)
-        post_t = p.model_out or p.onnx_out
-        pre_t = p.pre_act or post_t
+        _, post_t, pre_t = self._tensors_of(p)
         pre, post = (self._to_hwc(self._sample(t), p.out_kind) for t in (pre_t, post_t))
         shape = layer.out_shape
         sh, sw = p.step
