@@ -204,7 +204,8 @@ def schedule_network(network: Network, cfg: AcceleratorConfig) -> list[Scheduled
             reason = {"fc": "FC runs on the host CPU (NullHop driver) [C]",
                       "add": "residual add is not a NullHop operation",
                       "concat": "concat is a host-side memory layout step",
-                      "host": f"{layer.host_op} on the host (values from onnxruntime)"}.get(layer.op)
+                      "host": f"{layer.host_op} on the host (values from onnxruntime)"
+                              + (f": {layer.host_reason}" if layer.host_reason else "")}.get(layer.op)
             if reason is None:
                 reason = _unfused_pool_reason(layer, by_name, consumers)
             out.append(ScheduledLayer(layer=layer, where="host", reason=reason))

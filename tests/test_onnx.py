@@ -438,6 +438,27 @@ def _summary(net):
     return [(l.name, l.op if l.op != "host" else f"host:{l.host_op}", l.activation) for l in net.layers]
 
 
+def test_host_rows_say_why_the_node_did_not_map(tmp_path):
+    g = _Graph(in_shape=(1, 3, 9, 9))
+    x = g.node("Relu", [g.conv("image", "c", 3, 4, 3, pad=1)], "r")
+    y = g.node("MaxPool", [x], "pool", kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+    path = g.save(tmp_path / "ceil.onnx", y)
+    imp, result = _run(path)
+    assert imp.host_reasons["pool"] == "ceil_mode=1"
+    note = "MaxPool on the host (values from onnxruntime): ceil_mode=1"
+    assert imp.network.layer("pool").host_reason == "ceil_mode=1"
+    assert {r.name: r.note for r in result.layers}["pool"] == note
+    assert any(line.startswith("pool ") and line.endswith(note) for line in result.format_table().splitlines())
+    assert {r["name"]: r["note"] for r in result.to_dict()["layers"]}["pool"] == note
+    # The trace file format is unchanged: the reason lives in the network, the file loads as before.
+    trace_path = save_trace(imp.trace, tmp_path / "t.npz")
+    again = simulate(imp.network, trace=load_trace(trace_path, imp.network))
+    assert {r.name: r.note for r in again.layers}["pool"] == note
+    kinds = {k.split("/")[0] for k in np.load(trace_path, allow_pickle=False).files}
+    assert kinds <= {"format", "network", "image", "weights", "bias", "input", "saturated", "reference", "expected",
+                     "tolerance", "density"}
+
+
 def test_other_ops_run_on_the_host(tmp_path):
     g = _Graph(in_shape=(1, 3, 8, 8))
     y = g.node("Sigmoid", [g.conv("image", "c", 3, 4, 3)], "gate")
@@ -446,8 +467,8 @@ def test_other_ops_run_on_the_host(tmp_path):
     assert _summary(imp.network) == [("c", "conv", None), ("gate", "host:Sigmoid", None)]
     rec = {r.name: r for r in result.layers}
     assert rec["gate"].where == "host" and rec["gate"].functional_check == "onnxruntime"
-    assert rec["gate"].note == "Sigmoid on the host (values from onnxruntime)"
     assert imp.host_reasons["gate"] == "not a NullHop operation"
+    assert rec["gate"].note == "Sigmoid on the host (values from onnxruntime): not a NullHop operation"
     out = _all_outputs(path, _nchw(imp.trace.image))
     assert rec["gate"].output_density == np.count_nonzero(out["gate:0"]) / out["gate:0"].size
     assert result.totals["host_ops"] == {"Sigmoid": {"layers": 1, "elements": 6 * 6 * 4}}

@@ -36,6 +36,8 @@ class Layer:
     host_op : for ``op == "host"``: what the host computes (an ONNX op type such as
         ``"Sigmoid"``, or a recognised activation such as ``"HardSwish"``). Such a layer's
         values come from the model's own run (an ONNX import), not from sparsesim.
+    host_reason : for ``op == "host"``: why it is not on the accelerator (the report's note
+        shows it), e.g. why an ONNX node did not map; may be empty.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Layer:
     activation: str | None = None
     bias: bool = True
     host_op: str = ""
+    host_reason: str = ""
 
     @property
     def in_shape(self) -> Shape:
@@ -279,16 +282,18 @@ class NetworkBuilder:
         return self._add(Layer(name=name, op="concat", inputs=tuple(inputs), in_shapes=shapes, out_shape=out,
                                bias=False))
 
-    def host(self, name: str, host_op: str, inputs: tuple[str, ...], out_shape: Shape) -> str:
+    def host(self, name: str, host_op: str, inputs: tuple[str, ...], out_shape: Shape, *, reason: str = "") -> str:
         """Append a host operation ``host_op`` (values supplied by a trace) of shape ``out_shape``.
 
-        ``inputs`` are the layers it depends on (may be empty for a constant-only branch).
+        ``inputs`` are the layers it depends on (may be empty for a constant-only branch);
+        ``reason`` says why it runs on the host (:attr:`Layer.host_reason`).
         """
         shapes = tuple(self._shape(name, s) for s in inputs)
         if len(out_shape) != 3 or min(out_shape) < 1:
             raise WorkloadError(f"layer {name!r}: host output shape must be three positive ints, got {out_shape!r}")
         return self._add(Layer(name=name, op="host", inputs=tuple(inputs), in_shapes=shapes or ((1, 1, 1),),
-                               out_shape=tuple(int(v) for v in out_shape), bias=False, host_op=host_op))
+                               out_shape=tuple(int(v) for v in out_shape), bias=False, host_op=host_op,
+                               host_reason=str(reason)))
 
     @property
     def last(self) -> str:

@@ -1367,7 +1367,8 @@ class _Importer:
                 elif p.op == "concat":
                     b.concat(p.name, p.inputs)
                 else:
-                    b.host(p.name, p.kw["host_op"], p.inputs, p.kw["out_shape"])
+                    b.host(p.name, p.kw["host_op"], p.inputs, p.kw["out_shape"],
+                           reason=self.host_reasons.get(p.name, ""))
             except WorkloadError as exc:
                 raise WorkloadError(f"{self.where}: node {p.node!r}: {exc}") from None
         net = b.build()
