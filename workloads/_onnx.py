@@ -65,8 +65,6 @@ _COMPUTED = ("conv", "fc", "maxpool", "avgpool", "add", "concat")
 _SHAPE_OPS = ("Shape", "Size")
 #: A dynamic input height/width taken from an image file is its size rounded down to a multiple of this.
 _DYNAMIC_HW_MULTIPLE = 32
-#: Tensors of at most this many elements are copied out of onnxruntime's memory at once (see _run_model).
-_SMALL_TENSOR = 4096
 #: Float32 unit roundoff, for the functional check's allowance for onnxruntime's own rounding.
 _F32_U = 2.0 ** -24
 
@@ -1265,6 +1263,9 @@ class _Importer:
         so = ort.SessionOptions()
         # NOTE: no graph optimizations: the captured tensors are the graph's own, not fused variants.
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        # Memory: no arena, so every output is its own buffer and those not needed later are freed one by one
+        # (an arena chunk is freed only once every output in it is gone).
+        so.enable_cpu_mem_arena = False
         # Only fatal log lines: onnxruntime's errors come back as exceptions, which become our one-line error.
         so.log_severity_level = 4
         ort.set_default_logger_severity(4)   # the process-wide logger too
@@ -1275,9 +1276,7 @@ class _Importer:
             outs = sess.run(names, feeds)
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise WorkloadError(f"{self.where}: onnxruntime could not run the model: {exc}{self._shape_hint()}") from None
-        # NOTE: onnxruntime's outputs share its memory arena, which is freed only once every one of them is gone:
-        # small ones (kept as constants) are copied now, the big ones the trace needs in _finish.
-        self.values = {n: (np.array(o) if o.size <= _SMALL_TENSOR else o) for n, o in zip(names, outs)}
+        self.values = dict(zip(names, outs))
         del outs
         self.values.update(feeds)
         for node in self.graph.node:
@@ -1376,8 +1375,8 @@ class _Importer:
         tr = out.trace
         # Memory: from here on only the conv/fc layers' own tensors are read; each is dropped after its last use.
         uses = Counter(t for p in self.pending if p.op in ("conv", "fc") for t in self._tensors_of(p))
-        self.values = {t: np.array(v) for t, v in self.values.items() if t in uses}   # owned: the arena goes
-        self.consts = {}
+        self.values = {t: v for t, v in self.values.items() if t in uses}
+        self.consts = {}   # (its onnxruntime-computed entries too)
         for p, layer in zip(self.pending, net.layers):
             out.output_tensor[p.name] = p.onnx_out
             if p.op == "host":
