@@ -12,7 +12,8 @@ types, in a fresh process, on matplotlib's sample photo::
 
     sparsesim run MODEL --image grace_hopper.jpg [--input-shape ...] --json OUT --quiet
 
-at its export size: the sizes RapidOCR's ``config.yaml`` (in the same wheel) runs them at
+at its export size (the detector also as the plain command, its input shape taken from the photo): the sizes
+RapidOCR's ``config.yaml`` (in the same wheel) runs them at
 (det: ``limit_side_len: 736``, rec: ``rec_img_shape [3, 48, 320]``, cls:
 ``cls_image_shape [3, 48, 192]``), R-Net and O-Net at their fixed 24x24 and 48x48, and P-Net,
 which MTCNN runs on an image pyramid, at one 240x320 level. The wall time is the whole
@@ -45,6 +46,9 @@ SIZES = {
     "rnet.onnx": None,
     "onet.onnx": None,
 }
+
+#: models also run with only --image: their dynamic height and width come from the photo (600x512 -> 576x512)
+FROM_PHOTO = ("ch_PP-OCRv4_det_infer.onnx",)
 
 _SPLIT_CHILD = r"""
 import json, sys, time
@@ -119,8 +123,10 @@ def main(argv=None) -> int:
              "|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
-            r = run_model(paths[name], SIZES[name], photo, Path(tmp) / "out.json")
+        runs = [(name, SIZES[name]) for name in args.models]
+        runs += [(name, None) for name in args.models if name in FROM_PHOTO]
+        for name, shape in runs:
+            r = run_model(paths[name], shape, photo, Path(tmp) / "out.json")
             rows.append(r)
             ops = ", ".join(f"{op} {v['layers']}" for op, v in r["host_ops"].items())
             lines.append(f"| {name} | `{r['command']}` | {r['accelerator_layers']} | {ops} | {r['cycles']:,d} | "
