@@ -846,9 +846,14 @@ def test_dynamic_hw_from_the_image_rejected_names_input_shape(tmp_path, capsys):
     assert main(["run", str(path), "--image", str(photo), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"sparsesim: error: {path}: ")
-    assert err.endswith("(the input shape 1,3,32,32 was derived from the image; give one the model accepts with "
-                        "--input-shape)")
+    assert err.endswith("(the input shape 1,3,32,32 was derived from the image; give another with --input-shape)")
     assert main(["run", str(path), "--image", str(photo), "--input-shape", "1,3,16,16", "--quiet"]) == 0
+    # a photo too large for the memory limit: the limit's message says the shape came from the image
+    big = _photo_file(tmp_path, 512, 512, "big.png")
+    assert main(["run", str(_dynamic_hw_model(tmp_path)), "--image", str(big), "--max-memory", "0.01", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "more than the 0.01 GiB limit" in err
+    assert err.endswith("(the input shape 1,3,512,512 was derived from the image; give another with --input-shape)")
 
 
 def test_cli_input_shape(tmp_path, capsys):

@@ -1125,8 +1125,8 @@ class _Importer:
         """For an error after the input shape was derived from the image: how to choose another."""
         if self.derived_shape is None:
             return ""
-        return (f" (the input shape {','.join(map(str, self.derived_shape))} was derived from the image; give one "
-                "the model accepts with --input-shape)")
+        return (f" (the input shape {','.join(map(str, self.derived_shape))} was derived from the image; give "
+                "another with --input-shape)")
 
     @staticmethod
     def _dims_text(declared) -> str:
@@ -1310,7 +1310,10 @@ class _Importer:
 
     def run(self) -> OnnxImport:
         self._prepare()
-        _check_run_memory(self.onnx, self.fixed_model, self.where)
+        try:
+            _check_run_memory(self.onnx, self.fixed_model, self.where)
+        except LimitError as exc:
+            raise LimitError(f"{exc}{self._shape_hint()}") from None
         image_q = self.image_q = self._image()
         self._run_model(image_q)
         self.layer_shapes: dict[str, Shape] = {}
