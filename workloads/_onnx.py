@@ -1447,7 +1447,7 @@ class _Importer:
             stride, pad, groups = layer.stride, layer.padding, layer.groups
         # NOTE: float32 throughout: int16 / 256 and onnxruntime's float32 values are exact in it, and the
         # correction is a few LSB whose own rounding (~2^-24 relative) is far inside the tolerance.
-        x32 = x.astype(np.float32)
+        x32 = x.astype(np.float32, copy=False)   # read only: onnxruntime's float32 tensor as is
         xqf = xq.astype(np.float32) * np.float32(1 / 256)
         wqf = wq.astype(np.float32) * np.float32(1 / 256)
         w32 = w.astype(np.float32)
