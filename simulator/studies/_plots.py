@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def _fit(text: str, width_in: float, fontsize: float = 12.0) -> str:
     import textwrap
 
     chars = max(20, int(width_in * 72.0 / (0.6 * fontsize)))
-    return "\n".join(textwrap.fill(part, chars) for part in text.split("\n"))
+    # A parenthesised group such as "(1024 MACs @ 500 MHz)" reads as one unit: break around it, not in it.
+    glued = (re.sub(r"\([^()]*\)", lambda m: m.group(0).replace(" ", "\u00a0"), part) for part in text.split("\n"))
+    return "\n".join(textwrap.fill(part, chars) for part in glued).replace("\u00a0", " ")
 
 
 def _set_title(ax, text: str, share: float = 0.9) -> None:
