@@ -115,6 +115,26 @@ def ref_conv2d_accumulators(
     return acc[::stride, ::stride]
 
 
+#: Below this many output rows per GEMM, the column taps are summed instead of phased (a GEMM
+#: with few rows runs below BLAS speed).
+_MIN_PHASE_ROWS = 2048
+
+
+def _stacked_rows(x: np.ndarray, kh: int, stride: int, padding: int, Ho: int, Wq: int, spare: int) -> np.ndarray:
+    """float64 ``(Ho, Wq, kh, C)`` (flattened, ``spare`` zero elements after it): pixel ``(i, x)``
+    holds the channels of the padded input rows ``stride * i + ky``, ``ky < kh``, at column ``x``."""
+    H, W, C = x.shape
+    flat = np.zeros(Ho * Wq * kh * C + spare, dtype=np.float64)
+    xs = flat[:Ho * Wq * kh * C].reshape(Ho, Wq, kh, C)
+    for ky in range(kh):
+        i0 = max(0, -(-(padding - ky) // stride))           # first i with stride*i + ky - padding >= 0
+        i1 = min(Ho, (H - 1 - ky + padding) // stride + 1)  # past the last i inside the input
+        if i1 > i0:
+            y0 = stride * i0 + ky - padding
+            xs[i0:i1, padding:padding + W, ky, :] = x[y0:y0 + stride * (i1 - i0 - 1) + 1:stride]
+    return flat
+
+
 def blas_conv2d_accumulators(
     act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1
 ) -> np.ndarray:
@@ -135,6 +155,55 @@ def blas_conv2d_accumulators(
     cout, kh, kw, cin_g = w.shape
     Ho1, Wo1 = _conv_geometry(x, w, padding, groups)
     _check_exact(kh * kw * cin_g)
+    if groups > 1:
+        return _blas_grouped(x, w, stride, padding, groups)
+    s = stride
+    Ho, Wo = (Ho1 - 1) // s + 1, (Wo1 - 1) // s + 1
+    # NOTE: the input is copied once into "stacked rows": pixel (i, x) holds the kh padded input
+    # rows s*i + ky at column x, so the receptive field of output (i, j) is the CONTIGUOUS run of
+    # kw pixels starting at pixel s*j of row i (kw * kh * C values). Outputs are computed on every
+    # s-th column of the padded width ("wide" rows, the columns past Wo discarded), so output slot
+    # u = i * Ws + j starts at element s * u * KC of the flat array: consecutive slots overlap. Slots
+    # taken P = ceil(kw / s) apart do not, so each phase of slots is a plain strided view, one GEMM
+    # with K = kh * kw * C and no copies (written straight into its rows of the result). For a
+    # small output (few GEMM rows) the kw column taps are summed instead, K = kh * C each.
+    Ws = -(-(W + 2 * padding) // s)
+    KC = kh * C
+    U = Ho * Ws
+    P = -(-kw // s)
+    if P > 1 and U // P < _MIN_PHASE_ROWS:
+        P = 1
+    nq = -(-U // P)
+    step = s * P * KC
+    K = (kw if P > 1 or kw <= s else 1) * KC    # columns of one GEMM
+    spare = max(0, s * (P - 1) * KC + (kw - 1) * KC + nq * step - Ho * Ws * s * KC)
+    flat = _stacked_rows(x, kh, s, padding, Ho, Ws * s, spare)
+    wf = np.empty((kw, kh, C, cout), dtype=np.float64)
+    wf[...] = w.transpose(2, 1, 3, 0)
+    acc = np.empty((nq, P, cout), dtype=np.float64)
+    if K == kw * KC:
+        wf = wf.reshape(K, cout)
+        for ph in range(P):
+            a0 = s * ph * KC
+            np.matmul(flat[a0:a0 + nq * step].reshape(nq, step)[:, :K], wf, out=acc[:, ph, :])
+    else:
+        out = acc[:, 0, :]
+        part = np.empty((nq, cout), dtype=np.float64)
+        wf = wf.reshape(kw, KC, cout)
+        for kx in range(kw):
+            a = flat[kx * KC:kx * KC + nq * step].reshape(nq, step)[:, :KC]
+            if kx == 0:
+                np.matmul(a, wf[0], out=out)
+            else:
+                out += np.matmul(a, wf[kx], out=part)
+    return acc.reshape(-1, cout)[:U].reshape(Ho, Ws, cout)[:, :Wo].astype(np.int64)
+
+
+def _blas_grouped(x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int) -> np.ndarray:
+    """:func:`blas_conv2d_accumulators` for ``groups > 1``: one GEMM per group and kernel tap."""
+    H, W, C = x.shape
+    cout, kh, kw, cin_g = w.shape
+    Ho1, Wo1 = _conv_geometry(x, w, padding, groups)
     cout_g = cout // groups
     Hp, Wp = H + 2 * padding, W + 2 * padding
     # NOTE: outputs are computed on the padded width Wp ("wide" rows, the last kw - 1 columns
@@ -147,7 +216,7 @@ def blas_conv2d_accumulators(
     rows = Ho1 * Wp
     wf = w.astype(np.float64)
     acc = np.zeros((rows, cout), dtype=np.float64)
-    if cin_g == 1 and groups > 1:
+    if cin_g == 1:
         # Depthwise (one input channel per group): every tap is one broadcast multiply-add
         # over all channels instead of one tiny GEMM per group.
         xs = flat if cout_g == 1 else flat[:, np.repeat(np.arange(C), cout_g)]
