@@ -24,6 +24,7 @@ from workloads import (MEMORY_LIMIT_ENV, USER_NETWORK_SUFFIXES, SparsesimError, 
                        list_networks, list_profiles, load_trace, load_user_network, memory_limit_bytes,
                        scalesim_networks)
 
+from .engine import ENGINES
 from .oracle import validate_network
 from .report import (STDOUT, Result, check_output_dir, check_output_path, check_output_paths, config_table,
                      config_toml, csv_text, glossary_text, network_progress, progress_lines, write_atomic)
@@ -91,6 +92,12 @@ def _data_options(p: argparse.ArgumentParser) -> None:
                    help="skip the bit-exact comparison with the numpy reference")
     p.add_argument("--timing-only", action="store_true",
                    help="bitmaps and counts only, no values (fast sweeps); implies --trace synthetic")
+    _engine_option(p)
+
+
+def _engine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=ENGINES, default="compiled",
+                   help="implementation of the event model, same results (default: compiled)")
 
 
 def _user_data_options(p: argparse.ArgumentParser) -> None:
@@ -151,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--trace", choices=TRACE_MODES, default="propagated", help="trace mode (default propagated)")
     sw.add_argument("--timing-only", action="store_true", help="bitmaps and counts only (implies --trace synthetic)")
     sw.add_argument("--pruning", choices=PRUNING_CHOICES, default="magnitude", help="weight pruning method")
+    _engine_option(sw)
     _user_data_options(sw)
     _limit_option(sw)
     sw.add_argument("--scale-io", action="store_true",
@@ -235,7 +243,7 @@ def _timing_only_trace(args, trace):
 def _run_kwargs(args, trace) -> dict:
     trace = _timing_only_trace(args, trace)
     return dict(profile=args.profile, seed=args.seed, trace=trace, check=args.check, pruning=args.pruning,
-                timing_only=args.timing_only)
+                timing_only=args.timing_only, engine=args.engine)
 
 
 def _one_network(args):
@@ -297,7 +305,7 @@ def _sweep(args) -> int:
 
 
 def _sweep_points(args) -> int:
-    options: dict[str, object] = {"pruning": args.pruning}
+    options: dict[str, object] = {"pruning": args.pruning, "engine": args.engine}
     network, trace = _one_network(args)
     if args.timing_only:
         options["timing_only"] = True

@@ -476,6 +476,10 @@ CASES: list[Case] = [
          "sparsesim: error: sparsesim run: argument --trace: invalid choice: 'real' (choose from 'propagated', "
          "'synthetic')",
          _cli("run", "facedet", "--trace", "real"), kind="cli"),
+    Case("cli-bad-engine", "cli", "`--engine numba`", "SparsesimError",
+         "sparsesim: error: sparsesim run: argument --engine: invalid choice: 'numba' (choose from 'compiled', "
+         "'simpy')",
+         _cli("run", "facedet", "--engine", "numba"), kind="cli"),
     Case("cli-bad-dataflow", "cli", "`compare --dataflows sparse`", "SparsesimError",
          "sparsesim: error: sparsesim compare: argument --dataflows: invalid choice: 'sparse' (choose from "
          "'dense', 'nullhop', 'rsnn', 'combined', 'nullhop-prefetch')",
@@ -897,6 +901,9 @@ CASES += [
     Case("api-simulate-profile-object", "api", "`simulate(\"facedet\", profile=object())`", "WorkloadError",
          "profile must be a profile name or a DensityProfile, got <object object at …",
          lambda d: simulate("facedet", profile=object())),
+    Case("api-simulate-engine", "api", "`simulate(\"facedet\", engine=\"numba\")`", "ConfigError",
+         "engine must be one of compiled, simpy, got 'numba'",
+         lambda d: simulate("facedet", engine="numba")),
     Case("api-simulate-network-none", "api", "`simulate(None)`", "WorkloadError",
          "network must be a Network or a zoo name, got None",
          lambda d: simulate(None)),

@@ -1,6 +1,7 @@
 """Cycle accuracy: the event-driven model equals the clock-stepped reference.
 
-``simulator.engine.time_layer`` (simpy, per-stripe durations) and
+``simulator.engine.time_layer`` (the event model, per-stripe durations; under both of its
+implementations, the compiled event loop and the simpy processes) and
 ``simulator.oracle.clocked_layer`` (every unit stepped one clock at a time,
 no shared timing code) must agree on the total cycles, on every per-unit
 counter of docs/architecture.md §3.2, on the useful MACs, the MAC operations
@@ -25,7 +26,7 @@ from simulator import Simulator, with_overrides
 from simulator.oracle import clocked_layer
 from simulator.report import LayerTiming as ClockedTiming
 from dataflows import AcceleratorConfig
-from simulator.engine import time_layer
+from simulator.engine import ENGINES, time_layer
 from simulator.oracle import validate_network
 from workloads import MappingError, WorkloadError
 from workloads import NetworkBuilder
@@ -307,14 +308,15 @@ def _message(c: Case, ev, ref: ClockedTiming) -> str:
 
 
 def _compare(c: Case) -> tuple[object, ClockedTiming] | None:
-    """Time case ``c`` with both models and assert they agree; None when both reject the layer."""
+    """Time case ``c`` with both models (the event model under each engine) and assert they
+    agree; None when both reject the layer."""
     try:
         sched, x, out, cfg, w = materialise(c)
     except MappingError as exc:            # the shared mapping rejects it before either model runs
         event(f"mapping rejects: {str(exc).split(',')[0][:40]}")
         return None
     try:
-        ev = time_layer(sched, x, out, cfg, weights=w)
+        evs = [time_layer(sched, x, out, cfg, weights=w, engine=e) for e in ENGINES]
     except MappingError as exc:
         # The planning rejects the layer (e.g. merging with fewer MACs per PU than m, or a
         # compressed kernel larger than the kernel memory): the reference must reject it too.
@@ -323,10 +325,12 @@ def _compare(c: Case) -> tuple[object, ClockedTiming] | None:
         event(f"both reject: {str(exc).split(',')[0][:40]}")
         return None
     ref = clocked_layer(sched, x, out, cfg, weights=w)
-    assert _event_view(ev) == _reference_view(ref), _message(c, ev, ref)
-    assert math.isclose(ev.pu_imbalance, ref.pu_imbalance, rel_tol=1e-9), _message(c, ev, ref)
-    assert math.isclose(ev.pu_time_imbalance, ref.pu_time_imbalance, rel_tol=1e-9), _message(c, ev, ref)
-    return ev, ref
+    for engine, ev in zip(ENGINES, evs):
+        msg = f"engine={engine}\n" + _message(c, ev, ref)
+        assert _event_view(ev) == _reference_view(ref), msg
+        assert math.isclose(ev.pu_imbalance, ref.pu_imbalance, rel_tol=1e-9), msg
+        assert math.isclose(ev.pu_time_imbalance, ref.pu_time_imbalance, rel_tol=1e-9), msg
+    return evs[0], ref
 
 
 @settings(max_examples=1000, deadline=None, derandomize=False,
@@ -449,8 +453,9 @@ def test_reference_weight_skipping_by_hand() -> None:
         c = with_overrides(cfg, {"array.dataflow": dataflow})
         ref = clocked_layer(sched, x, out, c, weights=w)
         assert (ref.units["mac_array"].busy, ref.mac_ops, ref.macs_useful) == (busy, busy, 4), dataflow
-        ev = time_layer(sched, x, out, c, weights=w)
-        assert (ev.cycles, ev.mac_ops, ev.macs_useful) == (ref.cycles, ref.mac_ops, ref.macs_useful), dataflow
+        for engine in ENGINES:
+            ev = time_layer(sched, x, out, c, weights=w, engine=engine)
+            assert (ev.cycles, ev.mac_ops, ev.macs_useful) == (ref.cycles, ref.mac_ops, ref.macs_useful), engine
 
 
 def test_weight_skipping_dataflows_need_weights() -> None:

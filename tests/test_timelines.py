@@ -40,13 +40,19 @@ Output buffer: 40 bytes; work units take 2 x encoded elements = 38, 8, 4, 4 byte
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from dataflows import AcceleratorConfig, schedule_network, with_overrides
-from simulator.engine import time_layer
+from simulator.engine import ENGINES, time_layer
 from simulator.oracle import clocked_layer
 from workloads import NetworkBuilder
+
+#: The event model under each of its engines, and the clock-stepped reference.
+MODELS = [functools.partial(time_layer, engine=e) for e in ENGINES] + [clocked_layer]
+MODEL_IDS = [f"event-{e}" for e in ENGINES] + ["clocked"]
 
 OVERRIDES = {"array.handoff_columns": 1, "array.min_handoffs_per_stripe": 1, "dma.latency_cycles": 5,
              "dma.config_beats_per_pass": 0, "memory.output_buffer_kib": 40 / 1024}
@@ -102,7 +108,7 @@ SEPARATE_CHANGES = {
 }
 
 
-@pytest.mark.parametrize("model", [time_layer, clocked_layer], ids=["event", "clocked"])
+@pytest.mark.parametrize("model", MODELS, ids=MODEL_IDS)
 def test_hand_timeline_on_a_shared_dram_interface(model):
     sched, x, out, cfg = _case("shared")
     t = model(sched, x, out, cfg)
@@ -115,7 +121,7 @@ def test_hand_timeline_on_a_shared_dram_interface(model):
     assert t.mac_ops == (3 + 1 + 8 + 64) * 16                    # non-zero pixels x output channels
 
 
-@pytest.mark.parametrize("model", [time_layer, clocked_layer], ids=["event", "clocked"])
+@pytest.mark.parametrize("model", MODELS, ids=MODEL_IDS)
 def test_hand_timeline_on_separate_dram_channels(model):
     sched, x, out, cfg = _case("separate")
     t = model(sched, x, out, cfg)

@@ -1,5 +1,10 @@
-"""The event-driven timing model: simpy processes over the dataflow's per-pass work."""
-from ._pipeline import PassTiming, simulate_pipeline
+"""The event-driven timing model over the dataflow's per-pass work.
+
+One event model with two implementations that give identical results: a compiled
+event loop (the default) and simpy processes (the readable reference); pick one with
+``engine=``.
+"""
+from ._pipeline import ENGINES, PassTiming, check_engine, simulate_pipeline
 from ._timing import time_layer
 
-__all__ = ["PassTiming", "simulate_pipeline", "time_layer"]
+__all__ = ["ENGINES", "PassTiming", "check_engine", "simulate_pipeline", "time_layer"]

@@ -1,6 +1,8 @@
 """Discrete-event timing of one pass: a pipeline of units joined by buffers sized in bytes.
 
-Each unit is a simpy process. For each work unit it waits until the upstream
+One event model, two implementations: the simpy processes below (the readable
+reference) and the compiled loop of :mod:`._pipeline_kernel` (the default), proven
+to give identical results. Each unit is a simpy process. For each work unit it waits until the upstream
 unit has finished that work unit, reserves the bytes the work unit will take in
 its output buffer (waiting for room: back-pressure), waits for the DRAM
 interface if it is a DMA unit on a shared interface, is busy for the work
@@ -16,9 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from ..report import UnitStats
+from workloads import ConfigError
 
-__all__ = ["PassTiming", "simulate_pipeline"]
+from ..report import UnitStats
+from ._pipeline_kernel import pipeline_kernel
+
+__all__ = ["ENGINES", "PassTiming", "check_engine", "simulate_pipeline"]
+
+#: The implementations of the event model: the compiled loop (default) and the simpy processes.
+ENGINES = ("compiled", "simpy")
 
 _READ_FIRST, _WRITE = 0, 1      # bus priorities on a tie: the read side first
 
@@ -108,11 +116,19 @@ def _union_length(intervals: list[tuple[int, int]]) -> int:
     return total
 
 
+def check_engine(engine) -> str:
+    """``engine`` if it names an implementation of the event model, else a ConfigError."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine
+
+
 def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: list[int],
                       alloc: list[np.ndarray] | None = None, free: list[np.ndarray] | None = None,
                       load_cycles: int = 0, load_unit: str | None = None, prefetch_cycles: int = 0,
-                      dram_units: tuple[int, ...] = (), shared_dram: bool = False) -> PassTiming:
-    """Run one pass through a linear pipeline in simpy.
+                      dram_units: tuple[int, ...] = (), shared_dram: bool = False,
+                      engine: str = "compiled") -> PassTiming:
+    """Run one pass through a linear pipeline.
 
     Parameters
     ----------
@@ -131,11 +147,86 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
     dram_units : indices of the units that move data to or from DRAM, read side
         first; their transfers (and the load and prefetch) make up ``dram_busy_cycles``.
     shared_dram : those units take turns on one interface (else each has its own).
+    engine : ``"compiled"`` (the compiled event loop) or ``"simpy"`` (the simpy
+        processes); both implement the same model and give identical results. A shared
+        interface with more than one unit asking on the read side (the prefetch counts
+        as the first unit) or on the write side always runs in simpy, whose request
+        order decides ties between equals.
 
     Returns
     -------
     PassTiming with total cycles (load + pipeline drain) and per-unit stats.
     """
+    check_engine(engine)
+    if engine == "compiled" and _compiled_covers(len(units), prefetch_cycles, dram_units, shared_dram):
+        return _simulate_compiled(units, service, capacities, alloc, free, load_cycles, load_unit,
+                                  prefetch_cycles, dram_units, shared_dram)
+    return _simulate_simpy(units, service, capacities, alloc, free, load_cycles, load_unit,
+                           prefetch_cycles, dram_units, shared_dram)
+
+
+def _priorities(dram_units: tuple[int, ...]) -> dict[int, int]:
+    return {k: (_READ_FIRST if r == 0 else _WRITE) for r, k in enumerate(dram_units)}
+
+
+def _compiled_covers(n_units: int, prefetch_cycles: int, dram_units: tuple[int, ...], shared_dram: bool) -> bool:
+    """Whether no two requesters of the shared interface can tie on (cycle, priority)."""
+    if not (shared_dram and dram_units):
+        return True
+    prio = _priorities(dram_units)
+    readers = {k for k, p in prio.items() if p == _READ_FIRST} | ({0} if prefetch_cycles else set())
+    writers = {k for k, p in prio.items() if p == _WRITE}
+    return len(readers) <= 1 and len(writers) <= 1 and all(0 <= k < n_units for k in prio)
+
+
+def _finish(units: list[str], stats: list[UnitStats], total: int, load_cycles: int,
+            load_unit: str | None) -> None:
+    for name, st in zip(units, stats):
+        if name == load_unit:
+            st.busy += load_cycles
+        else:
+            st.stall_weights += load_cycles
+        st.idle = total - (st.busy + st.stall_input + st.stall_output + st.stall_dram + st.stall_weights)
+
+
+def _simulate_compiled(units, service, capacities, alloc, free, load_cycles, load_unit,
+                       prefetch_cycles, dram_units, shared_dram) -> PassTiming:
+    n_units = len(units)
+    n_items = len(service[0]) if service else 0
+    # NOTE: fixed dtypes and layouts so that the kernel compiles once.
+    serv = np.empty((n_units, n_items), dtype=np.int64)
+    for k, a in enumerate(service):
+        serv[k] = a
+    nb = max(n_units - 1, 0)
+    al = np.ones((nb, n_items), dtype=np.int64)
+    if alloc is not None:
+        for k in range(nb):
+            al[k] = alloc[k]
+    fr = al
+    if free is not None:
+        fr = np.empty((nb, n_items), dtype=np.int64)
+        for k in range(nb):
+            fr[k] = free[k]
+    caps = np.zeros(nb, dtype=np.int64)
+    caps[:] = [int(c) for c in capacities[:nb]]
+    has_bus = bool(shared_dram and dram_units)
+    on_dram = np.zeros(n_units, dtype=np.int64)
+    on_dram[list(dram_units)] = 1
+    on_bus = on_dram if has_bus else np.zeros(n_units, dtype=np.int64)
+    prio = np.zeros(n_units, dtype=np.int64)
+    for k, p in _priorities(dram_units).items():
+        prio[k] = p
+    acc, total, carry, dram = pipeline_kernel(serv, al, fr, caps, int(load_cycles), int(prefetch_cycles),
+                                              on_bus, on_dram, prio, has_bus, bool(dram_units))
+    rows = acc.tolist()
+    stats = [UnitStats(r[0], r[1], r[2], r[3]) for r in rows]
+    _finish(units, stats, int(total), int(load_cycles), load_unit)
+    return PassTiming(cycles=int(total), units=dict(zip(units, stats)), carry_cycles=int(carry),
+                      dram_busy_cycles=int(dram))
+
+
+def _simulate_simpy(units, service, capacities, alloc, free, load_cycles, load_unit,
+                    prefetch_cycles, dram_units, shared_dram) -> PassTiming:
     n_units = len(units)
     n_items = len(service[0]) if service else 0
     if alloc is None:
@@ -154,7 +245,7 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
     bus = _Bus(env) if shared_dram and dram_units else None
     read_unit = dram_units[0] if dram_units else -1
     on_bus = [bus is not None and k in dram_units for k in range(n_units)]
-    priority = {k: (_READ_FIRST if r == 0 else _WRITE) for r, k in enumerate(dram_units)}
+    priority = _priorities(dram_units)
     transfers: list[tuple[int, int]] = []
     on_dram = [k in dram_units for k in range(n_units)]
 
@@ -257,12 +348,6 @@ def simulate_pipeline(units: list[str], service: list[np.ndarray], capacities: l
         carry = prefetch_cycles - done_in_pass
         if done_in_pass:
             transfers.append((granted, granted + done_in_pass))
-    for k, name in enumerate(units):
-        st = stats[k]
-        if name == load_unit:
-            st.busy += load_cycles
-        else:
-            st.stall_weights += load_cycles
-        st.idle = total - (st.busy + st.stall_input + st.stall_output + st.stall_dram + st.stall_weights)
+    _finish(units, stats, total, load_cycles, load_unit)
     return PassTiming(cycles=int(total), units=dict(zip(units, stats)), carry_cycles=int(carry),
                       dram_busy_cycles=_union_length(transfers))

@@ -1,4 +1,4 @@
-"""The event model of one accelerator layer: the dataflow's per-pass work, timed in simpy.
+"""The event model of one accelerator layer: the dataflow's per-pass work, timed pass by pass.
 
 The layer's dataflow (``array.dataflow``, from the ``dataflows`` registry)
 turns the real data into per-pass work: cycles per work unit for each of its
@@ -14,25 +14,27 @@ import numpy as np
 from dataflows import AcceleratorConfig, ScheduledLayer, get_dataflow
 
 from ..report import LayerTiming
-from ._pipeline import simulate_pipeline
+from ._pipeline import check_engine, simulate_pipeline
 
 __all__ = ["time_layer"]
 
 
 def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarray,
-               cfg: AcceleratorConfig, weights: np.ndarray | None = None) -> LayerTiming:
+               cfg: AcceleratorConfig, weights: np.ndarray | None = None, engine: str = "compiled") -> LayerTiming:
     """Simulate one accelerator layer under the configured dataflow.
 
     The arguments are those of the dataflow's ``layer_work`` (``dataflows.StripeDataflow``
     documents them): the scheduled layer, its int16 input as the array sees it, its
     stride-1 output as the PRE writes it, the configuration (``array.dataflow`` picks
     the dataflow) and the int16 weights (required by dataflows that skip zero weights
-    or compress kernels).
+    or compress kernels). ``engine`` picks the implementation of the event model
+    (:func:`simulate_pipeline`): ``"compiled"`` or ``"simpy"``, identical results.
 
     Returns
     -------
     LayerTiming; cycles are accelerator clock cycles.
     """
+    check_engine(engine)
     flow = get_dataflow(cfg.array.dataflow)
     work = flow.layer_work(sched, act_in, out_written, cfg, weights)
     units = list(flow.units)
@@ -49,7 +51,8 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
         load = carry if pw.prefetched else pw.load_cycles
         timing = simulate_pipeline(units, pw.service, pw.capacities, pw.alloc or None, pw.free or None,
                                    load_cycles=load, load_unit=units[0], prefetch_cycles=prefetch,
-                                   dram_units=pw.dram_units, shared_dram=pw.shared_dram)
+                                   dram_units=pw.dram_units, shared_dram=pw.shared_dram,
+                                   engine=engine)
         carry = timing.carry_cycles
         t.cycles += timing.cycles
         t.dram_busy_cycles += timing.dram_busy_cycles

@@ -22,7 +22,7 @@ from workloads import (DensityProfile, FunctionalMismatchError, Layer, LimitErro
 
 from .. import numerics as fn
 from ..energy import layer_energy, load_energy_table, table_report
-from ..engine import time_layer
+from ..engine import check_engine, time_layer
 from ..report import LayerResult, Result, layer_ratios
 
 __all__ = ["Simulator", "simulate", "TRACE_MODES", "PRUNING_CHOICES"]
@@ -135,7 +135,7 @@ class Simulator:
 
     def run(self, network: Network | str, *, profile: str | DensityProfile | None = None, seed: int = 0,
             trace: str | Trace = "propagated", check: bool = True, pruning: str = "magnitude",
-            timing_only: bool = False,
+            timing_only: bool = False, engine: str = "compiled",
             progress: Callable[[int, int, str], None] | None = None,
             observer: Callable[[ScheduledLayer, np.ndarray, np.ndarray], None] | None = None) -> Result:
         """Simulate ``network`` layer by layer.
@@ -156,6 +156,8 @@ class Simulator:
         timing_only : compute bitmaps and counts only, no activation values and no functional
             math (fast sweeps). Needs ``trace="synthetic"``; gives the same cycles as the full
             synthetic run with the same seed.
+        engine : implementation of the event model that times each pass: ``"compiled"``
+            (default) or ``"simpy"``; both give identical results (docs/architecture.md §3).
         progress : optional callback ``(done, total, layer_name)``.
         observer : optional callback ``(scheduled_layer, act_in, out_written)`` called for
             every accelerator layer with exactly the data its timing is computed from; a
@@ -176,12 +178,14 @@ class Simulator:
             raise WorkloadError(f"trace must be one of {', '.join(TRACE_MODES)} or a Trace, got {trace!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise WorkloadError(f"seed must be a non-negative integer, got {seed!r}")
+        check_engine(engine)
         prof = profile if isinstance(profile, DensityProfile) else get_profile(
             profile or default_profile_for(net.name))
         schedule = schedule_network(net, self.config)
         run = _NetworkRun(net, schedule, self.config, prof, int(seed), trace, check, observer)
         run.user = user
         run.pruning = pruning
+        run.engine = engine
         if timing_only:
             if trace != "synthetic":
                 raise WorkloadError(f"timing_only needs trace='synthetic' (layer outputs must be drawn, not "
@@ -228,6 +232,7 @@ class _NetworkRun:
         self.observer = observer
         self.user: Trace | None = None
         self.pruning = "magnitude"
+        self.engine = "compiled"
         self.timing_only = False
         self.energy_table = load_energy_table(cfg)
         self.seed, self.trace, self.check = seed, trace, check
@@ -350,7 +355,7 @@ class _NetworkRun:
         layer = s.layer
         if self.observer is not None:
             _call_observer(self.observer, s, x_arr, written, w)
-        t = time_layer(s, x_arr, written, self.cfg, weights=w)
+        t = time_layer(s, x_arr, written, self.cfg, weights=w, engine=self.engine)
         a = self.cfg.array
         lat, util, eff, gops = layer_ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
         rec.m, rec.passes, rec.input_resident = s.mapping.m, t.passes, t.resident

@@ -43,6 +43,7 @@ from dataflows import (AcceleratorConfig, closest_key, config_to_dict, field_nam
 from workloads import (ConfigError, DensityProfile, MappingError, Network, SparsesimError, Trace, WorkloadError,
                        default_profile_for, get_network, get_profile)
 
+from ..engine import check_engine
 from ..report import LayerResult, Result, accelerator_label, csv_text, progress_bar, write_atomic
 from ..runner import TRACE_MODES, Simulator
 
@@ -494,6 +495,8 @@ def _check_run_options(run_options: Mapping[str, object] | None) -> dict[str, ob
         except (TypeError, ValueError):
             raise SparsesimError(f"run option {k!r} must be a plain JSON value (str, number, bool), "
                                  f"got {v!r}") from None
+        if k == "engine":
+            check_engine(v)
         default = params[k].default
         if default is not inspect.Parameter.empty and type(v) is type(default) and v == default:
             continue
