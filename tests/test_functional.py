@@ -317,6 +317,19 @@ def test_conv_vgg_like_layer():
     )
 
 
+
+@pytest.mark.parametrize("C, cout, density", [(300, 512, 0.6), (37, 13, 1.0), (45, 700, 0.3)])
+def test_conv_accumulate_channel_blocks_at_the_extremes(C, cout, density):
+    # Wide layers split the input channels into blocks (C_out = 512 and 700 give several) and add
+    # the non-zeros of a pixel 8 and 4 at a time; large same-sign values give sums far above 2**24.
+    rng = np.random.default_rng(C)
+    x = np.abs(_values(rng, (5, 6, C), density, "full").astype(np.int32)).clip(0, 32767).astype(np.int16)
+    w = -np.abs(_values(rng, (cout, 3, 2, C), 1.0, "full").astype(np.int32)).astype(np.int16)
+    acc = conv_accumulate(*encode(x), *x.shape, w, 1, 1)
+    np.testing.assert_array_equal(acc, ref_conv2d_accumulators(x, w, 1, 1))
+    assert acc.min() < -2**34
+
+
 # ---------------------------------------------------------------------------
 # hand-computed Q8.8 cases (independent of both implementations)
 # ---------------------------------------------------------------------------

@@ -51,6 +51,12 @@ ACT_RELU6 = 2
 #: 6.0 in Q8.8.
 RELU6_MAX = 6 * 256
 
+#: Products per output below which float64 sums are exact (docs/numerics.md, section 8).
+_FLOAT_EXACT_TERMS = 2**23
+#: Weight bytes (counted as float64) per kernel row that one channel block of the convolution
+#: kernel keeps in cache.
+_WEIGHT_BLOCK_BYTES = 1 << 20
+
 _ACT_NAMES = {None: ACT_NONE, "none": ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 
 
@@ -120,6 +126,125 @@ def _conv_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, H, W, C, wt, groups, pad, H
                     b += 1
                 base += 16
     return acc
+
+
+@njit(cache=True, parallel=True)
+def _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb):
+    # Walks the stream once: the channel (cs) and the value (vs, float64) of every non-zero, in
+    # stream order, and per row the start of every (pixel x, channel block c // cb) segment:
+    # row r's segment x * nb + b is cs/vs[sp[r, x * nb + b]:sp[r, x * nb + b + 1]].
+    H = row_sm_ptr.shape[0] - 1
+    nb = (C + cb - 1) // cb
+    nnz = nz.shape[0]
+    cs = np.empty(nnz, dtype=np.int32)
+    vs = np.empty(nnz, dtype=np.float64)
+    sp = np.empty((H, W * nb + 1), dtype=np.int64)
+    for r in prange(H):
+        k = row_nz_ptr[r]
+        sp_r = sp[r]
+        nxt = 0
+        base = 0
+        for wi in range(row_sm_ptr[r], row_sm_ptr[r + 1]):
+            word = np.int64(sm[wi])
+            b = 0
+            while word != 0:
+                if word & 1:
+                    idx = base + b
+                    x = idx // C
+                    c = idx - x * C
+                    seg = x * nb + c // cb
+                    while nxt <= seg:
+                        sp_r[nxt] = k
+                        nxt += 1
+                    cs[k] = c
+                    vs[k] = nz[k]
+                    k += 1
+                word >>= 1
+                b += 1
+            base += 16
+        while nxt <= W * nb:
+            sp_r[nxt] = k
+            nxt += 1
+    return cs, vs, sp
+
+
+@njit(cache=True, parallel=True, fastmath={"contract"})
+def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, Ho1, Wo1):
+    # groups == 1; wt is the float32 weight tensor (kh, kw, C_in, C_out). Exact in float64: every
+    # product and every partial sum is an integer below 2**53 (docs/numerics.md, section 8), so
+    # neither the order of the additions nor the fused multiply-adds ("contract") change a bit.
+    kh, kw, cin, cout = wt.shape
+    out = np.empty((Ho1, Wo1, cout), dtype=np.int64)
+    # NOTE: gather form, parallel over output rows (each row written by one iteration). The
+    # non-zeros of one input pixel are taken 8 (then 4, then 1) at a time, so one pass over an
+    # output pixel's channels adds 8 products: one load and one store of the accumulators per 8
+    # fused multiply-adds instead of per one (the loop over C_out vectorises). Channel blocks keep
+    # the kw x cb x C_out weights of a pass in cache.
+    for oy in prange(Ho1):
+        a_row = np.zeros((Wo1, cout), dtype=np.float64)
+        for bi in range(nb):
+            for ky in range(kh):
+                iy = oy + ky - pad
+                if iy < 0 or iy >= H:
+                    continue
+                sp_r = sp[iy]
+                w_ky = wt[ky]
+                for x in range(W):
+                    k0 = sp_r[x * nb + bi]
+                    k1 = sp_r[x * nb + bi + 1]
+                    if k0 == k1:
+                        continue
+                    # valid kx: 0 <= ox = x + pad - kx < Wo1
+                    kx_lo = max(0, x + pad - Wo1 + 1)
+                    kx_hi = min(kw, x + pad + 1)
+                    for kx in range(kx_lo, kx_hi):
+                        a = a_row[x + pad - kx]
+                        wk = w_ky[kx]
+                        k = k0
+                        while k + 8 <= k1:
+                            v0 = vs[k]
+                            v1 = vs[k + 1]
+                            v2 = vs[k + 2]
+                            v3 = vs[k + 3]
+                            v4 = vs[k + 4]
+                            v5 = vs[k + 5]
+                            v6 = vs[k + 6]
+                            v7 = vs[k + 7]
+                            w0 = wk[cs[k]]
+                            w1 = wk[cs[k + 1]]
+                            w2 = wk[cs[k + 2]]
+                            w3 = wk[cs[k + 3]]
+                            w4 = wk[cs[k + 4]]
+                            w5 = wk[cs[k + 5]]
+                            w6 = wk[cs[k + 6]]
+                            w7 = wk[cs[k + 7]]
+                            for j in range(cout):
+                                a[j] += ((v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j])
+                                         + (v4 * w4[j] + v5 * w5[j] + v6 * w6[j] + v7 * w7[j]))
+                            k += 8
+                        if k + 4 <= k1:
+                            v0 = vs[k]
+                            v1 = vs[k + 1]
+                            v2 = vs[k + 2]
+                            v3 = vs[k + 3]
+                            w0 = wk[cs[k]]
+                            w1 = wk[cs[k + 1]]
+                            w2 = wk[cs[k + 2]]
+                            w3 = wk[cs[k + 3]]
+                            for j in range(cout):
+                                a[j] += v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j]
+                            k += 4
+                        while k < k1:
+                            v0 = vs[k]
+                            w0 = wk[cs[k]]
+                            for j in range(cout):
+                                a[j] += v0 * w0[j]
+                            k += 1
+        o = out[oy]
+        for i in range(Wo1):
+            for j in range(cout):
+                o[i, j] = np.int64(a_row[i, j])
+    return out
 
 
 @njit(cache=True)
@@ -385,6 +510,19 @@ def conv_accumulate(
     groups = _check_int("groups", groups, 1)
     padding = _check_int("padding", padding, 0)
     Ho1, Wo1 = _conv_geometry((H, W, C), weights, padding, groups)
+    cout, kh, kw, _ = weights.shape
+    if groups == 1 and kh * kw * C < _FLOAT_EXACT_TERMS:
+        # NOTE: (C_out, kh, kw, C_in) -> (kh, kw, C_in, C_out) float32 (exact for int16), so that
+        # the kernel's innermost loop over output channels reads contiguous weights.
+        wt = np.empty((kh, kw, C, cout), dtype=np.float32)
+        wt[...] = weights.transpose(1, 2, 3, 0)
+        # channel blocks of about _WEIGHT_BLOCK_BYTES of weights per kernel row, multiples of 8
+        nb = -(-C // max(8, _WEIGHT_BLOCK_BYTES // (kw * cout * 8)))
+        per_block = -(-C // nb)
+        cb = -(-per_block // 8) * 8
+        nb = -(-C // cb)
+        cs, vs, sp = _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb)
+        return _conv_acc_segments(cs, vs, sp, H, W, nb, wt, padding, Ho1, Wo1)
     # NOTE: (C_out, kh, kw, Cin_g) -> (kh, kw, Cin_g, C_out) so that the
     # kernel's innermost loop over output channels reads contiguous weights.
     wt = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))
