@@ -29,33 +29,24 @@ import time
 
 import numpy as np
 
-import simulator.numerics._reference as _reference
 from simulator import simulate
 from simulator import numerics as fn
 
 
-class _RecordingNumpy:
-    """Stands in for ``numpy`` inside the reference module: records every ``matmul`` call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-
-    def __getattr__(self, name: str):
-        return getattr(np, name)
-
-    def matmul(self, a, b, out=None):
-        self.calls.append((a, b, out))
-        return np.matmul(a, b, out=out)
-
-
 def _gemm_calls(x, w, stride, padding, groups):
-    rec = _RecordingNumpy()
-    _reference.np = rec
+    """The ``np.matmul`` calls (operands and outputs) one reference call makes."""
+    calls = []
+    matmul = np.matmul
+
+    def recording(a, b, out=None):
+        calls.append((a, b, out))
+        return matmul(a, b, out=out)
+    np.matmul = recording
     try:
         fn.blas_conv2d_accumulators(x, w, stride, padding, groups)
     finally:
-        _reference.np = np
-    return rec.calls
+        np.matmul = matmul
+    return calls
 
 
 def _capture(network: str, names: set[str] | None):
