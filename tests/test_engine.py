@@ -2,23 +2,33 @@
 
 docs/architecture.md §3.1 (hand-off semantics) and §3.2 (per-unit accounting).
 The hand-written cases spell out their timelines; the hypothesis test compares
-the simpy engine with a closed-form recurrence written here from §3.1.
+the engine with a closed-form recurrence written here from §3.1. Every test runs
+under both implementations of the event model (the compiled loop and simpy).
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.engine import simulate_pipeline
+from simulator.engine import ENGINES, simulate_pipeline
+
+ENGINE = ENGINES[0]
+
+
+@pytest.fixture(autouse=True, params=ENGINES)
+def _engine(request, monkeypatch):
+    """Run the test under each engine (``_run`` and direct calls read ``ENGINE``)."""
+    monkeypatch.setitem(globals(), "ENGINE", request.param)
+
 
 def _run(service, caps, load=0, load_unit=None, sizes=None, dram=(), shared=False, prefetch=0):
     names = [f"u{k}" for k in range(len(service))]
     arrays = [np.asarray(s, dtype=np.int64) for s in service]
     alloc = None if sizes is None else [np.asarray(s, dtype=np.int64) for s in sizes]
     return simulate_pipeline(names, arrays, caps, alloc, load_cycles=load, load_unit=load_unit,
-                             prefetch_cycles=prefetch, dram_units=dram, shared_dram=shared)
+                             prefetch_cycles=prefetch, dram_units=dram, shared_dram=shared, engine=ENGINE)
 
 
 def _stats(timing, k):
@@ -243,7 +253,7 @@ def pipelines(draw):
     return service, sizes, caps, load
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pipelines())
 def test_engine_matches_closed_form_recurrence(case):
     service, sizes, caps, load = case
@@ -255,7 +265,7 @@ def test_engine_matches_closed_form_recurrence(case):
     _check_identity(t)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pipelines())
 def test_bigger_buffers_never_slow_the_pipeline(case):
     service, sizes, caps, load = case
@@ -269,7 +279,8 @@ def test_bigger_buffers_never_slow_the_pipeline(case):
 
 
 def test_no_load_unit_charges_every_unit_weights():
-    t = simulate_pipeline(["a", "b"], [np.array([1]), np.array([1])], [1], load_cycles=5, load_unit=None)
+    t = simulate_pipeline(["a", "b"], [np.array([1]), np.array([1])], [1], load_cycles=5, load_unit=None,
+                          engine=ENGINE)
     assert t.cycles == 7
     assert t.units["a"].stall_weights == 5 and t.units["b"].stall_weights == 5
     _check_identity(t)

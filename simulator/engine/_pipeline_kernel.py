@@ -57,9 +57,15 @@ def pipeline_kernel(service, alloc, free, caps, load_cycles, prefetch_cycles,
     n_dram = 0
     for k in range(n_units):
         n_dram += on_dram[k]
+    # DRAM transfers, kept sorted by start: the load first, then in the order they start
+    # (time never goes back), the prefetch inserted at its place at the end.
     starts = np.empty(n_items * n_dram + 2, dtype=np.int64)
     ends = np.empty(n_items * n_dram + 2, dtype=np.int64)
     n_tr = 0
+    if load_cycles != 0 and has_dram:
+        starts[0] = 0
+        ends[0] = load_cycles
+        n_tr = 1
     # The prefetch: 0 not asked, 1 waiting for the interface, 2 running, 3 over.
     pf_state = 0
     pf_req = 0
@@ -201,10 +207,6 @@ def pipeline_kernel(service, alloc, free, caps, load_cycles, prefetch_cycles,
         for k in range(n_units):
             if finish[k] > total:
                 total = finish[k]
-    if load_cycles != 0 and has_dram:
-        starts[n_tr] = 0
-        ends[n_tr] = load_cycles
-        n_tr += 1
     carry = 0
     if prefetch_cycles != 0:
         if n_items == 0:
@@ -223,16 +225,21 @@ def pipeline_kernel(service, alloc, free, caps, load_cycles, prefetch_cycles,
             acc[0, 3] += granted - min(requested, total)
         carry = prefetch_cycles - in_pass
         if in_pass != 0:
-            starts[n_tr] = granted
-            ends[n_tr] = granted + in_pass
+            # NOTE: an insertion, not a sort: the rest is sorted (and np.argsort costs seconds to compile).
+            j = n_tr
+            while j > 0 and starts[j - 1] > granted:
+                starts[j] = starts[j - 1]
+                ends[j] = ends[j - 1]
+                j -= 1
+            starts[j] = granted
+            ends[j] = granted + in_pass
             n_tr += 1
     # Length of the union of the DRAM transfer intervals.
-    order = np.argsort(starts[:n_tr], kind="mergesort")
     dram = 0
     end = -1
     for j in range(n_tr):
-        a = starts[order[j]]
-        b = ends[order[j]]
+        a = starts[j]
+        b = ends[j]
         if b <= end:
             continue
         dram += b - max(a, end)
