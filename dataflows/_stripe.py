@@ -18,6 +18,7 @@ kernel banks); see ``dataflows/nullhop.py`` and its siblings.
 """
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -90,8 +91,22 @@ def dma_cycles(beats, cfg: AcceleratorConfig):
 def _stream_cycles(nbytes, cfg: AcceleratorConfig):
     """``ceil(nbytes / dma.bandwidth_bytes_per_cycle)``, exactly: the bandwidth is read as the
     decimal written (0.7 means 7/10), so that float rounding never adds a cycle."""
-    bw = Fraction(repr(float(cfg.dma.bandwidth_bytes_per_cycle)))
-    return -(-(np.asarray(nbytes, dtype=np.int64) * bw.denominator) // bw.numerator)
+    num, den = _decimal_ratio(float(cfg.dma.bandwidth_bytes_per_cycle))
+    return -(-(np.asarray(nbytes, dtype=np.int64) * den) // num)
+
+
+@functools.lru_cache(maxsize=64)
+def _decimal_ratio(x: float) -> tuple[int, int]:
+    """(numerator, denominator) of ``x`` read as the decimal it prints as."""
+    f = Fraction(repr(x))
+    return f.numerator, f.denominator
+
+
+def _diff_last(x: np.ndarray) -> np.ndarray:
+    """``np.diff(x, axis=-1, prepend=0)`` (the first column kept as is)."""
+    d = x.copy()
+    d[..., 1:] -= x[..., :-1]
+    return d
 
 
 def _kept_taps_1d(n_in: int, k: int, pad: int, stride: int) -> np.ndarray:
@@ -290,55 +305,73 @@ class StripeDataflow:
         out_rows_per_stripe = 1 if pooled else 2
         row_stripe = np.minimum(np.arange(out_written.shape[0]) // out_rows_per_stripe, n_stripes - 1)
         rows_written = np.bincount(row_stripe, minlength=n_stripes)
+        # Written rows of stripe s are rows seg[s] .. seg[s + 1] - 1 (row_stripe never decreases).
+        seg = np.concatenate(([0], np.cumsum(rows_written)))
         effectual = _effectual_per_channel(act_in, weights, mp, kh, kw, pad, mp.stride)
         vpb = cfg.dma.values_per_beat
         bb = cfg.dma.beat_bytes
         read_rd = dma_cycles(read_beats, cfg)
         mac_cache: dict = {}
+        # Pass-invariant parts of every pass's work and counts.
+        read_streamed = np.zeros(n_items, dtype=np.int64)
+        read_streamed[first] = read_rd
+        read_none = np.zeros(n_items, dtype=np.int64)
+        enc_fifo_px = np.outer(rows_written, out_cols).ravel()        # written pixels per work unit
+        enc_fifo_px_total = int(enc_fifo_px.sum())
+        row_el_total = int(row_el.sum())
+        window_el_total = int(window_el.sum())
+        dec_words = int(dec_bytes.sum()) // 2
+        read_beats_total = int(read_beats.sum())
+        acc_rows = int(rows_out_stripe.sum())
         passes = []
         for p, plan in enumerate(plans):
             stream = p == 0 or not resident
             # MAC slots of this pass: group g, lane l -> slot g*m + l.
             n_slots = plan.groups * m
             sizes = np.diff(plan.group_ptr)
-            slot_kptr = np.concatenate(([0], np.cumsum(np.repeat(sizes, m)))).astype(np.int64)
-            slot_kernels = np.concatenate([np.tile(plan.channels[plan.group_ptr[g]:plan.group_ptr[g + 1]], 1)
-                                           for g in range(plan.groups) for _ in range(m)]).astype(np.int64)
+            slot_sizes = np.repeat(sizes, m)
+            slot_kptr = np.concatenate(([0], np.cumsum(slot_sizes))).astype(np.int64)
+            # Slot g*m + l holds group g's kernels: channels[group_ptr[g]:group_ptr[g + 1]].
+            slot_start = np.repeat(np.asarray(plan.group_ptr[:-1], dtype=np.int64), m)
+            pick = np.arange(slot_kptr[-1], dtype=np.int64) + np.repeat(slot_start - slot_kptr[:-1], slot_sizes)
+            slot_kernels = np.asarray(plan.channels, dtype=np.int64)[pick]
             slot_lane = np.tile(np.arange(m, dtype=np.int64), plan.groups)
             # NOTE: without weight skipping the MAC work depends only on the slot layout,
             # so passes with the same layout reuse it (a 512-channel layer has 8 identical passes).
             key = None if tr.skip_weights else (n_slots, sizes.tobytes(), plan.slot_pu.tobytes())
             if key is not None and key in mac_cache:
-                mac_cycles, pu_cycles, pu_ops = mac_cache[key]
+                mac_cycles, ops, mac_total, pu_ops_sum, pu_max, pu_mean = mac_cache[key]
             else:
                 mac_cycles, pu_cycles, pu_ops = slot_mac_work(
                     act_in, wpre, kh, kw, pad, m, mp.channels_per_lane, compressed_in, tr.skip_weights,
                     slot_kptr, slot_kernels, slot_lane, plan.slot_pu, n_pus, in_chunk, n_chunks)
+                busy = pu_cycles[:, np.unique(plan.slot_pu)]
+                mac_work = (mac_cycles, int(pu_ops.sum()), int(mac_cycles.sum()), pu_ops.sum(axis=0),
+                            int(busy.max(axis=1).sum()), float(busy.mean(axis=1).sum()))
+                mac_cycles, ops, mac_total, pu_ops_sum, pu_max, pu_mean = mac_work
                 if key is not None:
-                    mac_cache[key] = (mac_cycles, pu_cycles, pu_ops)
-            ops = int(pu_ops.sum())
-            busy = pu_cycles[:, np.unique(plan.slot_pu)]
+                    mac_cache[key] = mac_work
 
             count = plan.count
             chans = plan.channels
             out_slice = np.ascontiguousarray(out_written[:, :, chans])
             el_rc, _ = row_chunk_elements(out_slice, cfg.array.sm_word_pixels, compressed_out, out_chunk, n_chunks)
-            el = el_rc.sum(axis=1)
+            el_total = int(el_rc.sum())
             # A row's beats go to the chunk that completes them, so the bytes equal whole-row transfers.
-            beats_rc = np.diff(-(-np.cumsum(el_rc, axis=1) // vpb), axis=1, prepend=0)
-            el_s = np.zeros((n_stripes, n_chunks), dtype=np.int64)
-            np.add.at(el_s, row_stripe, el_rc)
-            beats_s = np.zeros((n_stripes, n_chunks), dtype=np.int64)
-            np.add.at(beats_s, row_stripe, beats_rc)
+            beats_rc = _diff_last(-(-np.cumsum(el_rc, axis=1) // vpb))
+            # Per stripe: sums over its written rows, as differences of running sums.
+            run = np.zeros((len(el_rc) + 1, 2, n_chunks), dtype=np.int64)
+            np.cumsum(np.stack((el_rc, beats_rc), axis=1), axis=0, out=run[1:])
+            per_stripe = run[seg[1:]] - run[seg[:-1]]
+            el_s, beats_s = per_stripe[:, 0], per_stripe[:, 1]
             enc = (-(-el_s // cfg.array.encoder_values_per_cycle)).ravel()
             wr_beats = beats_s.sum(axis=1)
+            wr_beats_total = int(wr_beats.sum())
             # One write transfer per stripe, streamed chunk by chunk: cumulative exact-rational ceilings.
-            write = np.diff(_stream_cycles(np.cumsum(beats_s, axis=1) * bb, cfg), axis=1, prepend=0)
+            write = _diff_last(_stream_cycles(np.cumsum(beats_s, axis=1) * bb, cfg))
             write[:, 0] += np.where(wr_beats > 0, cfg.dma.latency_cycles, 0)
-            rd_beats = read_beats if stream else np.zeros(n_stripes, dtype=np.int64)
-            read_service = np.zeros(n_items, dtype=np.int64)
-            if stream:
-                read_service[first] = read_rd
+            rd_beats_total = read_beats_total if stream else 0
+            read_service = read_streamed if stream else read_none
             words_per_px = ceil_div(ceil_div(max(mp.out_per_pass, count), 16), cfg.array.pre_words_per_cycle)
             pre = pix_out * words_per_px + pre_tree
             if lane_words is None:
@@ -346,44 +379,44 @@ class StripeDataflow:
                 w_beats = n_slots * ceil_div(mp.contiguous_kernels, vpb)
             else:
                 # Compressed kernels: each slot's block (SM words + non-zeros of its kernels) starts a new beat.
-                slot_words = np.array([int(lane_words[plan.channels[plan.group_ptr[g]:plan.group_ptr[g + 1]],
-                                                      ln].sum())
-                                       for g in range(plan.groups) for ln in range(m)], dtype=np.int64)
+                cw = np.concatenate((np.zeros((1, m), dtype=np.int64),
+                                     np.cumsum(lane_words[plan.channels].astype(np.int64), axis=0)))
+                gp = np.asarray(plan.group_ptr)
+                slot_words = (cw[gp[1:]] - cw[gp[:-1]]).ravel()      # (group, lane), group-major
                 kmem_words = int(slot_words.sum())
                 w_beats = int((-(-slot_words // vpb)).sum())
             b_beats = ceil_div(n_macs, vpb)
             cfg_beats = cfg.dma.config_beats_per_pass
             load_beats = cfg_beats + b_beats + w_beats
-            acc_words = int(rows_out_stripe.sum()) * wo1 * n_slots
-            alloc = [mem_alloc, dec_bytes, 2 * n_slots * pix_out,
-                     2 * count * np.outer(rows_written, out_cols).ravel(), 2 * el_s.ravel()]
+            acc_words = acc_rows * wo1 * n_slots
+            alloc = [mem_alloc, dec_bytes, 2 * n_slots * pix_out, 2 * count * enc_fifo_px, 2 * el_s.ravel()]
             free = [mem_free] + alloc[1:]
             a = dict.fromkeys(self.actions, 0)
             a["mac_ops"] = ops
-            a["mac_gated_slots"] = n_macs * int(mac_cycles.sum()) - ops
-            a["input_memory_write_words"] = int(row_el.sum()) if stream else 0
-            a["input_memory_read_words"] = int(window_el.sum())
+            a["mac_gated_slots"] = n_macs * mac_total - ops
+            a["input_memory_write_words"] = row_el_total if stream else 0
+            a["input_memory_read_words"] = window_el_total
             a["sm_read_words"] = row_sm * window_rows
             a["kernel_memory_write_words"] = int(kmem_words)
             a["kernel_memory_read_words"] = ops
-            a["decoder_fifo_write_words"] = a["decoder_fifo_read_words"] = int(dec_bytes.sum()) // 2
-            a["encoder_fifo_write_words"] = a["encoder_fifo_read_words"] = int(alloc[3].sum()) // 2
+            a["decoder_fifo_write_words"] = a["decoder_fifo_read_words"] = dec_words
+            a["encoder_fifo_write_words"] = a["encoder_fifo_read_words"] = count * enc_fifo_px_total
             a["pre_buffer_write_words"] = acc_words
             a["pre_buffer_read_words"] = acc_words
-            a["output_buffer_write_words"] = int(el.sum())
-            a["output_buffer_read_words"] = int(el.sum())
+            a["output_buffer_write_words"] = el_total
+            a["output_buffer_read_words"] = el_total
             if compressed_out:
                 a["sm_write_words"] = ceil_div(out_w * count, cfg.array.sm_word_pixels) * out_written.shape[0]
-            a["dram_read_bytes"] = (int(rd_beats.sum()) + int(w_beats) + int(b_beats) + int(cfg_beats)) * bb
-            a["dram_write_bytes"] = int(wr_beats.sum()) * bb
+            a["dram_read_bytes"] = (rd_beats_total + int(w_beats) + int(b_beats) + int(cfg_beats)) * bb
+            a["dram_write_bytes"] = wr_beats_total * bb
             passes.append(PassWork(
                 service=[read_service, decoder, mac_cycles, pre, enc, write.ravel()],
                 capacities=caps, load_cycles=int(dma_cycles(load_beats, cfg)), alloc=alloc, free=free,
                 dram_units=(0, len(self.units) - 1), shared_dram=cfg.dma.interface == "shared",
                 prefetched=tr.kernel_banks > 1 and p > 0, channels=chans, actions=a,
-                dram_read_bytes={"activations": int(rd_beats.sum()) * bb, "weights": int(w_beats) * bb,
+                dram_read_bytes={"activations": rd_beats_total * bb, "weights": int(w_beats) * bb,
                                  "biases": int(b_beats) * bb, "config": int(cfg_beats) * bb},
-                dram_write_bytes={"activations": int(wr_beats.sum()) * bb},
-                mac_ops=ops, macs_useful=int(effectual[chans].sum()), pu_ops=pu_ops.sum(axis=0),
-                pu_busy_max=int(busy.max(axis=1).sum()), pu_busy_mean=float(busy.mean(axis=1).sum())))
+                dram_write_bytes={"activations": wr_beats_total * bb},
+                mac_ops=ops, macs_useful=int(effectual[chans].sum()), pu_ops=pu_ops_sum,
+                pu_busy_max=pu_max, pu_busy_mean=pu_mean))
         return LayerWork(passes=passes, resident=resident, handoff_columns=cols)

@@ -57,7 +57,7 @@ def time_layer(sched: ScheduledLayer, act_in: np.ndarray, out_written: np.ndarra
         t.cycles += timing.cycles
         t.dram_busy_cycles += timing.dram_busy_cycles
         t.pass_cycles.append(timing.cycles)
-        t.pass_channels.append([int(x) for x in pw.channels])
+        t.pass_channels.append(np.asarray(pw.channels).tolist())
         for u in units:
             t.units[u].add(timing.units[u])
         for k, v in pw.dram_read_bytes.items():
