@@ -10,7 +10,7 @@ docs/architecture.md for the per-cycle behaviour each count encodes.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["slot_mac_work", "weight_tap_prefix", "row_chunk_elements", "stripe_windows", "ceil_div"]
 
@@ -86,7 +86,10 @@ def weight_tap_prefix(weights_full):
     return out
 
 
-@njit(cache=True, parallel=True)
+# NOTE: serial on purpose. parallel=True made the compile 2.4 s longer and bought nothing at run
+# time: the kernel is ~0.1 s of a VGG16 run, sweep workers run one numba thread each, and on a
+# busy 2-core machine the per-stripe thread hand-off made it slower (0.6 s vs 0.1 s).
+@njit(cache=True)
 def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w,
                   slot_kptr, slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks):
     """MAC-array cycles per work unit (stripe ``s``, chunk ``j`` -> ``s * n_chunks + j``), with per-PU busy time.
@@ -127,9 +130,7 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
         ln = slot_lane[s]
         lane_slots[fillp[ln]] = s
         fillp[ln] += 1
-    # NOTE: stripes are independent (each writes only its own work units' rows of the outputs), so prange
-    # is race-free.
-    for st in prange(n_stripes):
+    for st in range(n_stripes):
         oy0 = 2 * st
         rows_out = min(2, ho - oy0)
         iy_lo = max(0, oy0 - pad)

@@ -170,6 +170,20 @@ def _block_diagonal(weights: np.ndarray, mp) -> np.ndarray:
     return full
 
 
+def _kernel_layout(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous read-only array, the one layout the count kernels are compiled for.
+
+    NOTE: numba compiles a kernel once per argument layout; the input image (a transposed view),
+    decimated inputs ('A' layout) and seed-cache tensors (read-only) would each cost a compile.
+    The copy touches only the strided inputs (under 1 MB per network); the read-only view is free.
+    """
+    a = np.ascontiguousarray(a)
+    if a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 class StripeDataflow:
     """A dataflow on the stripe pipeline, characterised by its traits.
 
@@ -247,6 +261,7 @@ class StripeDataflow:
         in_chunk = input_column_chunks(w, kw, pad, cols, n_chunks)
 
         # Input side: identical for every pass.
+        act_in = _kernel_layout(act_in)
         el_in, px_in = row_chunk_elements(act_in, cfg.array.sm_word_pixels, compressed_in, in_chunk, n_chunks)
         row_el = el_in.sum(axis=1)
         row_sm = ceil_div(w * c, cfg.array.sm_word_pixels) if compressed_in else 0
@@ -354,7 +369,7 @@ class StripeDataflow:
 
             count = plan.count
             chans = plan.channels
-            out_slice = np.ascontiguousarray(out_written[:, :, chans])
+            out_slice = _kernel_layout(out_written[:, :, chans])
             el_rc, _ = row_chunk_elements(out_slice, cfg.array.sm_word_pixels, compressed_out, out_chunk, n_chunks)
             el_total = int(el_rc.sum())
             # A row's beats go to the chunk that completes them, so the bytes equal whole-row transfers.
