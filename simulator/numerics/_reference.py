@@ -149,6 +149,11 @@ def blas_conv2d_accumulators(
 
     Returns int64 ``(Ho, Wo, C_out)``.
     """
+    return _blas_conv_float(act, weights, stride, padding, groups).astype(np.int64)
+
+
+def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding: int, groups: int) -> np.ndarray:
+    """:func:`blas_conv2d_accumulators` before the cast: float64 ``(Ho, Wo, C_out)`` (a view) of exact integers."""
     x = _check_act(act)
     w = np.asarray(weights)
     H, W, C = x.shape
@@ -196,7 +201,7 @@ def blas_conv2d_accumulators(
                 np.matmul(a, wf[0], out=out)
             else:
                 out += np.matmul(a, wf[kx], out=part)
-    return acc.reshape(-1, cout)[:U].reshape(Ho, Ws, cout)[:, :Wo].astype(np.int64)
+    return acc.reshape(-1, cout)[:U].reshape(Ho, Ws, cout)[:, :Wo]
 
 
 def _blas_grouped(x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int) -> np.ndarray:
@@ -235,17 +240,24 @@ def _blas_grouped(x: np.ndarray, w: np.ndarray, stride: int, padding: int, group
                     off = ky * Wp + kx
                     np.matmul(flat[off:off + rows, ci], wf[co, ky, kx, :].T, out=part)
                     acc[:, co] += part
-    out = acc.reshape(Ho1, Wp, cout)[:Ho1:stride, :Wo1:stride]
-    return out.astype(np.int64)
+    return acc.reshape(Ho1, Wp, cout)[:Ho1:stride, :Wo1:stride]
 
 
 def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
+    """int16 output of int64 accumulators, or of float64 ones holding integers below 2**53 (exact:
+    adding the aligned bias, dividing by 256 and flooring are all exact on such values)."""
     cout = acc.shape[-1]
-    b = np.zeros(cout, dtype=np.int64) if bias is None else np.asarray(bias).astype(np.int64)
-    # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8.
-    q = np.floor_divide(acc + b * 256, 256)
-    q = np.clip(q, _INT16_MIN, _INT16_MAX)
-    return _activate(q, activation).astype(np.int16)
+    b = np.zeros(cout, dtype=acc.dtype) if bias is None else np.asarray(bias).astype(acc.dtype)
+    # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8 (in place on the one new array).
+    q = acc + b * 256
+    np.floor_divide(q, 256, out=q)
+    np.clip(q, _INT16_MIN, _INT16_MAX, out=q)
+    code = _act_code(activation)
+    if code == 1:
+        np.maximum(q, 0, out=q)
+    elif code == 2:
+        np.clip(q, 0, _RELU6_MAX, out=q)
+    return q.astype(np.int16)
 
 
 def ref_conv2d(
@@ -262,8 +274,7 @@ def ref_conv2d(
 
     ``out = act(clip(floor((acc + 256 * bias) / 256), -32768, 32767))``.
     """
-    acc = blas_conv2d_accumulators(act, weights, stride, padding, groups)
-    return _requantize(acc, bias, activation)
+    return _requantize(_blas_conv_float(act, weights, stride, padding, groups), bias, activation)
 
 
 def _pool_windows(x: np.ndarray, k, stride: int, padding: int, fill):
@@ -326,4 +337,4 @@ def ref_fc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, activati
         b = buf[:r1 - r0]
         b[...] = w2[r0:r1]
         np.matmul(b, xf, out=acc[r0:r1])
-    return _requantize(acc.astype(np.int64).reshape(1, 1, cout), bias, activation)
+    return _requantize(acc.reshape(1, 1, cout), bias, activation)

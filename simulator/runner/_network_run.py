@@ -394,7 +394,7 @@ class _NetworkRun:
             out = out.reshape(layer.out_shape)
         rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason,
                           in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=_density(x),
-                          output_density=_density(out), weight_density=_density(w),
+                          output_density=_density(out), weight_density=wd,
                           macs_dense=layer.macs, functional_check=status)
         if self.check and self.user is not None and layer.name in self.user.expected:
             self._reference_check(rec, out)
