@@ -205,41 +205,44 @@ def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding:
 
 
 def _blas_grouped(x: np.ndarray, w: np.ndarray, stride: int, padding: int, groups: int) -> np.ndarray:
-    """:func:`blas_conv2d_accumulators` for ``groups > 1``: one GEMM per group and kernel tap."""
+    """:func:`blas_conv2d_accumulators` for ``groups > 1``: one GEMM per group and kernel tap
+    (depthwise: one multiply-add over all channels per tap)."""
     H, W, C = x.shape
     cout, kh, kw, cin_g = w.shape
     Ho1, Wo1 = _conv_geometry(x, w, padding, groups)
     cout_g = cout // groups
     Hp, Wp = H + 2 * padding, W + 2 * padding
+    xp = np.zeros((Hp + 1, Wp, C), dtype=np.float64)
+    xp[padding:padding + H, padding:padding + W] = x
+    wf = w.astype(np.float64)
+    if cin_g == 1:
+        # Depthwise (one input channel per group): every tap is one broadcast multiply-add over
+        # all channels of the strided tap view (only the outputs kept are computed).
+        Ho, Wo = (Ho1 - 1) // stride + 1, (Wo1 - 1) // stride + 1
+        xc = xp if cout_g == 1 else xp[:, :, np.repeat(np.arange(C), cout_g)]
+        acc3 = np.zeros((Ho, Wo, cout), dtype=np.float64)
+        part3 = np.empty((Ho, Wo, cout), dtype=np.float64)
+        for ky in range(kh):
+            for kx in range(kw):
+                tap = xc[ky:ky + stride * (Ho - 1) + 1:stride, kx:kx + stride * (Wo - 1) + 1:stride]
+                acc3 += np.multiply(tap, wf[:, ky, kx, 0], out=part3)
+        return acc3
     # NOTE: outputs are computed on the padded width Wp ("wide" rows, the last kw - 1 columns
     # of each discarded), so that every kernel tap is ONE contiguous GEMM over rows of the
     # flattened padded input: tap (ky, kx) of output p = oy * Wp + ox reads input p + ky * Wp + kx.
     # One spare row keeps the last tap's rows inside the array.
-    xp = np.zeros((Hp + 1, Wp, C), dtype=np.float64)
-    xp[padding:padding + H, padding:padding + W] = x
     flat = xp.reshape(-1, C)
     rows = Ho1 * Wp
-    wf = w.astype(np.float64)
     acc = np.zeros((rows, cout), dtype=np.float64)
-    if cin_g == 1:
-        # Depthwise (one input channel per group): every tap is one broadcast multiply-add
-        # over all channels instead of one tiny GEMM per group.
-        xs = flat if cout_g == 1 else flat[:, np.repeat(np.arange(C), cout_g)]
-        part = np.empty((rows, cout), dtype=np.float64)
+    part = np.empty((rows, cout_g), dtype=np.float64)
+    for g in range(groups):
+        ci = slice(g * cin_g, (g + 1) * cin_g)
+        co = slice(g * cout_g, (g + 1) * cout_g)
         for ky in range(kh):
             for kx in range(kw):
                 off = ky * Wp + kx
-                acc += np.multiply(xs[off:off + rows], wf[:, ky, kx, 0], out=part)
-    else:
-        part = np.empty((rows, cout_g), dtype=np.float64)
-        for g in range(groups):
-            ci = slice(g * cin_g, (g + 1) * cin_g)
-            co = slice(g * cout_g, (g + 1) * cout_g)
-            for ky in range(kh):
-                for kx in range(kw):
-                    off = ky * Wp + kx
-                    np.matmul(flat[off:off + rows, ci], wf[co, ky, kx, :].T, out=part)
-                    acc[:, co] += part
+                np.matmul(flat[off:off + rows, ci], wf[co, ky, kx, :].T, out=part)
+                acc[:, co] += part
     return acc.reshape(Ho1, Wp, cout)[:Ho1:stride, :Wo1:stride]
 
 
