@@ -88,6 +88,14 @@ def dma_cycles(beats, cfg: AcceleratorConfig):
     return np.where(beats > 0, cfg.dma.latency_cycles + _stream_cycles(beats * cfg.dma.beat_bytes, cfg), 0)
 
 
+def _dma_cycles_one(beats: int, cfg: AcceleratorConfig) -> int:
+    """:func:`dma_cycles` of one transfer, in Python integers."""
+    if beats <= 0:
+        return 0
+    num, den = _decimal_ratio(float(cfg.dma.bandwidth_bytes_per_cycle))
+    return cfg.dma.latency_cycles + -(-(beats * cfg.dma.beat_bytes * den) // num)
+
+
 def _stream_cycles(nbytes, cfg: AcceleratorConfig):
     """``ceil(nbytes / dma.bandwidth_bytes_per_cycle)``, exactly: the bandwidth is read as the
     decimal written (0.7 means 7/10), so that float rounding never adds a cycle."""
@@ -344,19 +352,19 @@ class StripeDataflow:
             # MAC slots of this pass: group g, lane l -> slot g*m + l.
             n_slots = plan.groups * m
             sizes = np.diff(plan.group_ptr)
-            slot_sizes = np.repeat(sizes, m)
-            slot_kptr = np.concatenate(([0], np.cumsum(slot_sizes))).astype(np.int64)
-            # Slot g*m + l holds group g's kernels: channels[group_ptr[g]:group_ptr[g + 1]].
-            slot_start = np.repeat(np.asarray(plan.group_ptr[:-1], dtype=np.int64), m)
-            pick = np.arange(slot_kptr[-1], dtype=np.int64) + np.repeat(slot_start - slot_kptr[:-1], slot_sizes)
-            slot_kernels = np.asarray(plan.channels, dtype=np.int64)[pick]
-            slot_lane = np.tile(np.arange(m, dtype=np.int64), plan.groups)
             # NOTE: without weight skipping the MAC work depends only on the slot layout,
             # so passes with the same layout reuse it (a 512-channel layer has 8 identical passes).
             key = None if tr.skip_weights else (n_slots, sizes.tobytes(), plan.slot_pu.tobytes())
             if key is not None and key in mac_cache:
                 mac_cycles, ops, mac_total, pu_ops_sum, pu_max, pu_mean = mac_cache[key]
             else:
+                slot_sizes = np.repeat(sizes, m)
+                slot_kptr = np.concatenate(([0], np.cumsum(slot_sizes))).astype(np.int64)
+                # Slot g*m + l holds group g's kernels: channels[group_ptr[g]:group_ptr[g + 1]].
+                slot_start = np.repeat(np.asarray(plan.group_ptr[:-1], dtype=np.int64), m)
+                pick = np.arange(slot_kptr[-1], dtype=np.int64) + np.repeat(slot_start - slot_kptr[:-1], slot_sizes)
+                slot_kernels = np.asarray(plan.channels, dtype=np.int64)[pick]
+                slot_lane = np.tile(np.arange(m, dtype=np.int64), plan.groups)
                 mac_cycles, pu_cycles, pu_ops = slot_mac_work(
                     act_in, wpre, kh, kw, pad, m, mp.channels_per_lane, compressed_in, tr.skip_weights,
                     slot_kptr, slot_kernels, slot_lane, plan.slot_pu, n_pus, in_chunk, n_chunks)
@@ -426,7 +434,7 @@ class StripeDataflow:
             a["dram_write_bytes"] = wr_beats_total * bb
             passes.append(PassWork(
                 service=[read_service, decoder, mac_cycles, pre, enc, write.ravel()],
-                capacities=caps, load_cycles=int(dma_cycles(load_beats, cfg)), alloc=alloc, free=free,
+                capacities=caps, load_cycles=_dma_cycles_one(int(load_beats), cfg), alloc=alloc, free=free,
                 dram_units=(0, len(self.units) - 1), shared_dram=cfg.dma.interface == "shared",
                 prefetched=tr.kernel_banks > 1 and p > 0, channels=chans, actions=a,
                 dram_read_bytes={"activations": rd_beats_total * bb, "weights": int(w_beats) * bb,
