@@ -123,6 +123,70 @@ def test_activation_magnitudes_are_q88_typical():
     assert 200 < nz.mean() < 320  # ~1.0 in Q8.8 = 256 LSB
 
 
+def _zero_zero_at_lag(a, lag):
+    """P(pixel ``lag`` px right of a zero is zero), pooled over all channels."""
+    z = a == 0
+    pairs = z[:, :-lag, :]
+    return np.count_nonzero(pairs & z[:, lag:, :]) / np.count_nonzero(pairs)
+
+
+def _fft_reference_map(shape, density, sigma, seed):
+    """An independent reference: white noise blurred by the exact Gaussian transfer function
+    in the FFT domain (3 sigma padding), each channel thresholded at its own quantile."""
+    h, w, c = shape
+    pad = int(np.ceil(3 * sigma))
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((c, h + 2 * pad, w + 2 * pad))
+    fy = np.fft.fftfreq(h + 2 * pad)[:, None]
+    fx = np.fft.fftfreq(w + 2 * pad)[None, :]
+    field = np.fft.ifft2(np.fft.fft2(noise) * np.exp(-2 * np.pi**2 * sigma**2 * (fy**2 + fx**2))).real
+    field = field[:, pad:pad + h, pad:pad + w]
+    thr = np.quantile(field.reshape(c, -1), 1 - density, axis=1)
+    return (field > thr[:, None, None]).transpose(1, 2, 0).astype(np.int16)
+
+
+@pytest.mark.parametrize("sigma", [0.7, 2.0, 5.0])
+def test_activation_blobs_match_an_fft_gaussian_blur(sigma):
+    # The separable truncated blur gives the same blob statistics as the exact Gaussian filter:
+    # P(zero | zero at lag 1..3 px) agree within sampling noise.
+    shape, d = (64, 64, 32), 0.5
+    new = synthetic_activation(shape, d, 8, correlation_px=sigma, channel_spread=0.0)
+    ref = _fft_reference_map(shape, d, sigma, 8)
+    for lag in (1, 2, 3):
+        assert _zero_zero_at_lag(new, lag) == pytest.approx(_zero_zero_at_lag(ref, lag), abs=0.03), lag
+
+
+def test_synthetic_values_do_not_depend_on_the_thread_count():
+    import numba
+    before = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            runs.append((synthetic_activation((40, 36, 24), 0.37, 3),
+                         synthetic_activation((9, 9, 16), 0.6, 4, correlation_px=0.0),
+                         synthetic_weights((64, 3, 3, 48), 5, density=0.3)))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("sample, sigmas", [(64, 0.0), (64, 8.0), (4096, 8.0)])
+def test_activation_bracketed_count_equals_the_exact_top_k(monkeypatch, sample, sigmas):
+    # Large maps find the count's threshold through a bracket on a sample; small ones rank every
+    # score. Both keep the same exact top-k (ties to the lowest flat index), also when the
+    # bracket misses and is widened (no margin).
+    import workloads._synthetic as syn
+    monkeypatch.setattr(syn, "MARGIN_SIGMAS", sigmas)
+    for seed, d in ((21, 0.03), (1, 0.3), (2, 0.55), (21, 0.97)):
+        monkeypatch.setattr(syn, "SAMPLE", 1 << 30)
+        direct = synthetic_activation((30, 28, 20), d, seed)
+        monkeypatch.setattr(syn, "SAMPLE", sample)
+        np.testing.assert_array_equal(synthetic_activation((30, 28, 20), d, seed), direct)
+        assert np.count_nonzero(direct) == target(d, direct.size)
+
+
 @pytest.mark.parametrize("kwargs, msg", [
     (dict(shape=(4, 4, 4), density=1.5), "density must be in [0, 1], not 1.5"),
     (dict(shape=(4, 4, 4), density=float("nan")), "density must be in [0, 1], not nan"),

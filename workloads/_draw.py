@@ -1,4 +1,4 @@
-"""Counter-based normal draws for synthetic weights, and their exact magnitude pruning.
+"""Counter-based normal (and exponential) draws for synthetic tensors, and the weights' exact magnitude pruning.
 
 Element ``i`` of a weight tensor is a pure function of the seed's two key words
 and ``i``: a SplitMix64 hash of the counter gives 64 random bits; bit 0 is the
@@ -11,7 +11,7 @@ octaves, so the tail reaches ``|z|`` ~ 8.3), built once from
 Because any element can be recomputed on its own, magnitude pruning needs no
 sort of the whole tensor: the k-th largest ``|w|`` is bracketed from a sample,
 one parallel pass counts above the bracket and collects the few values inside
-it, and those are ranked exactly (ties to the lowest flat index). The result is
+it, and those are ranked exactly (ties to the lowest flat index; ``_topk``). The result is
 the same exact top-k as a full partition. Only integer operations and IEEE additions and
 multiplications are used (no ``fastmath``, no transcendental functions), so the
 values are the same on every machine and for any number of threads.
@@ -19,12 +19,15 @@ values are the same on every machine and for any number of threads.
 from __future__ import annotations
 
 import functools
+import math
 from statistics import NormalDist
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+from ._topk import MARGIN_SIGMAS, SAMPLE, select_top_k
 
 __all__ = ["he_weights_q88"]
 
@@ -33,12 +36,12 @@ _OCTAVES = 54           # p in (2^-53, 1]: frexp exponents 1 .. -52
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-#: Elements drawn for the pruning threshold's bracket; tensors up to this size are ranked directly.
-_SAMPLE = 1 << 18
-#: Half-width of that bracket, in binomial standard deviations of the sample's rank.
-_MARGIN_SIGMAS = 8.0
+#: The pruning threshold's bracket (workloads/_topk.py); module attributes so tests can shrink them.
+_SAMPLE = SAMPLE
+_MARGIN_SIGMAS = MARGIN_SIGMAS
 _I16_MIN, _I16_MAX = -32768, 32767
 _ROUND = 6755399441055744.0     # 1.5 * 2^52
+_LN2 = math.log(2.0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,6 +53,14 @@ def _half_normal_table() -> np.ndarray:
         for j in range(_CELLS + 1):
             p = 2.0 ** -o * (1.0 + j / _CELLS)
             t[o, j] = -inv(p / 2.0) if p < 1.0 else 0.0
+    t.setflags(write=False)
+    return t
+
+
+@functools.lru_cache(maxsize=1)
+def _log_table() -> np.ndarray:
+    """``L[j] = ln(1 + j / 256)``, shape (257,), float64: the exponential's inverse CDF within an octave."""
+    t = np.array([math.log1p(j / _CELLS) for j in range(_CELLS + 1)])
     t.setflags(write=False)
     return t
 
@@ -67,19 +78,40 @@ _CELL_SCALE = np.array([_CELLS / 2.0 ** (53 - o) for o in range(_OCTAVES)])
 
 
 @njit(cache=True, inline="always")
-def _std_normal(k0, k1, i, table):
+def _hash64(k0, k1, i):
+    # SplitMix64 of the counter, keyed by two words.
     # NOTE: all uint64 arithmetic (a mixed int64/uint64 expression would become float64 in numba).
     h = k0 + np.uint64(i) * _GOLDEN
     h = (h ^ (h >> np.uint64(30))) * _M1
     h = (h ^ (h >> np.uint64(27))) * _M2
-    h = (h ^ (h >> np.uint64(31))) ^ k1
-    v = np.uint64(1) + (h >> np.uint64(11))       # tail probability p = v / 2^53, in (0, 1]
-    o = int(_clz64(v)) - 10                       # octave: p in [2^-o, 2^(1-o))
+    return (h ^ (h >> np.uint64(31))) ^ k1
+
+
+@njit(cache=True, inline="always")
+def _octave_cell(h):
+    # The tail probability p = v / 2^53 in (0, 1] of the top 53 bits of h, as its octave o
+    # (p in [2^-o, 2^(1-o))) and its position t in [0, 256) within that octave's table cells.
+    v = np.uint64(1) + (h >> np.uint64(11))
+    o = int(_clz64(v)) - 10
     # NOTE: v < 2^63, so the int64 -> float64 conversion is exact and one instruction.
-    t = np.float64(np.int64(v)) * _CELL_SCALE[o] - _CELLS
+    return o, np.float64(np.int64(v)) * _CELL_SCALE[o] - _CELLS
+
+
+@njit(cache=True, inline="always")
+def _std_normal(k0, k1, i, table):
+    h = _hash64(k0, k1, i)
+    o, t = _octave_cell(h)
     j = int(t)
     z = table[o, j] + (t - j) * (table[o, j + 1] - table[o, j])
     return -z if h & np.uint64(1) else z
+
+
+@njit(cache=True, inline="always")
+def _std_exponential(k0, k1, i, log_table):
+    # -ln p = o ln 2 - ln(1 + t / 256), the second term from a table linear within each cell.
+    o, t = _octave_cell(_hash64(k0, k1, i))
+    j = int(t)
+    return o * _LN2 - (log_table[j] + (t - j) * (log_table[j + 1] - log_table[j]))
 
 
 @njit(cache=True)
@@ -153,56 +185,42 @@ def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: floa
     table = _half_normal_table()
     sk = np.ascontiguousarray(scale_k * std, dtype=np.float64)
     sc = np.ascontiguousarray(scale_c, dtype=np.float64)
+    if k <= 0:
+        return np.zeros(shape, dtype=np.int16)
     q = np.empty(n, dtype=np.int16)
     counts = np.zeros((cout, 2), dtype=np.int64)
     row = khw * cin
-    if k <= 0:
-        return np.zeros(shape, dtype=np.int16)
-    if k >= n:
-        lo = hi = -1.0                                            # every weight is kept
-        mid_frac = 0.0
-    elif n <= _SAMPLE:
-        lo, hi = 0.0, np.inf                                        # every weight is a candidate
-        mid_frac = 1.0
-    else:
-        # Bracket the k-th largest |w| between two order statistics of a sample, 8 sigma of the
-        # binomial rank error either side; widen (rarely) until the counts prove the bracket holds.
-        idx = np.linspace(0, n - 1, _SAMPLE).astype(np.int64)
-        sample = np.sort(_sample_magnitudes(k0, k1, table, sk, sc, khw, cin, idx))
-        frac = k / n
-        margin = _MARGIN_SIGMAS * np.sqrt(frac * (1.0 - frac) / _SAMPLE) + 2.0 / _SAMPLE
-        lo_r, hi_r = 1.0 - frac - margin, 1.0 - frac + margin
-        lo = sample[int(np.floor(lo_r * (_SAMPLE - 1)))] if lo_r > 0 else 0.0
-        hi = sample[int(np.ceil(hi_r * (_SAMPLE - 1)))] if hi_r < 1 else np.inf
-        mid_frac = min(1.0, hi_r) - max(0.0, lo_r)
-    # Room for the candidates of one output kernel: the mean count plus 8 sigma. Kernels with
-    # more (larger filter norm) are drawn again with room for all of theirs.
-    expect = row * mid_frac
-    cap = min(row, int(expect + 8.0 * np.sqrt(expect) + 16))
     rows = np.arange(cout, dtype=np.int64)
-    while True:
+
+    def sample_fn(idx: np.ndarray) -> np.ndarray:
+        return _sample_magnitudes(k0, k1, table, sk, sc, khw, cin, idx)
+
+    def pass_fn(lo: float, hi: float, mid_frac: float):
+        # Room for the candidates of one output kernel: the mean count plus 8 sigma. Kernels with
+        # more (larger filter norm) are drawn again with room for all of theirs.
+        expect = row * mid_frac
+        cap = min(row, int(expect + 8.0 * np.sqrt(expect) + 16))
         cand_val = np.empty((cout, cap), dtype=np.float64)
         cand_idx = np.empty((cout, cap), dtype=np.int64)
         _draw_pass(k0, k1, table, sk, sc, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx)
-        above, mid = int(counts[:, 0].sum()), int(counts[:, 1].sum())
-        if above <= k <= above + mid:
-            break
-        lo, hi = (0.0, hi) if above + mid < k else (lo, np.inf)     # widen the side that failed
-    n_c = counts[:, 1]
-    sel = np.arange(cap)[None, :] < n_c[:, None]
-    vals, idxs = [cand_val[sel]], [cand_idx[sel]]
-    over = np.flatnonzero(n_c > cap)
-    if over.size:
-        big = int(n_c[over].max())
-        ov_val = np.empty((over.size, big), dtype=np.float64)
-        ov_idx = np.empty((over.size, big), dtype=np.int64)
-        _draw_pass(k0, k1, table, sk, sc, khw, cin, lo, hi, over, q, counts, ov_val, ov_idx)
-        sel = (np.arange(big)[None, :] >= cap) & (np.arange(big)[None, :] < n_c[over][:, None])
-        vals.append(ov_val[sel])
-        idxs.append(ov_idx[sel])
-    vals, idxs = np.concatenate(vals), np.concatenate(idxs)
+        above, n_c = int(counts[:, 0].sum()), counts[:, 1].copy()
+        sel = np.arange(cap)[None, :] < n_c[:, None]
+        vals, idxs = [cand_val[sel]], [cand_idx[sel]]
+        over = np.flatnonzero(n_c > cap)
+        if over.size:
+            big = int(n_c[over].max())
+            ov_val = np.empty((over.size, big), dtype=np.float64)
+            ov_idx = np.empty((over.size, big), dtype=np.int64)
+            _draw_pass(k0, k1, table, sk, sc, khw, cin, lo, hi, over, q, counts, ov_val, ov_idx)
+            sel = (np.arange(big)[None, :] >= cap) & (np.arange(big)[None, :] < n_c[over][:, None])
+            vals.append(ov_val[sel])
+            idxs.append(ov_idx[sel])
+        vals, idxs = np.concatenate(vals), np.concatenate(idxs)
+        return above, np.abs(vals), idxs, vals
+
     # Keep the (k - above) largest |w| of the bracket: by value descending, then flat index.
-    order = np.lexsort((idxs, -np.abs(vals)))
+    above, _, idxs, vals, order = select_top_k(n, k, sample_fn, pass_fn, sample=_SAMPLE,
+                                               margin_sigmas=_MARGIN_SIGMAS)
     kept, dropped = order[:k - above], order[k - above:]
     q[idxs[dropped]] = 0
     fix = kept[q[idxs[kept]] == 0]

@@ -1,7 +1,8 @@
 """Seeded synthetic activations, weights and biases, and the sample photo input.
 
-Everything here is pure NumPy and deterministic: the same arguments and seed
-give bit-identical arrays on every run. Tensors use sparsesim's layout and
+Everything here is deterministic: the same arguments and seed give
+bit-identical arrays on every run and for any number of threads (the large
+tensors are drawn by the counter-based numba kernels of ``_draw`` and ``_field``). Tensors use sparsesim's layout and
 number format: activations ``(H, W, C)`` (channel fastest), weights
 ``(C_out, kh, kw, C_in / groups)``, all int16 Q8.8 (1.0 = 256 LSB).
 
@@ -13,13 +14,16 @@ overall non-zero count is exact.
 from __future__ import annotations
 
 import functools
+import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 from statistics import NormalDist
 
-from ._draw import he_weights_q88
+from ._draw import _half_normal_table, _log_table, he_weights_q88
+from ._field import activation_values, field_kernel, score_pass, score_sample
+from ._topk import MARGIN_SIGMAS, SAMPLE, select_top_k
 from ._errors import TraceError
 
 __all__ = [
@@ -88,6 +92,11 @@ def child_seed(seed: Seed, *keys: str | int) -> np.random.SeedSequence:
     return np.random.SeedSequence(base_entropy, spawn_key=base_key + words, pool_size=pool)
 
 
+def _keys(rng: np.random.Generator) -> np.ndarray:
+    """Two uint64 key words for the counter-based draws (workloads/_draw.py)."""
+    return rng.integers(0, 2**64, size=2, dtype=np.uint64, endpoint=False)
+
+
 def _rng(seed: Seed) -> np.random.Generator:
     if isinstance(seed, np.random.SeedSequence):
         return np.random.default_rng(seed)
@@ -121,21 +130,6 @@ def _target_count(density: float, n: int) -> int:
     return min(n, int(np.floor(density * n + 0.5)))
 
 
-def _top_k_mask(values: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the ``k`` largest entries of 1-D ``values``; exact ties at the
-    threshold go to the lowest flat indices, so the result is deterministic. O(n)."""
-    n = values.size
-    if k >= n:
-        return np.ones(n, dtype=bool)
-    if k <= 0:
-        return np.zeros(n, dtype=bool)
-    thr = np.partition(values, n - k)[n - k]  # k-th largest value
-    mask = values > thr
-    ties = np.flatnonzero(values == thr)[: k - int(np.count_nonzero(mask))]
-    mask[ties] = True
-    return mask
-
-
 def _to_q88(x: np.ndarray) -> np.ndarray:
     """Round to nearest Q8.8 and saturate to int16."""
     return np.clip(np.rint(x * _ONE), _I16_MIN, _I16_MAX).astype(np.int16)
@@ -143,27 +137,36 @@ def _to_q88(x: np.ndarray) -> np.ndarray:
 
 # -- activations ----------------------------------------------------------------------------------------------
 
-def _smooth_field(rng: np.random.Generator, h: int, w: int, c: int, sigma: float) -> np.ndarray:
+def _gaussian_taps(sigma: float, radius: int) -> np.ndarray:
+    """The ``2 radius + 1`` weights of a Gaussian of std ``sigma`` px truncated at ``radius``,
+    normalised to sum 1, float32 (``math.exp``, a correctly rounded libm call, not NumPy's SIMD exp)."""
+    if radius == 0:
+        return np.ones(1, dtype=np.float32)
+    g = np.array([math.exp(-0.5 * (t / sigma) ** 2) for t in range(-radius, radius + 1)])
+    return (g / g.sum()).astype(np.float32)
+
+
+def _smooth_field(keys: np.ndarray, h: int, w: int, c: int, sigma: float) -> tuple[np.ndarray, ...]:
     """White Gaussian noise per channel, blurred spatially with a Gaussian of std ``sigma`` px.
 
-    The blur is a multiplication by the Gaussian's transfer function
-    ``exp(-2 pi^2 sigma^2 f^2)`` in the 2-D FFT domain. The noise is drawn
-    ``3 sigma`` larger on every side and cropped after filtering, so the FFT's
-    periodic wrap-around does not connect opposite edges.
+    The blur is separable and truncated at ``3 sigma`` (the kernel's support); the
+    noise is drawn that much larger on every side, so every output pixel sees a full
+    kernel and opposite edges are not connected. ``sigma = 0`` gives white noise.
+    Returns the field ``(h, w * c)`` float32 and the per-channel mean and std
+    (float64) of the field.
     """
     # Capped at the tensor size: for sigma >> H, W the field is nearly flat anyway.
-    pad = min(int(np.ceil(_FIELD_PAD_SIGMAS * sigma)), max(h, w))
-    hp, wp = h + 2 * pad, w + 2 * pad
-    noise = rng.standard_normal((hp, wp, c), dtype=np.float32)
-    fy = np.fft.fftfreq(hp)[:, None]
-    fx = np.fft.rfftfreq(wp)[None, :]
-    transfer = np.exp(-2.0 * np.pi**2 * sigma**2 * (fy**2 + fx**2)).astype(np.float32)
-    # NOTE: channels first, so that each 2-D transform runs over contiguous memory (about twice
-    # as fast on large maps); every 1-D transform is the same, so the field is bit-identical.
-    spec = np.fft.rfft2(np.ascontiguousarray(noise.transpose(2, 0, 1)), axes=(1, 2))
-    spec *= transfer
-    field = np.fft.irfft2(spec, s=(hp, wp), axes=(1, 2))
-    return field[:, pad:pad + h, pad:pad + w].transpose(1, 2, 0)
+    radius = min(int(np.ceil(_FIELD_PAD_SIGMAS * sigma)), max(h, w))
+    field = np.empty((h, w * c), dtype=np.float32)
+    row_sum = np.empty((h, c))
+    row_sq = np.empty((h, c))
+    field_kernel(np.uint64(keys[0]), np.uint64(keys[1]), _half_normal_table(), _gaussian_taps(sigma, radius),
+                 h, w, c, field, row_sum, row_sq)
+    # Per-row partial sums added in a fixed order: the same for any number of threads.
+    n = h * w
+    mu = row_sum.sum(axis=0) / n
+    var = np.maximum(row_sq.sum(axis=0) / n - mu * mu, 0.0)
+    return field, mu, np.sqrt(var)
 
 
 def _channel_densities(rng: np.random.Generator, density: float, c: int, spread: float) -> np.ndarray:
@@ -237,29 +240,49 @@ def synthetic_activation(shape: tuple[int, int, int], density: float, seed: Seed
 
     rng = _rng(seed)
     d_c = _channel_densities(rng, d, c, channel_spread)
-    if correlation_px > 0.0:
-        field = _smooth_field(rng, h, w, c, float(correlation_px)).reshape(h * w, c)
-    else:
-        field = rng.standard_normal((h * w, c), dtype=np.float32)
+    field, mu, sd = _smooth_field(_keys(rng), h, w, c, float(correlation_px))
 
     # Pixel p of channel c is non-zero when its standardised field value z exceeds the
     # Gaussian quantile q_c = Phi^-1(1 - d_c), shifted by one global offset so that the
-    # count is exact. NOTE: z - q_c replaces per-channel ranking (an argsort of every
-    # channel), which dominated the run time; it is O(n) and equally deterministic.
-    mu = field.mean(axis=0, dtype=np.float64)
-    sd = field.std(axis=0, dtype=np.float64)
+    # count is exact: the k highest scores z - q_c (ties to the lowest flat index).
     sd[sd == 0] = 1.0
     inv = NormalDist().inv_cdf
     q = np.array([inv(min(max(1.0 - float(x), 1e-9), 1.0 - 1e-9)) for x in d_c])
-    score = (field - mu[None, :].astype(np.float32)) / sd[None, :].astype(np.float32) - q[None, :].astype(np.float32)
+    a32 = (1.0 / sd).astype(np.float32)
+    b32 = (-mu / sd - q).astype(np.float32)
 
-    # Exactly k non-zeros: the k highest scores.
-    mask = _top_k_mask(score.ravel(), k)
+    flat = field.reshape(-1)
 
+    def sample_fn(idx: np.ndarray) -> np.ndarray:
+        return score_sample(flat, c, a32, b32, idx)
+
+    bracket_hi = np.inf
+
+    def pass_fn(lo: float, hi: float, mid_frac: float):
+        nonlocal bracket_hi
+        bracket_hi = hi
+        cap = min(n, int(n * mid_frac + 8.0 * np.sqrt(n * mid_frac) + 16))
+        while True:
+            cand_val = np.empty(cap, dtype=np.float32)
+            cand_idx = np.empty(cap, dtype=np.int64)
+            above, mid = score_pass(flat, c, a32, b32, np.float32(lo), np.float32(hi),
+                                    cand_val, cand_idx)
+            if mid <= cap:
+                return above, cand_val[:mid], cand_idx[:mid], None
+            cap = mid
+
+    above, keys_, idxs, _, order = select_top_k(n, k, sample_fn, pass_fn, sample=SAMPLE,
+                                                margin_sigmas=MARGIN_SIGMAS)
+    if k > above:
+        last = order[k - above - 1]                  # the k-th score: keep it and all before it
+        thr, thr_idx = keys_[last], idxs[last]
+    else:
+        thr, thr_idx = bracket_hi, -1                # exactly the scores above the bracket
     scale = _ACT_MEAN * np.exp(rng.normal(-0.5 * _ACT_CHANNEL_LOG_STD**2, _ACT_CHANNEL_LOG_STD, size=c))
-    mags = rng.standard_exponential((h * w, c), dtype=np.float32) * scale[None, :].astype(np.float32)
-    values = np.clip(np.rint(mags.ravel() * _ONE), 1, _I16_MAX).astype(np.int16)
-    out = np.where(mask, values, np.int16(0))
+    out = np.empty((h, w * c), dtype=np.int16)
+    mk = _keys(rng)
+    activation_values(field, c, a32, b32, np.float32(thr), np.int64(thr_idx), np.uint64(mk[0]),
+                      np.uint64(mk[1]), _log_table(), scale, out)
     return out.reshape(h, w, c)
 
 
@@ -311,8 +334,7 @@ def synthetic_weights(shape: tuple[int, int, int, int], seed: Seed, *, density: 
         sc = np.exp(rng.normal(0.0, scale_spread, cin))
         sk /= np.sqrt(np.mean(sk ** 2))
         sc /= np.sqrt(np.mean(sc ** 2))
-    keys = rng.integers(0, 2**64, size=2, dtype=np.uint64, endpoint=False)
-    return he_weights_q88((cout, kh, kw, cin), keys, std, sk, sc, k)
+    return he_weights_q88((cout, kh, kw, cin), _keys(rng), std, sk, sc, k)
 
 
 def synthetic_bias(n: int, seed: Seed) -> np.ndarray:
