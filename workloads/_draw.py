@@ -57,12 +57,37 @@ def _half_normal_table() -> np.ndarray:
     return t
 
 
+_SUBCELLS = 16
+#: (biased exponent, top 4 mantissa bits) of float(v) = 1.0 (octave 53), the bound table's first entry.
+_BOUND_BASE = 1023 << 4
+
+
+@functools.lru_cache(maxsize=1)
+def _half_normal_bound() -> np.ndarray:
+    """``B[16 (53 - o) + m] >= |z|`` for every p in sub-cell m (16 cells of the table) of
+    octave o: the table's value at the sub-cell's left edge, raised by 2^-40 for rounding.
+    The index is the top 16 bits of the float64 ``v`` minus those of 1.0."""
+    t = _half_normal_table()
+    b = t[::-1, 0:_CELLS:_CELLS // _SUBCELLS] * (1.0 + 2.0 ** -40)
+    b = np.ascontiguousarray(b).reshape(-1)
+    b.setflags(write=False)
+    return b
+
+
 @functools.lru_cache(maxsize=1)
 def _log_table() -> np.ndarray:
     """``L[j] = ln(1 + j / 256)``, shape (257,), float64: the exponential's inverse CDF within an octave."""
     t = np.array([math.log1p(j / _CELLS) for j in range(_CELLS + 1)])
     t.setflags(write=False)
     return t
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    """The IEEE bits of a float64 as a uint64 (LLVM ``bitcast``)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.uint64(types.float64), codegen
 
 
 @intrinsic
@@ -99,7 +124,11 @@ def _octave_cell(h):
 
 @njit(cache=True, inline="always")
 def _std_normal(k0, k1, i, table):
-    h = _hash64(k0, k1, i)
+    return _normal_of_hash(_hash64(k0, k1, i), table)
+
+
+@njit(cache=True, inline="always")
+def _normal_of_hash(h, table):
     o, t = _octave_cell(h)
     j = int(t)
     z = table[o, j] + (t - j) * (table[o, j + 1] - table[o, j])
@@ -127,7 +156,7 @@ def _sample_magnitudes(k0, k1, table, scale_k, scale_c, khw, cin, idx):
 
 
 @njit(cache=True, parallel=True)
-def _draw_pass(k0, k1, table, scale_k, scale_c, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx):
+def _draw_pass(k0, k1, table, bound, scale_k, scale_c, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx):
     # One pass over every weight: q = Q8.8 of w if |w| >= lo (a weight with |w| > hi is kept for
     # sure, so a 0 there becomes +-1 LSB now), else 0. Weights with lo <= |w| <= hi are the
     # candidates for the threshold: signed value and flat index go to row r of cand_*, as far
@@ -140,11 +169,27 @@ def _draw_pass(k0, k1, table, scale_k, scale_c, khw, cin, lo, hi, rows, q, count
         mid = 0
         sk = scale_k[co]
         base = co * row
+        maybe = np.empty(cin, dtype=np.uint8)
         for r in range(khw):
             off = base + r * cin
+            # NOTE: most weights fall below lo. A branch-free first loop (it vectorises) bounds
+            # |z| from the octave and the top 4 bits of its table cell (one small-table load)
+            # and writes 0; only the weights not excluded by the bound are drawn exactly below.
+            # Exact: a weight excluded here has |w| < lo.
             for ci in range(cin):
                 i = off + ci
-                w = _std_normal(k0, k1, i, table) * sk * scale_c[ci]
+                h = _hash64(k0, k1, i)
+                # The exponent and top 4 mantissa bits of float(v) are the octave and sub-cell.
+                f = np.float64(np.int64(np.uint64(1) + (h >> np.uint64(11))))
+                zb = bound[(_f64_bits(f) >> np.uint64(48)) - np.uint64(_BOUND_BASE)]
+                maybe[ci] = not (zb * sk * scale_c[ci] < lo)
+                q[i] = 0
+            for ci in range(cin):
+                if not maybe[ci]:
+                    continue
+                i = off + ci
+                h = _hash64(k0, k1, i)
+                w = _normal_of_hash(h, table) * sk * scale_c[ci]
                 a = abs(w)
                 if a < lo:
                     q[i] = 0
@@ -183,6 +228,7 @@ def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: floa
     khw = kh * kw
     k0, k1 = np.uint64(keys[0]), np.uint64(keys[1])
     table = _half_normal_table()
+    bound = _half_normal_bound()
     sk = np.ascontiguousarray(scale_k * std, dtype=np.float64)
     sc = np.ascontiguousarray(scale_c, dtype=np.float64)
     if k <= 0:
@@ -202,7 +248,7 @@ def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: floa
         cap = min(row, int(expect + 8.0 * np.sqrt(expect) + 16))
         cand_val = np.empty((cout, cap), dtype=np.float64)
         cand_idx = np.empty((cout, cap), dtype=np.int64)
-        _draw_pass(k0, k1, table, sk, sc, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx)
+        _draw_pass(k0, k1, table, bound, sk, sc, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx)
         above, n_c = int(counts[:, 0].sum()), counts[:, 1].copy()
         sel = np.arange(cap)[None, :] < n_c[:, None]
         vals, idxs = [cand_val[sel]], [cand_idx[sel]]
@@ -211,7 +257,7 @@ def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: floa
             big = int(n_c[over].max())
             ov_val = np.empty((over.size, big), dtype=np.float64)
             ov_idx = np.empty((over.size, big), dtype=np.int64)
-            _draw_pass(k0, k1, table, sk, sc, khw, cin, lo, hi, over, q, counts, ov_val, ov_idx)
+            _draw_pass(k0, k1, table, bound, sk, sc, khw, cin, lo, hi, over, q, counts, ov_val, ov_idx)
             sel = (np.arange(big)[None, :] >= cap) & (np.arange(big)[None, :] < n_c[over][:, None])
             vals.append(ov_val[sel])
             idxs.append(ov_idx[sel])
