@@ -40,12 +40,12 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _SAMPLE = SAMPLE
 _MARGIN_SIGMAS = MARGIN_SIGMAS
 _I16_MIN, _I16_MAX = -32768, 32767
-_ROUND = 6755399441055744.0     # 1.5 * 2^52
+ROUND = 6755399441055744.0     # 1.5 * 2^52
 _LN2 = math.log(2.0)
 
 
 @functools.lru_cache(maxsize=1)
-def _half_normal_table() -> np.ndarray:
+def half_normal_table() -> np.ndarray:
     """``T[o, j] = -Phi^-1(p / 2)`` at ``p = 2^-o (1 + j / 256)``, shape (54, 257), float64."""
     inv = NormalDist().inv_cdf
     t = np.zeros((_OCTAVES, _CELLS + 1))
@@ -67,7 +67,7 @@ def _half_normal_bound() -> np.ndarray:
     """``B[16 (53 - o) + m] >= |z|`` for every p in sub-cell m (16 cells of the table) of
     octave o: the table's value at the sub-cell's left edge, raised by 2^-40 for rounding.
     The index is the top 16 bits of the float64 ``v`` minus those of 1.0."""
-    t = _half_normal_table()
+    t = half_normal_table()
     b = t[::-1, 0:_CELLS:_CELLS // _SUBCELLS] * (1.0 + 2.0 ** -40)
     b = np.ascontiguousarray(b).reshape(-1)
     b.setflags(write=False)
@@ -75,7 +75,7 @@ def _half_normal_bound() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _log_table() -> np.ndarray:
+def log_table() -> np.ndarray:
     """``L[j] = ln(1 + j / 256)``, shape (257,), float64: the exponential's inverse CDF within an octave."""
     t = np.array([math.log1p(j / _CELLS) for j in range(_CELLS + 1)])
     t.setflags(write=False)
@@ -123,7 +123,7 @@ def _octave_cell(h):
 
 
 @njit(cache=True, inline="always")
-def _std_normal(k0, k1, i, table):
+def std_normal(k0, k1, i, table):
     return _normal_of_hash(_hash64(k0, k1, i), table)
 
 
@@ -136,7 +136,7 @@ def _normal_of_hash(h, table):
 
 
 @njit(cache=True, inline="always")
-def _std_exponential(k0, k1, i, log_table):
+def std_exponential(k0, k1, i, log_table):
     # -ln p = o ln 2 - ln(1 + t / 256), the second term from a table linear within each cell.
     o, t = _octave_cell(_hash64(k0, k1, i))
     j = int(t)
@@ -151,7 +151,7 @@ def _sample_magnitudes(k0, k1, table, scale_k, scale_c, khw, cin, idx):
         i = idx[s]
         co = i // row
         ci = i % cin
-        out[s] = abs(_std_normal(k0, k1, i, table) * scale_k[co] * scale_c[ci])
+        out[s] = abs(std_normal(k0, k1, i, table) * scale_k[co] * scale_c[ci])
     return out
 
 
@@ -201,7 +201,7 @@ def _draw_pass(k0, k1, table, bound, scale_k, scale_c, khw, cin, lo, hi, rows, q
                     v = _I16_MIN
                 # NOTE: round half to even (np.rint) inline: adding and subtracting 1.5 * 2^52
                 # rounds any |v| < 2^51 to an integer in IEEE arithmetic; np.rint is a libm call.
-                v = (v + _ROUND) - _ROUND
+                v = (v + ROUND) - ROUND
                 if a > hi:
                     above += 1
                     if v == 0.0:
@@ -227,7 +227,7 @@ def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: floa
     n = cout * kh * kw * cin
     khw = kh * kw
     k0, k1 = np.uint64(keys[0]), np.uint64(keys[1])
-    table = _half_normal_table()
+    table = half_normal_table()
     bound = _half_normal_bound()
     sk = np.ascontiguousarray(scale_k * std, dtype=np.float64)
     sc = np.ascontiguousarray(scale_c, dtype=np.float64)

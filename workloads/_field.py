@@ -1,7 +1,7 @@
 """numba kernels of the synthetic activations: the smooth random field and the final values.
 
 The field is white noise blurred by a separable, truncated Gaussian; every noise
-sample is a counter-based standard normal (``_draw._std_normal``) of its flat
+sample is a counter-based standard normal (``_draw.std_normal``) of its flat
 index in the padded ``(H + 2r, W + 2r, C)`` block, so it does not depend on the
 order of computation. The blur and the scores are float32 with a fixed order of
 operations (no ``fastmath``): the field, and everything derived from it, is the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._draw import _ROUND, _std_exponential, _std_normal
+from ._draw import ROUND, std_exponential, std_normal
 
 _I16_MAX = 32767
 
@@ -31,7 +31,7 @@ def field_kernel(k0, k1, table, taps, h, w, c, out, row_sum, row_sq):
     for y in prange(hp):
         base = y * wpc
         for x in range(wpc):
-            noise[y, x] = np.float32(_std_normal(k0, k1, base + x, table))
+            noise[y, x] = np.float32(std_normal(k0, k1, base + x, table))
     for y in prange(h):
         col = np.zeros(wpc, dtype=np.float32)          # vertical blur of padded row y + r
         for t in range(nt):
@@ -109,9 +109,9 @@ def activation_values(field, c, a, b, thr, thr_idx, k0, k1, log_table, scale, ou
                 s = _score(row[x + j], a[j], b[j])
                 i = base + x + j
                 if (s > thr) | ((s == thr) & (i <= thr_idx)):
-                    v = _std_exponential(k0, k1, i, log_table) * scale[j] * 256.0
+                    v = std_exponential(k0, k1, i, log_table) * scale[j] * 256.0
                     # NOTE: round half to even inline (as in _draw); v >= 0.
-                    v = (v + _ROUND) - _ROUND
+                    v = (v + ROUND) - ROUND
                     if v < 1.0:
                         v = 1.0
                     elif v > _I16_MAX:

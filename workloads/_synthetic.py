@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from statistics import NormalDist
 
-from ._draw import _half_normal_table, _log_table, he_weights_q88
+from ._draw import half_normal_table, log_table, he_weights_q88
 from ._field import activation_values, field_kernel, score_pass, score_sample
 from ._topk import MARGIN_SIGMAS, SAMPLE, select_top_k
 from ._errors import TraceError
@@ -160,7 +160,7 @@ def _smooth_field(keys: np.ndarray, h: int, w: int, c: int, sigma: float) -> tup
     field = np.empty((h, w * c), dtype=np.float32)
     row_sum = np.empty((h, c))
     row_sq = np.empty((h, c))
-    field_kernel(np.uint64(keys[0]), np.uint64(keys[1]), _half_normal_table(), _gaussian_taps(sigma, radius),
+    field_kernel(np.uint64(keys[0]), np.uint64(keys[1]), half_normal_table(), _gaussian_taps(sigma, radius),
                  h, w, c, field, row_sum, row_sq)
     # Per-row partial sums added in a fixed order: the same for any number of threads.
     n = h * w
@@ -282,7 +282,7 @@ def synthetic_activation(shape: tuple[int, int, int], density: float, seed: Seed
     out = np.empty((h, w * c), dtype=np.int16)
     mk = _keys(rng)
     activation_values(field, c, a32, b32, np.float32(thr), np.int64(thr_idx), np.uint64(mk[0]),
-                      np.uint64(mk[1]), _log_table(), scale, out)
+                      np.uint64(mk[1]), log_table(), scale, out)
     return out.reshape(h, w, c)
 
 
