@@ -123,9 +123,15 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
     lane_cnt = np.zeros(m + 1, dtype=np.int64)
     for s in range(n_slots):
         lane_cnt[slot_lane[s] + 1] += 1
-    lane_ptr = np.cumsum(lane_cnt)
+    # NOTE: plain loops here and below instead of np.cumsum, .copy() and slice fills: each numpy
+    # call is one more implementation for numba to compile (0.25 s of this kernel's cold compile).
+    lane_ptr = np.zeros(m + 1, dtype=np.int64)
+    for ln in range(m):
+        lane_ptr[ln + 1] = lane_ptr[ln] + lane_cnt[ln + 1]
     lane_slots = np.zeros(n_slots, dtype=np.int64)
-    fillp = lane_ptr[:-1].copy()
+    fillp = np.zeros(m, dtype=np.int64)
+    for ln in range(m):
+        fillp[ln] = lane_ptr[ln]
     for s in range(n_slots):
         ln = slot_lane[s]
         lane_slots[fillp[ln]] = s
@@ -146,8 +152,10 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
             if kx_hi < kx_lo:
                 continue
             nx = kx_hi - kx_lo + 1
-            slot_work[:] = 0
-            lane_taps[:] = 0
+            for s in range(n_slots):
+                slot_work[s] = 0
+            for ln in range(m):
+                lane_taps[ln] = 0
             for iy in range(iy_lo, iy_hi + 1):
                 ny = 0
                 for oy in range(oy0, oy0 + rows_out):
@@ -177,7 +185,8 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
             if not skip_w:
                 for s in range(n_slots):
                     slot_work[s] = lane_taps[slot_lane[s]] * (slot_kptr[s + 1] - slot_kptr[s])
-            pu_col[:] = 0
+            for p in range(n_pus):
+                pu_col[p] = 0
             for s in range(n_slots):
                 p = slot_pu[s]
                 pu_ops[item, p] += slot_work[s]
