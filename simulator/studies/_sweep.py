@@ -23,6 +23,7 @@ after changing the timing model.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import inspect
@@ -528,12 +529,39 @@ def _named_error(point: _Point, exc: BaseException) -> BaseException:
     return exc
 
 
+#: Thread-count variables of numba and the BLAS/OpenMP runtimes numpy may load; a worker's are set
+#: in its environment before it starts (they are read once, when the library loads).
+_THREAD_ENV = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _worker_env(threads: int):
+    """``os.environ`` with every :data:`_THREAD_ENV` variable set to ``threads`` for the block.
+
+    NOTE: "spawn" workers copy the parent's environment when they start, and they import numpy
+    and numba before any initializer runs, so the only way to give a worker fewer BLAS and numba
+    pool threads is its environment at start. Without it, N workers each start a pool of every
+    core's threads; OpenBLAS's spin-waiting threads then compete with the other worker.
+    """
+    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+    os.environ.update({k: str(threads) for k in _THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _init_worker(numba_threads: int) -> None:
     """Pool worker initializer: share the cores, and exit as soon as the sweep's process dies.
 
-    NOTE: the numba kernels are ``parallel=True`` and would each use every core;
+    NOTE: some numba kernels are ``parallel=True`` and would each use every core;
     N workers x all cores oversubscribes the machine and runs slower than one
-    process, so each worker gets ``cores // N`` numba threads.
+    process, so each worker gets ``cores // N`` numba threads (also its pool size and
+    its BLAS threads, set through :func:`_worker_env` when it starts).
 
     NOTE: ``ProcessPoolExecutor`` workers otherwise outlive a killed parent,
     blocked on their task queue forever. The parent's sentinel becomes ready
@@ -563,7 +591,9 @@ def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[in
                              initializer=_init_worker, initargs=(threads,))
     error: tuple[int, BaseException] | None = None
     try:
-        futures = {ex.submit(_run_point, *task): i for i, task in tasks}
+        # The workers start during the first submits (the pool spawns them on demand).
+        with _worker_env(threads):
+            futures = {ex.submit(_run_point, *task): i for i, task in tasks}
         for fut in as_completed(futures):
             if fut.cancelled():
                 continue
@@ -814,6 +844,9 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
                             raise _PointFailed(i, exc) from None
                         finish(i, result)
                 else:
+                    # NOTE: longest first (MACs per array MAC, a cheap stand-in for the work units), so that no
+                    # long point starts last while the other workers idle; results keep the grid order.
+                    tasks.sort(key=lambda t: -net.macs / points[t[0]].config.array.num_macs)
                     _run_pool(tasks, n, finish)
         except _PointFailed as failed:
             named = _named_error(points[failed.index], failed.error)
