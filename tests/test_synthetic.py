@@ -330,3 +330,20 @@ def test_image_input_shapes():
         image_input((32, 32, 2))
     with pytest.raises(TraceError, match=r"^image input shape must be 3 positive ints, not \(0, 32, 3\)$"):
         image_input((0, 32, 3))
+
+
+def test_packed_ranking_equals_the_full_sort():
+    # float32 keys are ranked by one partition of (key, index) packed into uint64; the kept set
+    # and the last kept element must be those of the full sort, with ties (and -0.0 == 0.0) to
+    # the lowest index.
+    from workloads._topk import _rank
+    rng = np.random.default_rng(1)
+    for t in range(200):
+        m = int(rng.integers(1, 400))
+        keys = rng.integers(-5, 5, m).astype(np.float32) * np.float32(0.5)
+        keys[rng.random(m) < 0.1] = -0.0
+        idxs = rng.choice(10**6, m, replace=False)
+        full = np.lexsort((idxs, -keys))
+        kk = int(rng.integers(1, m + 1))
+        order = _rank(keys, idxs, kk)
+        assert set(order[:kk].tolist()) == set(full[:kk].tolist()) and order[kk - 1] == full[kk - 1], t
