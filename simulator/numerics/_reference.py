@@ -253,7 +253,13 @@ def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
     b = np.zeros(cout, dtype=acc.dtype) if bias is None else np.asarray(bias).astype(acc.dtype)
     # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8 (in place on the one new array).
     q = acc + b * 256
-    np.floor_divide(q, 256, out=q)
+    if q.dtype.kind == "f":
+        # NOTE: x / 256 is exact in float64 (a power of two) and floor is exact: the same value as
+        # np.floor_divide, which is several times slower on floats.
+        np.multiply(q, 1.0 / 256, out=q)
+        np.floor(q, out=q)
+    else:
+        np.floor_divide(q, 256, out=q)
     np.clip(q, _INT16_MIN, _INT16_MAX, out=q)
     code = _act_code(activation)
     if code == 1:
