@@ -23,7 +23,7 @@ from workloads import (ConfigError, FunctionalMismatchError, LimitError, Mapping
 from .energy import EnergyTable, layer_energy, load_energy_table
 from .oracle import ValidationReport, validate_network
 from .report import LayerResult, Result, network_progress, progress_bar
-from .runner import TRACE_MODES, Simulator, simulate
+from .runner import TRACE_MODES, Simulator, clear_tensor_cache, simulate, tensor_cache_info
 from .studies import (Comparison, SweepResult, compare_dataflows, load_sweep, parse_grid, plot_bandwidth_demand,
                       plot_cycle_breakdown, plot_dram_traffic, plot_energy_breakdown, plot_file, plot_roofline,
                       plot_sweep, plot_utilization, sweep)
@@ -34,7 +34,7 @@ __all__ = [
     "MappingError", "MemoryConfig", "PrecisionConfig", "Result", "Simulator", "SparsesimError", "TRACE_MODES",
     "TraceError", "ValidationReport", "WorkloadError", "config_to_dict", "dataflow_names", "field_names",
     "get_dataflow", "get_preset", "list_presets", "load_config", "parse_set", "simulate", "validate_network",
-    "with_overrides",
+    "with_overrides", "tensor_cache_info", "clear_tensor_cache",
     # sweeps, comparisons, plots, progress bars
     "Comparison", "SweepResult", "compare_dataflows", "load_sweep", "network_progress", "parse_grid",
     "plot_bandwidth_demand", "plot_cycle_breakdown", "plot_dram_traffic", "plot_energy_breakdown", "plot_file",

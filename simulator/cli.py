@@ -28,7 +28,7 @@ from .engine import ENGINES
 from .oracle import validate_network
 from .report import (STDOUT, Result, check_output_dir, check_output_path, check_output_paths, config_table,
                      config_toml, csv_text, glossary_text, network_progress, progress_lines, write_atomic)
-from .runner import PRUNING_CHOICES, TRACE_MODES, Simulator
+from .runner import PRUNING_CHOICES, TRACE_MODES, Simulator, clear_tensor_cache, tensor_cache_info
 from .studies import compare_dataflows, parse_grid, plot_file, sweep
 
 
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config field (repeatable); macs=N sets array.num_clusters")
     cf.add_argument("--toml", metavar="FILE", type=_out_file,
                     help="write every field as a commented starter TOML file ('-' for stdout)")
+    ca = sub.add_parser("cache", help="where the cache of drawn synthetic weights and maps is, and its size")
+    ca.add_argument("--clear", action="store_true", help="delete every cached tensor")
     v = sub.add_parser("validate", help="prove cycle accuracy: event model vs clock-stepped reference, per layer")
     v.add_argument("network", help="zoo network name, .onnx model or SCALE-Sim .csv (rows that chain)")
     v.add_argument("--accel", default="nullhop", help="preset name or TOML file (default: nullhop)")
@@ -378,9 +380,22 @@ def _list() -> int:
     return 0
 
 
+def _cache(args) -> int:
+    if args.clear:
+        print(f"deleted {clear_tensor_cache()} cached tensor file(s)")
+        return 0
+    info = tensor_cache_info()
+    if info["dir"] is None:
+        print("tensor cache: off (SPARSESIM_CACHE_DIR=off)")
+    else:
+        print(f"tensor cache: {info['dir']}\n{info['files']} file(s), {info['bytes'] / 2**20:.1f} MiB of at most "
+              f"{info['max_bytes'] / 2**20:.0f} MiB (SPARSESIM_CACHE_DIR, SPARSESIM_CACHE_MAX_MIB)")
+    return 0
+
+
 def _dispatch(args) -> int:
     commands = {"run": _run, "validate": _validate, "compare": _compare, "sweep": _sweep, "plot": _plot,
-                "config": _config}
+                "config": _config, "cache": _cache}
     return commands[args.command](args) if args.command in commands else _list()
 
 

@@ -7,3 +7,14 @@ Passive waiting must be set before numba starts its thread pool.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The on-disk tensor cache of the test session: a fresh directory (inherited by the CLI and
+# sweep-worker subprocesses), so no test reads data an earlier session or the user drew.
+if "SPARSESIM_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _cache = tempfile.mkdtemp(prefix="sparsesim-test-cache-")
+    os.environ["SPARSESIM_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)

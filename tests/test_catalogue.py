@@ -689,19 +689,24 @@ CASES += [
 _TOPO_HEAD = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
 
 
-def _limited(gib: float, fn):
-    """Run ``fn(d)`` with the memory limit set to ``gib`` GiB (SPARSESIM_MAX_MEMORY_GIB)."""
+def _with_env(var: str, value: str, fn):
+    """Run ``fn(d)`` with the environment variable ``var`` set to ``value``."""
     def go(d: Path):
-        old = os.environ.get("SPARSESIM_MAX_MEMORY_GIB")
-        os.environ["SPARSESIM_MAX_MEMORY_GIB"] = str(gib)
+        old = os.environ.get(var)
+        os.environ[var] = value
         try:
             return fn(d)
         finally:
             if old is None:
-                del os.environ["SPARSESIM_MAX_MEMORY_GIB"]
+                del os.environ[var]
             else:
-                os.environ["SPARSESIM_MAX_MEMORY_GIB"] = old
+                os.environ[var] = old
     return go
+
+
+def _limited(gib: float, fn):
+    """Run ``fn(d)`` with the memory limit set to ``gib`` GiB (SPARSESIM_MAX_MEMORY_GIB)."""
+    return _with_env("SPARSESIM_MAX_MEMORY_GIB", str(gib), fn)
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -904,6 +909,12 @@ CASES += [
     Case("api-simulate-engine", "api", "`simulate(\"facedet\", engine=\"numba\")`", "ConfigError",
          "engine must be one of compiled, simpy, got 'numba'",
          lambda d: simulate("facedet", engine="numba")),
+    Case("api-cache-max-mib", "api", "`SPARSESIM_CACHE_MAX_MIB=lots`, then `simulate(\"facedet\")`", "ConfigError",
+         "SPARSESIM_CACHE_MAX_MIB must be a non-negative whole number of MiB, got 'lots'",
+         _with_env("SPARSESIM_CACHE_MAX_MIB", "lots", lambda d: simulate("facedet"))),
+    Case("api-cache-dir-empty", "api", "`SPARSESIM_CACHE_DIR=\"\"`, then `simulate(\"facedet\")`", "ConfigError",
+         "SPARSESIM_CACHE_DIR must be a directory or 'off', got ''",
+         _with_env("SPARSESIM_CACHE_DIR", "", lambda d: simulate("facedet"))),
     Case("api-simulate-network-none", "api", "`simulate(None)`", "WorkloadError",
          "network must be a Network or a zoo name, got None",
          lambda d: simulate(None)),

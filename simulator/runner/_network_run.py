@@ -24,6 +24,7 @@ from .. import numerics as fn
 from ..energy import layer_energy, load_energy_table, table_report
 from ..engine import check_engine, time_layer
 from ..report import LayerResult, Result, layer_ratios
+from ._data_cache import cached_tensor, check_cache_environment
 
 __all__ = ["Simulator", "simulate", "TRACE_MODES", "PRUNING_CHOICES"]
 
@@ -76,7 +77,8 @@ class _SeedCache:
 
     A sweep (or a notebook re-running a cell) draws the same seeded weights and maps at
     every point; the generators are deterministic, so a hit returns the very same array.
-    Cached arrays are read-only: nothing downstream writes into its inputs.
+    A miss asks the on-disk cache (:mod:`._data_cache`), shared by every process, before it
+    draws. Cached arrays are read-only: nothing downstream writes into its inputs.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -84,14 +86,13 @@ class _SeedCache:
         self.items: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.nbytes = 0
 
-    def get(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+    def get(self, key: tuple, make: Callable[[], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         hit = self.items.get(key)
         if hit is not None:
             self.items.move_to_end(key)
             return hit
-        a = make()
+        a = cached_tensor(key, make, shape)
         if a.nbytes <= self.max_bytes:
-            a.setflags(write=False)
             self.items[key] = a
             self.nbytes += a.nbytes
             while self.nbytes > self.max_bytes:
@@ -105,8 +106,9 @@ _SYNTHETIC = _SeedCache(512 << 20)
 
 def _synthetic_map(shape: tuple[int, int, int], density: float, keys: tuple) -> np.ndarray:
     """``synthetic_activation(shape, density, child_seed(*keys))``, cached per process."""
-    return _SYNTHETIC.get(("map", tuple(int(v) for v in shape), float(density)) + keys,
-                          lambda: synthetic_activation(shape, density, child_seed(*keys)))
+    shape = tuple(int(v) for v in shape)
+    return _SYNTHETIC.get(("map", shape, float(density)) + keys,
+                          lambda: synthetic_activation(shape, density, child_seed(*keys)), shape)
 
 
 class Simulator:
@@ -179,6 +181,7 @@ class Simulator:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise WorkloadError(f"seed must be a non-negative integer, got {seed!r}")
         check_engine(engine)
+        check_cache_environment()
         prof = profile if isinstance(profile, DensityProfile) else get_profile(
             profile or default_profile_for(net.name))
         schedule = schedule_network(net, self.config)
@@ -287,7 +290,7 @@ class _NetworkRun:
         if self.user is not None:
             return self.user.weights[layer.name].reshape(layer.weight_shape)
         wd = self.prof.weight_density_for(layer)
-        shape = tuple(layer.weight_shape)
+        shape = tuple(int(v) for v in layer.weight_shape)
 
         def make() -> np.ndarray:
             seed = child_seed(self.seed, layer.name, "weights")
@@ -295,7 +298,7 @@ class _NetworkRun:
                 return synthetic_weights(shape, seed, density=wd)
             return prune_weights(synthetic_weights(shape, seed), wd, method="balanced",
                                  granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
-        return _SYNTHETIC.get(("weights", self.seed, layer.name, shape, wd, self.pruning), make)
+        return _SYNTHETIC.get(("weights", self.seed, layer.name, shape, float(wd), self.pruning), make, shape)
 
     def _synthetic_written(self, s: ScheduledLayer) -> np.ndarray:
         """Synthetic trace: the map the PRE writes, drawn at the layer's output density.
