@@ -254,6 +254,27 @@ def test_process_pool_matches_serial_byte_for_byte(serial_runs, tmp_path, net):
     assert (tmp_path / "sweep_layers.csv").read_bytes() == (sdir / "sweep_layers.csv").read_bytes()
 
 
+def test_the_sweep_process_takes_points_as_well_as_its_workers(tmp_path, monkeypatch):
+    here = []
+    real = sweep_mod._run_here
+    monkeypatch.setattr(sweep_mod, "_run_here", lambda task: here.append(task[1].array.num_macs) or real(task))
+    res = sweep("facedet", grid={"macs": [64, 128, 256, 512]}, out_dir=tmp_path, workers=2, progress=False)
+    assert sorted(res.computed) == sorted(res.ids)
+    # Longest first: this process starts at once on the fewest MACs; the spawned worker takes the next ones.
+    assert here[0] == 64 and 1 <= len(here) < 4
+
+
+def test_an_interrupt_inside_a_kernel_stays_an_interrupt(monkeypatch):
+    def interrupted(*task):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:   # what a compiled call returns when a signal handler raised in it
+            raise SystemError("CPUDispatcher(...) returned a result with an exception set") from exc
+    monkeypatch.setattr(sweep_mod, "_run_point", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep("facedet", grid={"macs": [64, 128]}, workers=1, progress=False)
+
+
 @pytest.mark.parametrize("net", list(GRIDS))
 def test_dask_matches_serial_byte_for_byte(serial_runs, dask_cluster, tmp_path, net):
     from distributed import Client

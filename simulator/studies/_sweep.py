@@ -35,7 +35,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -584,27 +584,94 @@ def _init_worker(numba_threads: int) -> None:
     threading.Thread(target=wait_for_parent, name="sparsesim-parent-watch", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _numba_threads(n: int):
+    """numba's thread count of this thread set to ``n`` for the block (a sweep's own share of the cores)."""
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _run_here(task: tuple) -> Result:
+    """``_run_point(*task)`` in this process; a signal that lands inside a numba kernel stays an interrupt.
+
+    NOTE: Ctrl-C (or the CLI's SIGTERM handler) raising while a compiled kernel runs comes out of
+    the kernel's call as a ``SystemError`` whose cause is the ``KeyboardInterrupt``.
+    """
+    try:
+        return _run_point(*task)
+    except SystemError as exc:
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[int, Result], None]) -> None:
+    """Run ``tasks`` (longest first) on ``workers`` processes: this one and ``workers - 1`` spawned ones.
+
+    NOTE: this process takes points itself instead of only waiting: it is already started, imported
+    and has its kernels loaded, while a spawned worker needs about 0.6 s for that. Each spawned
+    worker keeps two points submitted, so it never waits for this process to hand it the next.
+    """
     # NOTE: "spawn", never "fork": the parent may hold numba/OpenMP threads.
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+    ex = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,))
+    pending = list(reversed(tasks))          # pop() takes the longest
+    running: dict = {}
     error: tuple[int, BaseException] | None = None
-    try:
+
+    def submit() -> None:
         # The workers start during the first submits (the pool spawns them on demand).
         with _worker_env(threads):
-            futures = {ex.submit(_run_point, *task): i for i, task in tasks}
-        for fut in as_completed(futures):
+            while pending and error is None and len(running) < 2 * (workers - 1):
+                i, task = pending.pop()
+                running[ex.submit(_run_point, *task)] = i
+
+    def collect(block: bool) -> None:
+        nonlocal error
+        ready = (wait(running, return_when=FIRST_COMPLETED).done if block
+                 else [f for f in running if f.done()])
+        for fut in ready:
+            i = running.pop(fut)
             if fut.cancelled():
                 continue
             exc = fut.exception()
             if exc is not None:
                 if error is None:
-                    error = (futures[fut], exc)
-                    for f in futures:
+                    error = (i, exc)
+                    for f in running:
                         f.cancel()
                 continue
-            finish(futures[fut], fut.result())
+            finish(i, fut.result())
+
+    try:
+        mine = pending.pop()
+        submit()
+        with _numba_threads(threads):
+            while mine is not None:
+                try:
+                    result = _run_here(mine[1])
+                except Exception as exc:
+                    if error is None:
+                        error = mine[0], exc
+                        for f in running:
+                            f.cancel()
+                    break
+                finish(mine[0], result)
+                collect(block=False)
+                submit()
+                mine = pending.pop() if pending and error is None else None
+        while running:
+            collect(block=True)
     except BaseException:
         _stop_workers(ex)
         raise
@@ -708,8 +775,9 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         Directory for point files and CSVs (see the module docstring); points
         already finished there are loaded, not re-run.
     workers : int, optional
-        Local worker processes; ``None`` uses every core, ``1`` runs serially in
-        this process. Not allowed together with ``scheduler``.
+        Local processes computing points: this one and ``workers - 1`` spawned
+        workers; ``None`` uses every core, ``1`` runs serially in this process.
+        Not allowed together with ``scheduler``.
     scheduler : str or distributed.Client, optional
         Run the points on a Dask cluster: a scheduler address
         (``"tcp://host:8786"``), a ``distributed.Client`` or a cluster object
@@ -839,7 +907,7 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
                 if n <= 1:
                     for i, task in tasks:
                         try:
-                            result = _run_point(*task)
+                            result = _run_here(task)
                         except Exception as exc:
                             raise _PointFailed(i, exc) from None
                         finish(i, result)
