@@ -12,6 +12,8 @@ activations, int16 ``(C_out, kh, kw, C_in / groups)`` weights, int16
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from workloads import TraceError, WorkloadError
@@ -31,6 +33,24 @@ _INT16_MAX = 2**15 - 1
 _RELU6_MAX = 6 * 256  # 6.0 in Q8.8
 #: float64 elements per block of fc weight rows (2 MiB).
 _FC_BLOCK_ELEMENTS = 1 << 18
+#: Largest float64 work buffer (elements, 128 MiB) the convolution keeps between calls.
+_SCRATCH_MAX_ELEMENTS = 1 << 24
+_scratch = threading.local()
+
+
+def _scratch_array(slot: str, n: int) -> np.ndarray:
+    """Uninitialised float64 ``(n,)`` work array, the same memory on every call of this thread.
+
+    NOTE: a fresh array of tens of MiB costs its page faults (and zeroing) again on every call,
+    more than the copy into it; each slot keeps its largest array up to ``_SCRATCH_MAX_ELEMENTS``.
+    """
+    if n > _SCRATCH_MAX_ELEMENTS:
+        return np.empty(n, dtype=np.float64)
+    bufs = _scratch.__dict__.setdefault("bufs", {})
+    buf = bufs.get(slot)
+    if buf is None or buf.size < n:
+        buf = bufs[slot] = np.empty(n, dtype=np.float64)
+    return buf[:n]
 
 
 def _act_code(activation) -> int:
@@ -122,13 +142,20 @@ _MIN_PHASE_ROWS = 2048
 
 def _stacked_rows(x: np.ndarray, kh: int, stride: int, padding: int, Ho: int, Wq: int, spare: int) -> np.ndarray:
     """float64 ``(Ho, Wq, kh, C)`` (flattened, ``spare`` zero elements after it): pixel ``(i, x)``
-    holds the channels of the padded input rows ``stride * i + ky``, ``ky < kh``, at column ``x``."""
+    holds the channels of the padded input rows ``stride * i + ky``, ``ky < kh``, at column ``x``.
+    A scratch array: valid until the next call in this thread."""
     H, W, C = x.shape
-    flat = np.zeros(Ho * Wq * kh * C + spare, dtype=np.float64)
-    xs = flat[:Ho * Wq * kh * C].reshape(Ho, Wq, kh, C)
+    n = Ho * Wq * kh * C
+    flat = _scratch_array("rows", n + spare)
+    flat[n:] = 0
+    xs = flat[:n].reshape(Ho, Wq, kh, C)
+    xs[:, :padding] = 0                  # the padding columns (and those past the padded width)
+    xs[:, padding + W:] = 0
     for ky in range(kh):
-        i0 = max(0, -(-(padding - ky) // stride))           # first i with stride*i + ky - padding >= 0
-        i1 = min(Ho, (H - 1 - ky + padding) // stride + 1)  # past the last i inside the input
+        i0 = max(0, -(-(padding - ky) // stride))                    # first i with stride*i + ky - padding >= 0
+        i1 = max(i0, min(Ho, (H - 1 - ky + padding) // stride + 1))  # past the last i inside the input
+        xs[:i0, padding:padding + W, ky] = 0                         # the padding rows
+        xs[i1:, padding:padding + W, ky] = 0
         if i1 > i0:
             y0 = stride * i0 + ky - padding
             xs[i0:i1, padding:padding + W, ky, :] = x[y0:y0 + stride * (i1 - i0 - 1) + 1:stride]
@@ -153,7 +180,8 @@ def blas_conv2d_accumulators(
 
 
 def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding: int, groups: int) -> np.ndarray:
-    """:func:`blas_conv2d_accumulators` before the cast: float64 ``(Ho, Wo, C_out)`` (a view) of exact integers."""
+    """:func:`blas_conv2d_accumulators` before the cast: float64 ``(Ho, Wo, C_out)`` (a view) of exact
+    integers. For ``groups == 1`` a view of scratch memory: valid until the next call in this thread."""
     x = _check_act(act)
     w = np.asarray(weights)
     H, W, C = x.shape
@@ -171,7 +199,8 @@ def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding:
     # u = i * Ws + j starts at element s * u * KC of the flat array: consecutive slots overlap. Slots
     # taken P = ceil(kw / s) apart do not, so each phase of slots is a plain strided view, one GEMM
     # with K = kh * kw * C and no copies (written straight into its rows of the result). For a
-    # small output (few GEMM rows) the kw column taps are summed instead, K = kh * C each.
+    # small output (few GEMM rows) the kw column taps are summed instead, K = kh * C each. The
+    # weights are (C_out, K) rows (a cheap copy of the int16 layout) and enter BLAS transposed.
     Ws = -(-(W + 2 * padding) // s)
     KC = kh * C
     U = Ho * Ws
@@ -183,24 +212,24 @@ def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding:
     K = (kw if P > 1 or kw <= s else 1) * KC    # columns of one GEMM
     spare = max(0, s * (P - 1) * KC + (kw - 1) * KC + nq * step - Ho * Ws * s * KC)
     flat = _stacked_rows(x, kh, s, padding, Ho, Ws * s, spare)
-    wf = np.empty((kw, kh, C, cout), dtype=np.float64)
-    wf[...] = w.transpose(2, 1, 3, 0)
-    acc = np.empty((nq, P, cout), dtype=np.float64)
+    wf = _scratch_array("weights", cout * kw * KC).reshape(cout, kw, kh, C)
+    wf[...] = w.transpose(0, 2, 1, 3)
+    acc = _scratch_array("acc", nq * P * cout).reshape(nq, P, cout)
     if K == kw * KC:
-        wf = wf.reshape(K, cout)
+        wt = wf.reshape(cout, K).T
         for ph in range(P):
             a0 = s * ph * KC
-            np.matmul(flat[a0:a0 + nq * step].reshape(nq, step)[:, :K], wf, out=acc[:, ph, :])
+            np.matmul(flat[a0:a0 + nq * step].reshape(nq, step)[:, :K], wt, out=acc[:, ph, :])
     else:
         out = acc[:, 0, :]
         part = np.empty((nq, cout), dtype=np.float64)
-        wf = wf.reshape(kw, KC, cout)
+        wf = wf.reshape(cout, kw, KC)
         for kx in range(kw):
             a = flat[kx * KC:kx * KC + nq * step].reshape(nq, step)[:, :KC]
             if kx == 0:
-                np.matmul(a, wf[0], out=out)
+                np.matmul(a, wf[:, 0].T, out=out)
             else:
-                out += np.matmul(a, wf[kx], out=part)
+                out += np.matmul(a, wf[:, kx].T, out=part)
     return acc.reshape(-1, cout)[:U].reshape(Ho, Ws, cout)[:, :Wo]
 
 
@@ -248,24 +277,24 @@ def _blas_grouped(x: np.ndarray, w: np.ndarray, stride: int, padding: int, group
 
 def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
     """int16 output of int64 accumulators, or of float64 ones holding integers below 2**53 (exact:
-    adding the aligned bias, dividing by 256 and flooring are all exact on such values)."""
+    adding the aligned bias, dividing by 256 and flooring are all exact on such values). Float64
+    accumulators are overwritten (the callers' own work arrays)."""
     cout = acc.shape[-1]
     b = np.zeros(cout, dtype=acc.dtype) if bias is None else np.asarray(bias).astype(acc.dtype)
-    # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8 (in place on the one new array).
-    q = acc + b * 256
-    if q.dtype.kind == "f":
+    # Saturating to int16 and then applying ReLU (ReLU6) is one clip to [0, 32767] ([0, 6.0]).
+    lo, hi = ((_INT16_MIN, _INT16_MAX), (0, _INT16_MAX), (0, _RELU6_MAX))[_act_code(activation)]
+    # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8.
+    if acc.dtype.kind == "f":
+        q = acc
+        np.add(q, b * 256, out=q)
         # NOTE: x / 256 is exact in float64 (a power of two) and floor is exact: the same value as
         # np.floor_divide, which is several times slower on floats.
         np.multiply(q, 1.0 / 256, out=q)
         np.floor(q, out=q)
     else:
+        q = acc + b * 256
         np.floor_divide(q, 256, out=q)
-    np.clip(q, _INT16_MIN, _INT16_MAX, out=q)
-    code = _act_code(activation)
-    if code == 1:
-        np.maximum(q, 0, out=q)
-    elif code == 2:
-        np.clip(q, 0, _RELU6_MAX, out=q)
+    np.clip(q, lo, hi, out=q)
     return q.astype(np.int16)
 
 
@@ -286,16 +315,19 @@ def ref_conv2d(
     return _requantize(_blas_conv_float(act, weights, stride, padding, groups), bias, activation)
 
 
-def _pool_windows(x: np.ndarray, k, stride: int, padding: int, fill):
-    """Yield the (kh * kw) strided tap views of ``x`` padded with ``fill``."""
+def _pool_windows(x: np.ndarray, k, stride: int, padding: int, fill, dtype=np.int64):
+    """Yield the (kh * kw) strided tap views of ``x`` (as ``dtype``) padded with ``fill``."""
     kh, kw = _kernel_hw(k)
     if padding >= min(kh, kw):
         raise WorkloadError(f"pooling padding {padding!r} must be smaller than the kernel {kh}x{kw}")
     H, W, C = x.shape
     Ho = (H + 2 * padding - kh) // stride + 1
     Wo = (W + 2 * padding - kw) // stride + 1
-    xp = np.full((H + 2 * padding, W + 2 * padding, C), fill, dtype=np.int64)
-    xp[padding:padding + H, padding:padding + W] = x
+    if padding:
+        xp = np.full((H + 2 * padding, W + 2 * padding, C), fill, dtype=dtype)
+        xp[padding:padding + H, padding:padding + W] = x
+    else:
+        xp = x.astype(dtype, copy=False)
     for ky in range(kh):
         for kx in range(kw):
             yield xp[ky:ky + stride * (Ho - 1) + 1:stride, kx:kx + stride * (Wo - 1) + 1:stride]
@@ -305,9 +337,10 @@ def ref_maxpool(act: np.ndarray, k, stride: int = 2, padding: int = 0) -> np.nda
     """Reference max pool; padding cells hold a value below int16 so they never win."""
     x = _check_act(act)
     out = None
-    for tap in _pool_windows(x, k, stride, padding, fill=_INT16_MIN - 1):
-        out = tap.copy() if out is None else np.maximum(out, tap)
-    return out.astype(np.int16)
+    # int32 holds the padding value; without padding the int16 input is compared as it is.
+    for tap in _pool_windows(x, k, stride, padding, fill=_INT16_MIN - 1, dtype=np.int32 if padding else np.int16):
+        out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+    return out.astype(np.int16, copy=False)
 
 
 def ref_avgpool(act: np.ndarray, k, stride: int | None = None, padding: int = 0) -> np.ndarray:
