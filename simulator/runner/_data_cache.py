@@ -118,7 +118,7 @@ def _store(d: Path, path: Path, a: np.ndarray, max_bytes: int) -> None:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npy")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.save(f, a, allow_pickle=False)
+                np.save(f, np.ascontiguousarray(a), allow_pickle=False)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
