@@ -62,14 +62,10 @@ def _act_code(activation) -> int:
     return table[activation]
 
 
-def _activate(q: np.ndarray, activation) -> np.ndarray:
-    """Apply the activation to an already saturated int64 array."""
-    code = _act_code(activation)
-    if code == 1:
-        q = np.maximum(q, 0)
-    elif code == 2:
-        q = np.clip(q, 0, _RELU6_MAX)
-    return q
+def _output_bounds(activation) -> tuple[int, int]:
+    """The int16 saturation range narrowed by the activation: clipping to int16 and then applying
+    ReLU (ReLU6) is one clip to [0, 32767] ([0, 6.0])."""
+    return ((_INT16_MIN, _INT16_MAX), (0, _INT16_MAX), (0, _RELU6_MAX))[_act_code(activation)]
 
 
 def _check_exact(n_terms: int) -> None:
@@ -249,12 +245,15 @@ def _blas_grouped(x: np.ndarray, w: np.ndarray, stride: int, padding: int, group
         # all channels of the strided tap view (only the outputs kept are computed).
         Ho, Wo = (Ho1 - 1) // stride + 1, (Wo1 - 1) // stride + 1
         xc = xp if cout_g == 1 else xp[:, :, np.repeat(np.arange(C), cout_g)]
-        acc3 = np.zeros((Ho, Wo, cout), dtype=np.float64)
+        acc3 = np.empty((Ho, Wo, cout), dtype=np.float64)
         part3 = np.empty((Ho, Wo, cout), dtype=np.float64)
         for ky in range(kh):
             for kx in range(kw):
                 tap = xc[ky:ky + stride * (Ho - 1) + 1:stride, kx:kx + stride * (Wo - 1) + 1:stride]
-                acc3 += np.multiply(tap, wf[:, ky, kx, 0], out=part3)
+                if ky == kx == 0:
+                    np.multiply(tap, wf[:, 0, 0, 0], out=acc3)
+                else:
+                    acc3 += np.multiply(tap, wf[:, ky, kx, 0], out=part3)
         return acc3
     # NOTE: outputs are computed on the padded width Wp ("wide" rows, the last kw - 1 columns
     # of each discarded), so that every kernel tap is ONE contiguous GEMM over rows of the
@@ -281,8 +280,7 @@ def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
     accumulators are overwritten (the callers' own work arrays)."""
     cout = acc.shape[-1]
     b = np.zeros(cout, dtype=acc.dtype) if bias is None else np.asarray(bias).astype(acc.dtype)
-    # Saturating to int16 and then applying ReLU (ReLU6) is one clip to [0, 32767] ([0, 6.0]).
-    lo, hi = ((_INT16_MIN, _INT16_MAX), (0, _INT16_MAX), (0, _RELU6_MAX))[_act_code(activation)]
+    lo, hi = _output_bounds(activation)
     # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8.
     if acc.dtype.kind == "f":
         q = acc
@@ -357,8 +355,10 @@ def ref_avgpool(act: np.ndarray, k, stride: int | None = None, padding: int = 0)
 
 def ref_add(a: np.ndarray, b: np.ndarray, activation=0) -> np.ndarray:
     """Reference element-wise add: exact sum, clip to int16, activation."""
-    s = _check_act(a).astype(np.int64) + _check_act(b).astype(np.int64)
-    return _activate(np.clip(s, _INT16_MIN, _INT16_MAX), activation).astype(np.int16)
+    lo, hi = _output_bounds(activation)
+    s = _check_act(a).astype(np.int32) + _check_act(b)   # exact: |a + b| < 2**16
+    np.clip(s, lo, hi, out=s)
+    return s.astype(np.int16)
 
 
 def ref_fc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, activation=0) -> np.ndarray:
