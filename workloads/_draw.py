@@ -24,9 +24,10 @@ from statistics import NormalDist
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic
 
+from ._parallel import NoAliasCompiler, run_chunks
 from ._topk import MARGIN_SIGMAS, SAMPLE, select_top_k
 
 __all__ = ["he_weights_q88"]
@@ -42,6 +43,8 @@ _MARGIN_SIGMAS = MARGIN_SIGMAS
 _I16_MIN, _I16_MAX = -32768, 32767
 ROUND = 6755399441055744.0     # 1.5 * 2^52
 _LN2 = math.log(2.0)
+#: Weights below which one pass runs on one thread (about 0.15 ms of work: less than sharing costs).
+_PARALLEL_MIN_WEIGHTS = 1 << 15
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,7 +120,7 @@ def _octave_cell(h):
     # The tail probability p = v / 2^53 in (0, 1] of the top 53 bits of h, as its octave o
     # (p in [2^-o, 2^(1-o))) and its position t in [0, 256) within that octave's table cells.
     v = np.uint64(1) + (h >> np.uint64(11))
-    o = int(_clz64(v)) - 10
+    o = np.int64(_clz64(v)) - 10
     # NOTE: v < 2^63, so the int64 -> float64 conversion is exact and one instruction.
     return o, np.float64(np.int64(v)) * _CELL_SCALE[o] - _CELLS
 
@@ -130,7 +133,7 @@ def std_normal(k0, k1, i, table):
 @njit(cache=True, inline="always")
 def _normal_of_hash(h, table):
     o, t = _octave_cell(h)
-    j = int(t)
+    j = np.int64(t)
     z = table[o, j] + (t - j) * (table[o, j + 1] - table[o, j])
     return -z if h & np.uint64(1) else z
 
@@ -139,37 +142,38 @@ def _normal_of_hash(h, table):
 def std_exponential(k0, k1, i, log_table):
     # -ln p = o ln 2 - ln(1 + t / 256), the second term from a table linear within each cell.
     o, t = _octave_cell(_hash64(k0, k1, i))
-    j = int(t)
+    j = np.int64(t)
     return o * _LN2 - (log_table[j] + (t - j) * (log_table[j + 1] - log_table[j]))
 
 
 @njit(cache=True)
-def _sample_magnitudes(k0, k1, table, scale_k, scale_c, khw, cin, idx):
-    out = np.empty(idx.shape[0], dtype=np.float64)
+def _sample_magnitudes(k0, k1, table, scale_k, scale_c, khw, cin, idx, out):
+    # out[s] = |w| at flat index idx[s]. out is allocated by the caller (see _draw_rows).
     row = khw * cin
     for s in range(idx.shape[0]):
         i = idx[s]
         co = i // row
         ci = i % cin
         out[s] = abs(std_normal(k0, k1, i, table) * scale_k[co] * scale_c[ci])
-    return out
 
 
-@njit(cache=True, parallel=True)
-def _draw_pass(k0, k1, table, bound, scale_k, scale_c, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx):
+@njit(cache=True, nogil=True, pipeline_class=NoAliasCompiler)
+def _draw_rows(k0, k1, table, bound, scale_k, scale_c, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx, maybe):
     # One pass over every weight: q = Q8.8 of w if |w| >= lo (a weight with |w| > hi is kept for
     # sure, so a 0 there becomes +-1 LSB now), else 0. Weights with lo <= |w| <= hi are the
     # candidates for the threshold: signed value and flat index go to row r of cand_*, as far
     # as it has room. counts[co] = (# |w| > hi, # lo <= |w| <= hi). Only the kernels in rows.
+    # maybe: scratch, cin bytes. No two array arguments may share memory (NoAliasCompiler).
+    # NOTE: arrays come from the caller: every np.empty / np.zeros of a new dtype or rank in a
+    # kernel is one more numpy implementation for numba to compile (about 40 ms each, cold).
     cap = cand_val.shape[1]
     row = khw * cin
-    for rr in prange(rows.shape[0]):
+    for rr in range(rows.shape[0]):
         co = rows[rr]
         above = 0
         mid = 0
         sk = scale_k[co]
         base = co * row
-        maybe = np.empty(cin, dtype=np.uint8)
         for r in range(khw):
             off = base + r * cin
             # NOTE: most weights fall below lo. A branch-free first loop (it vectorises) bounds
@@ -214,7 +218,16 @@ def _draw_pass(k0, k1, table, bound, scale_k, scale_c, khw, cin, lo, hi, rows, q
                 q[i] = np.int16(v)
         counts[co, 0] = above
         counts[co, 1] = mid
-    return q
+
+
+def _draw_pass(k0, k1, table, bound, scale_k, scale_c, khw, cin, lo, hi, rows, q, counts, cand_val, cand_idx):
+    # _draw_rows over the rows, in parallel: row rr writes only its kernel's weights, counts and
+    # row rr of cand_*.
+    def chunk(a: int, b: int) -> None:
+        _draw_rows(k0, k1, table, bound, scale_k, scale_c, khw, cin, lo, hi, rows[a:b], q, counts,
+                   cand_val[a:b], cand_idx[a:b], np.empty(cin, dtype=np.uint8))
+
+    run_chunks(chunk, rows.shape[0], serial=rows.shape[0] * khw * cin < _PARALLEL_MIN_WEIGHTS)
 
 
 def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: float, scale_k: np.ndarray,
@@ -239,7 +252,9 @@ def he_weights_q88(shape: tuple[int, int, int, int], keys: np.ndarray, std: floa
     rows = np.arange(cout, dtype=np.int64)
 
     def sample_fn(idx: np.ndarray) -> np.ndarray:
-        return _sample_magnitudes(k0, k1, table, sk, sc, khw, cin, idx)
+        out = np.empty(idx.shape[0], dtype=np.float64)
+        _sample_magnitudes(k0, k1, table, sk, sc, khw, cin, idx, out)
+        return out
 
     def pass_fn(lo: float, hi: float, mid_frac: float):
         # Room for the candidates of one output kernel: the mean count plus 8 sigma. Kernels with

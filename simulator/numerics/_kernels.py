@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from workloads import TraceError, WorkloadError
+from workloads import NoAliasCompiler, TraceError, WorkloadError, run_chunks
 
 from ._codec import as_activation, as_stream, encode, sm_words_per_row
 
@@ -56,6 +56,9 @@ _FLOAT_EXACT_TERMS = 2**23
 #: Weight bytes (counted as float64) per kernel row that one channel block of the convolution
 #: kernel keeps in cache.
 _WEIGHT_BLOCK_BYTES = 1 << 20
+#: Products (non-zeros x kh x kw x C_out) below which a convolution runs on one thread (about
+#: 0.2 ms of work: less than sharing it costs).
+_PARALLEL_MIN_PRODUCTS = 1 << 21
 
 _ACT_NAMES = {None: ACT_NONE, "none": ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 
@@ -170,20 +173,26 @@ def _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb):
     return cs, vs, sp
 
 
-@njit(cache=True, parallel=True, fastmath={"contract"})
-def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, Ho1, Wo1):
+@njit(cache=True, nogil=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
+def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
+    # Output rows oy0 .. oy1 - 1 into out (int64, (Ho1, Wo1, C_out)); a_row: float64 (Wo1, C_out)
+    # scratch. No two array arguments may share memory (NoAliasCompiler).
     # groups == 1; wt is the float32 weight tensor (kh, kw, C_in, C_out). Exact in float64: every
     # product and every partial sum is an integer below 2**53 (docs/numerics.md, section 8), so
     # neither the order of the additions nor the fused multiply-adds ("contract") change a bit.
     kh, kw, cin, cout = wt.shape
-    out = np.empty((Ho1, Wo1, cout), dtype=np.int64)
-    # NOTE: gather form, parallel over output rows (each row written by one iteration). The
-    # non-zeros of one input pixel are taken 8 (then 4, then 1) at a time, so one pass over an
-    # output pixel's channels adds 8 products: one load and one store of the accumulators per 8
-    # fused multiply-adds instead of per one (the loop over C_out vectorises). Channel blocks keep
-    # the kw x cb x C_out weights of a pass in cache.
-    for oy in prange(Ho1):
-        a_row = np.zeros((Wo1, cout), dtype=np.float64)
+    Wo1 = a_row.shape[0]
+    # NOTE: gather form, each output row on its own. The non-zeros of one input pixel are taken 8
+    # (then 4, then 1) at a time, so one pass over an output pixel's channels adds 8 products: one
+    # load and one store of the accumulators per 8 fused multiply-adds instead of per one (the
+    # loop over C_out vectorises). Channel blocks keep the kw x cb x C_out weights of a pass in
+    # cache. Plain loops instead of np.zeros / slice fills: each numpy call is one more
+    # implementation for numba to compile.
+    for oy in range(oy0, oy1):
+        for i in range(Wo1):
+            a = a_row[i]
+            for j in range(cout):
+                a[j] = 0.0
         for bi in range(nb):
             for ky in range(kh):
                 iy = oy + ky - pad
@@ -246,13 +255,13 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, Ho1, Wo1):
         for i in range(Wo1):
             for j in range(cout):
                 o[i, j] = np.int64(a_row[i, j])
-    return out
 
 
 @njit(cache=True)
-def _requantize_kernel(acc2, bias, activation):
+def _requantize_kernel(acc2, bias, activation, out):
+    # out: int16 (n, C_out). NOTE: allocated by the caller: every np.empty / np.zeros of another
+    # dtype or rank in a kernel is one more numpy implementation for numba to compile (~40 ms cold).
     n, cout = acc2.shape
-    out = np.empty((n, cout), dtype=np.int16)
     for i in range(n):
         for co in range(cout):
             # >> on a signed int64 is an arithmetic shift, i.e. floor(x / 256).
@@ -270,14 +279,15 @@ def _requantize_kernel(acc2, bias, activation):
                 elif s > 1536:
                     s = 1536
             out[i, co] = s
-    return out
 
 
-@njit(cache=True)
-def _maxpool_kernel(act, kh, kw, stride, pad, Ho, Wo):
+@njit(cache=True, pipeline_class=NoAliasCompiler)
+def _maxpool_kernel(act, kh, kw, stride, pad, out, m):
+    # out: int16 (Ho, Wo, C); m: int16 (C,) scratch; both from the caller (see _requantize_kernel).
+    # No two array arguments may share memory (NoAliasCompiler: without it the max loop over
+    # channels no longer vectorises).
     H, W, C = act.shape
-    out = np.empty((Ho, Wo, C), dtype=np.int16)
-    m = np.empty(C, dtype=np.int16)
+    Ho, Wo = out.shape[0], out.shape[1]
     for oy in range(Ho):
         y0 = max(oy * stride - pad, 0)
         y1 = min(oy * stride - pad + kh, H)
@@ -286,17 +296,17 @@ def _maxpool_kernel(act, kh, kw, stride, pad, Ho, Wo):
             x1 = min(ox * stride - pad + kw, W)
             # padded cells are skipped (-inf semantics); every window holds
             # at least one real pixel because pad < kernel.
-            m[:] = -32768
+            for c in range(C):
+                m[c] = -32768
             for y in range(y0, y1):
                 for x in range(x0, x1):
                     for c in range(C):
                         if act[y, x, c] > m[c]:
                             m[c] = act[y, x, c]
-            # NOTE: an element loop, not ``out[oy, ox, :] = m``: numba's array-to-slice
-            # assignment alone made this kernel's compile 2 s (0.25 s without it).
+            # NOTE: element loops, not ``out[oy, ox, :] = m`` or ``m[:] = -32768``: numba's
+            # array-to-slice assignment alone made this kernel's compile 2 s (0.25 s without it).
             for c in range(C):
                 out[oy, ox, c] = m[c]
-    return out
 
 
 @njit(cache=True)
@@ -529,7 +539,14 @@ def conv_accumulate(
         cb = -(-per_block // 8) * 8
         nb = -(-C // cb)
         cs, vs, sp = _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb)
-        return _conv_acc_segments(cs, vs, sp, H, W, nb, wt, padding, Ho1, Wo1)
+        out = np.empty((Ho1, Wo1, cout), dtype=np.int64)
+
+        def rows(lo: int, hi: int) -> None:
+            _conv_acc_segments(cs, vs, sp, H, W, nb, wt, padding, lo, hi, np.empty((Wo1, cout)), out)
+
+        # NOTE: parallel over output rows on threads (each row written by one call), see run_chunks.
+        run_chunks(rows, Ho1, serial=nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS)
+        return out
     # NOTE: (C_out, kh, kw, Cin_g) -> (kh, kw, Cin_g, C_out) so that the
     # kernel's innermost loop over output channels reads contiguous weights.
     wt = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))
@@ -558,7 +575,9 @@ def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str |
     bias = _as_bias(bias, cout)
     code = activation_code(activation)
     acc2 = np.ascontiguousarray(acc).reshape(-1, cout)
-    return _requantize_kernel(acc2, bias, code).reshape(acc.shape)
+    out = np.empty(acc2.shape, dtype=np.int16)
+    _requantize_kernel(acc2, bias, code, out)
+    return out.reshape(acc.shape)
 
 
 def conv2d_accumulators(
@@ -617,7 +636,9 @@ def maxpool(act: np.ndarray, k, stride: int = 2, padding: int = 0) -> np.ndarray
     """
     act = as_activation(act)
     kh, kw, stride, padding, Ho, Wo = _pool_geometry(act.shape, k, stride, padding)
-    return _maxpool_kernel(act, kh, kw, stride, padding, Ho, Wo)
+    out = np.empty((Ho, Wo, act.shape[2]), dtype=np.int16)
+    _maxpool_kernel(act, kh, kw, stride, padding, out, np.empty(act.shape[2], dtype=np.int16))
+    return out
 
 
 def avgpool(act: np.ndarray, k, stride: int | None = None, padding: int = 0) -> np.ndarray:
