@@ -90,3 +90,14 @@ def test_maxpool_against_a_loop(padding):
             want[i, j] = win.reshape(-1, 3).max(axis=0)
     assert got.dtype == np.int16
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_network_run_keeps_no_work_memory():
+    from simulator import simulate
+    from simulator.numerics import _reference
+
+    rng = np.random.default_rng(5)
+    blas_conv2d_accumulators(_dense(rng, (40, 40, 8)), _dense(rng, (8, 3, 3, 8)), 1, 1)
+    assert getattr(_reference._scratch, "bufs", None)            # the arrays are kept between calls ...
+    simulate("roshambonet", "nullhop")
+    assert not getattr(_reference._scratch, "bufs", None)        # ... but not after a network run

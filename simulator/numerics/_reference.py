@@ -53,6 +53,11 @@ def _scratch_array(slot: str, n: int) -> np.ndarray:
     return buf[:n]
 
 
+def release_work_arrays() -> None:
+    """Free the calling thread's reference work arrays (a network run calls it when it ends)."""
+    _scratch.__dict__.pop("bufs", None)
+
+
 def _act_code(activation) -> int:
     table = {None: 0, 0: 0, "none": 0, 1: 1, "relu": 1, 2: 2, "relu6": 2}
     if isinstance(activation, bool) or activation not in table:

@@ -208,6 +208,9 @@ class Simulator:
         except MemoryError:
             raise LimitError(f"simulating network {net.name!r}: out of memory (the machine or the process limit "
                              "gave less than the run needed)") from None
+        finally:
+            # The reference's work arrays serve the layers of one run; none outlives it.
+            fn.release_work_arrays()
         # A user trace brings its own weights, biases and activations: no density profile is drawn from.
         return Result(network=net.name, accelerator=self.config.name, config=config_to_dict(self.config),
                       profile="none (real data)" if user is not None else prof.name, trace=trace, seed=int(seed), layers=records,
