@@ -15,9 +15,10 @@ from numba import njit
 __all__ = ["slot_mac_work", "weight_tap_prefix", "row_chunk_elements", "stripe_windows", "ceil_div"]
 
 
-@njit(cache=True)
 def ceil_div(a, b):
     """Integer ceiling division for non-negative ``a`` and positive ``b``."""
+    # NOTE: plain Python (the kernels write the expression out): as a numba function it was one
+    # more compile of a cold run.
     return (a + b - 1) // b
 
 
@@ -50,7 +51,9 @@ def row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, n_chunks):
             for ch in range(c):
                 if act[iy, ix, ch] != 0:
                     nnz += 1
-            words = ceil_div((ix + 1) * c, sm_word_pixels) - ceil_div(ix * c, sm_word_pixels)
+            # SM words that start in this column: ceil((ix + 1) c / p) - ceil(ix c / p), p = sm_word_pixels
+            words = (((ix + 1) * c + sm_word_pixels - 1) // sm_word_pixels
+                     - (ix * c + sm_word_pixels - 1) // sm_word_pixels)
             el[iy, j] += nnz + words
             px[iy, j] += nnz
     return el, px
