@@ -149,3 +149,12 @@ def test_cli_cache_command(cache):
     bad = subprocess.run([sys.executable, "-m", "simulator", "cache"], capture_output=True, text=True, timeout=120,
                          env={**env, "SPARSESIM_CACHE_MAX_MIB": "x"})
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "SPARSESIM_CACHE_MAX_MIB" in bad.stderr
+
+
+def test_directory_listed_once_while_under_the_bound(cache, monkeypatch):
+    listings = []
+    real = dc._entries
+    monkeypatch.setattr(dc, "_entries", lambda d: listings.append(d) or real(d))
+    for i in range(20):
+        dc.cached_tensor(("small", i), lambda: np.full(100, i, dtype=np.int16))
+    assert len(listings) == 1 and tensor_cache_info()["files"] == 20

@@ -123,7 +123,7 @@ def _store(d: Path, path: Path, a: np.ndarray, max_bytes: int) -> None:
         except BaseException:
             os.unlink(tmp)
             raise
-        _trim(d, max_bytes)
+        _trim(d, max_bytes, path.stat().st_size)
     except OSError:
         # NOTE: the cache is an optimisation: a read-only or full disk must not fail the run.
         pass
@@ -141,7 +141,22 @@ def _entries(d: Path) -> list[tuple[float, int, Path]]:
     return out
 
 
-def _trim(d: Path, max_bytes: int) -> None:
+#: Per directory, its size in bytes as this process last counted it plus what it wrote since.
+_counted: dict[Path, int] = {}
+
+
+def _trim(d: Path, max_bytes: int, added: int) -> None:
+    """Drop the least recently used files until ``d`` fits ``max_bytes``, after a write of ``added`` bytes.
+
+    NOTE: the directory is listed only when this process's running count says it may be over
+    the bound (and on its first write), not on every write: a cache of many thousands of files
+    (sweeps over seeds) would otherwise cost a listing per tensor. Files other processes write
+    in the meantime are counted at the next listing, so the bound is kept up to that.
+    """
+    known = _counted.get(d)
+    if known is not None and known + added <= max_bytes:
+        _counted[d] = known + added
+        return
     entries = sorted(_entries(d), key=lambda t: t[0])
     total = sum(size for _, size, _ in entries)
     for _, size, path in entries:
@@ -152,6 +167,7 @@ def _trim(d: Path, max_bytes: int) -> None:
         except OSError:
             continue
         total -= size
+    _counted[d] = total
 
 
 def cached_tensor(key: tuple, make: Callable[[], np.ndarray], shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -192,6 +208,7 @@ def clear_tensor_cache() -> int:
     d = cache_dir()
     if d is None or not d.is_dir():
         return 0
+    _counted.pop(d, None)
     n = 0
     for e in os.scandir(d):
         if e.name.endswith(".npy"):
