@@ -158,3 +158,13 @@ def test_directory_listed_once_while_under_the_bound(cache, monkeypatch):
     for i in range(20):
         dc.cached_tensor(("small", i), lambda: np.full(100, i, dtype=np.int16))
     assert len(listings) == 1 and tensor_cache_info()["files"] == 20
+
+
+def test_a_dead_writers_temporary_file_is_removed(cache):
+    dc.cached_tensor(("t", 1), _draw)
+    stale, fresh = cache / ".tmp-dead.npy", cache / ".tmp-busy.npy"
+    stale.write_bytes(b"half a file")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, (1, 1))
+    assert tensor_cache_info()["files"] == 1           # neither counts as a cached tensor
+    assert not stale.exists() and fresh.exists()       # a writer may still own the recent one

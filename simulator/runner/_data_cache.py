@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,15 +130,26 @@ def _store(d: Path, path: Path, a: np.ndarray, max_bytes: int) -> None:
         pass
 
 
+#: A temporary file older than this (s) belongs to a process that died while writing it.
+_STALE_TMP_S = 3600.0
+
+
 def _entries(d: Path) -> list[tuple[float, int, Path]]:
+    """(mtime, size, path) of every cached tensor in ``d``; stale temporary files are deleted."""
     out = []
+    now = time.time()
     for e in os.scandir(d):
-        if e.name.endswith(".npy") and not e.name.startswith(".tmp-"):
-            try:
-                st = e.stat()
-            except OSError:
+        if not e.name.endswith(".npy"):
+            continue
+        try:
+            st = e.stat()
+            if e.name.startswith(".tmp-"):
+                if now - st.st_mtime > _STALE_TMP_S:
+                    os.unlink(e.path)
                 continue
-            out.append((st.st_mtime, st.st_size, Path(e.path)))
+        except OSError:
+            continue
+        out.append((st.st_mtime, st.st_size, Path(e.path)))
     return out
 
 
