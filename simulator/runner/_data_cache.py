@@ -6,7 +6,8 @@ it, and stores what it draws. Sweep workers, later processes and notebook kernel
 the files, so a network's data is drawn once per machine instead of once per process.
 
 A file is named by a hash of its key and of a *generator version*: the source of the modules
-that draw the data plus numpy's version (whose random streams feed them). Any change to the
+that draw the data plus the versions of numpy (whose random streams feed them) and numba
+(which compiles the float kernels of the maps). Any change to the
 generators therefore misses the old files instead of reading stale data. Files are ``.npy``
 (read with ``allow_pickle=False``), written to a temporary name and renamed, so a reader never
 sees half a file; a file that cannot be read or has the wrong shape is drawn again.
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numba
 import numpy as np
 
 import workloads
@@ -39,7 +41,7 @@ __all__ = ["cache_dir", "cached_tensor", "check_cache_environment", "clear_tenso
 
 ENV_DIR = "SPARSESIM_CACHE_DIR"
 ENV_MAX = "SPARSESIM_CACHE_MAX_MIB"
-#: Default size bound of the directory (a VGG16 run's weights are about 280 MiB).
+#: Default size bound of the directory (a VGG16 run's weights take 265 MiB).
 DEFAULT_MAX_MIB = 2048
 
 #: Modules of ``workloads`` whose code decides the synthetic tensors' values.
@@ -50,7 +52,7 @@ _VERSION: str | None = None
 def _generator_version() -> str:
     global _VERSION
     if _VERSION is None:
-        h = hashlib.sha256(f"numpy {np.__version__}\n".encode())
+        h = hashlib.sha256(f"numpy {np.__version__} numba {numba.__version__}\n".encode())
         root = Path(workloads.__file__).parent
         for name in _GENERATORS:
             h.update(name.encode() + b"\n" + (root / name).read_bytes())
