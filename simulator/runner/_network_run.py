@@ -8,7 +8,9 @@ asks the event model (``simulator.engine``) for cycles and action counts.
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import threading
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -25,6 +27,7 @@ from ..energy import layer_energy, load_energy_table, table_report
 from ..engine import check_engine, time_layer
 from ..report import LayerResult, Result, layer_ratios
 from ._data_cache import cached_tensor, check_cache_environment
+from ._prefetch import MISSING, Prefetcher
 
 __all__ = ["Simulator", "simulate", "TRACE_MODES", "PRUNING_CHOICES"]
 
@@ -91,18 +94,22 @@ class _SeedCache:
         self.max_bytes = max_bytes
         self.items: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.nbytes = 0
+        # The layer loop and the weight prefetch thread (._prefetch) share the cache.
+        self.lock = threading.Lock()
 
     def get(self, key: tuple, make: Callable[[], np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
-        hit = self.items.get(key)
-        if hit is not None:
-            self.items.move_to_end(key)
-            return hit
+        with self.lock:
+            hit = self.items.get(key)
+            if hit is not None:
+                self.items.move_to_end(key)
+                return hit
         a = cached_tensor(key, make, shape)
-        if a.nbytes <= self.max_bytes:
-            self.items[key] = a
-            self.nbytes += a.nbytes
-            while self.nbytes > self.max_bytes:
-                self.nbytes -= self.items.popitem(last=False)[1].nbytes
+        with self.lock:
+            if a.nbytes <= self.max_bytes and key not in self.items:
+                self.items[key] = a
+                self.nbytes += a.nbytes
+                while self.nbytes > self.max_bytes:
+                    self.nbytes -= self.items.popitem(last=False)[1].nbytes
         return a
 
 
@@ -248,6 +255,7 @@ class _NetworkRun:
         self.timing_only = False
         self.energy_table = load_energy_table(cfg)
         self.seed, self.trace, self.check = seed, trace, check
+        self.prefetch: Prefetcher | None = None
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
         consumers = net.consumers()
@@ -298,6 +306,13 @@ class _NetworkRun:
         """The layer's int16 weights: the user's, or synthetic pruned to the profile's density."""
         if self.user is not None:
             return self.user.weights[layer.name].reshape(layer.weight_shape)
+        if self.prefetch is not None:
+            w = self.prefetch.get(layer.name)
+            if w is not MISSING:
+                return w
+        return self._synthetic_weights(layer)
+
+    def _synthetic_weights(self, layer: Layer) -> np.ndarray:
         wd = self.prof.weight_density_for(layer)
         shape = tuple(int(v) for v in layer.weight_shape)
 
@@ -308,6 +323,17 @@ class _NetworkRun:
             return prune_weights(synthetic_weights(shape, seed), wd, method="balanced",
                                  granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
         return _SYNTHETIC.get(("weights", self.seed, layer.name, shape, float(wd), self.pruning), make, shape)
+
+    def _start_prefetch(self) -> None:
+        """Draw the synthetic weights of every layer that will ask for them, in schedule order,
+        on a background thread (:mod:`._prefetch`)."""
+        if self.user is not None:
+            return
+        jobs = [(s.layer.name, functools.partial(self._synthetic_weights, s.layer)) for s in self.schedule
+                if s.layer.op in ("conv", "fc") and s.where in ("accelerator", "host")
+                and not (self.timing_only and s.where == "host")]
+        if jobs:
+            self.prefetch = Prefetcher(jobs)
 
     def _synthetic_written(self, s: ScheduledLayer) -> np.ndarray:
         """Synthetic trace: the map the PRE writes, drawn at the layer's output density.
@@ -481,6 +507,14 @@ class _NetworkRun:
         return rec, out
 
     def run(self, progress) -> list[LayerResult]:
+        self._start_prefetch()
+        try:
+            return self._run_layers(progress)
+        finally:
+            if self.prefetch is not None:
+                self.prefetch.close()
+
+    def _run_layers(self, progress) -> list[LayerResult]:
         records: list[LayerResult] = []
         total = len(self.schedule)
         for i, s in enumerate(self.schedule):
