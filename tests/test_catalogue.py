@@ -927,6 +927,9 @@ CASES += [
     Case("api-load-config-none", "api", "`load_config(None)`", "ConfigError",
          "config must be a file path or preset name, got None",
          lambda d: load_config(None)),
+    Case("api-compile-ahead-switch", "api", "`SPARSESIM_COMPILE_AHEAD=yes`, then `simulate(\"facedet\")`",
+         "ConfigError", "SPARSESIM_COMPILE_AHEAD must be 0 (off) or 1 (on), got 'yes'",
+         _with_env("SPARSESIM_COMPILE_AHEAD", "yes", lambda d: simulate("facedet"))),
 ]
 
 # -- one stderr line: library warnings, onnxruntime logs and multi-line messages never reach the terminal --------

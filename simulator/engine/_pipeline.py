@@ -13,6 +13,7 @@ work. Events are proportional to work units x units, never to cycles.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +115,16 @@ def _union_length(intervals: list[tuple[int, int]]) -> int:
         total += b - max(a, end)
         end = b
     return total
+
+
+def compiled_engine_cached() -> bool:
+    """Whether numba's on-disk cache holds the compiled event loop (False on a first run), or
+    numba cannot tell (then True: nothing is to be gained from compiling it elsewhere)."""
+    try:
+        index = pipeline_kernel._cache._cache_file._index_path   # numba internals, hence guarded
+    except AttributeError:
+        return True
+    return os.path.exists(index)
 
 
 def check_engine(engine) -> str:

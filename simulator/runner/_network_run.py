@@ -27,6 +27,7 @@ from ..energy import layer_energy, load_energy_table, table_report
 from ..engine import check_engine, time_layer
 from ..report import LayerResult, Result, layer_ratios
 from ._data_cache import cached_tensor, check_cache_environment
+from ._compile_ahead import CompileAhead, start_compile_ahead
 from ._prefetch import MISSING, Prefetcher
 
 __all__ = ["Simulator", "simulate", "TRACE_MODES", "PRUNING_CHOICES"]
@@ -256,6 +257,7 @@ class _NetworkRun:
         self.energy_table = load_energy_table(cfg)
         self.seed, self.trace, self.check = seed, trace, check
         self.prefetch: Prefetcher | None = None
+        self.compile_ahead: CompileAhead | None = None
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
         consumers = net.consumers()
@@ -393,6 +395,10 @@ class _NetworkRun:
         layer = s.layer
         if self.observer is not None:
             _call_observer(self.observer, s, x_arr, written, w)
+        if self.compile_ahead is not None:
+            # The timing kernels are being compiled by the child: load them, do not compile them twice.
+            self.compile_ahead.wait()
+            self.compile_ahead = None
         t = time_layer(s, x_arr, written, self.cfg, weights=w, engine=self.engine)
         a = self.cfg.array
         lat, util, eff, gops = layer_ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
@@ -507,6 +513,8 @@ class _NetworkRun:
         return rec, out
 
     def run(self, progress) -> list[LayerResult]:
+        if self.engine == "compiled":
+            self.compile_ahead = start_compile_ahead(self.cfg)
         self._start_prefetch()
         try:
             return self._run_layers(progress)
