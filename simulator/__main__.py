@@ -1,6 +1,6 @@
 """``python -m simulator`` runs the command line."""
 import sys
 
-from .cli import main
+from .cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import re
 import signal
@@ -449,6 +450,17 @@ def _memory_limit(gib: float | None):
             os.environ.pop(MEMORY_LIMIT_ENV, None)
         else:
             os.environ[MEMORY_LIMIT_ENV] = old
+
+
+def console_main() -> int:
+    """Entry point of the ``sparsesim`` console script and ``python -m simulator``: :func:`main`
+    on ``sys.argv``, then the process exits."""
+    code = main()
+    # NOTE: a speed device for the exit. numba and numpy leave some 10^5 objects (types, typing
+    # contexts, dispatchers) that the garbage collections of interpreter shutdown walk again;
+    # frozen, they are skipped: 0.03 s instead of 0.19 s after a VGG16 run.
+    gc.freeze()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,3 +182,15 @@ def test_console_script_runs(tmp_path):
     bad = subprocess.run([str(exe), "run", "nosuchnet"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.startswith("sparsesim: error: ") and len(bad.stderr.splitlines()) == 1
+
+
+def test_console_entry_points_exit_with_mains_status():
+    # `python -m simulator` and the `sparsesim` script (pyproject) go through console_main.
+    import tomllib
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["sparsesim"] == "simulator.cli:console_main"
+    ok = subprocess.run([sys.executable, "-m", "simulator", "list"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and "vgg16" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "simulator", "run", "no-such-net"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
