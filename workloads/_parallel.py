@@ -14,6 +14,7 @@ from queue import SimpleQueue
 from typing import Callable
 
 import numba
+import numpy as np
 from numba.core.compiler import Compiler
 
 __all__ = ["NoAliasCompiler", "run_chunks"]
@@ -37,20 +38,32 @@ class NoAliasCompiler(Compiler):
         super().__init__(typingctx, targetctx, library, args, return_type, flags, locals)
 
 
-def run_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = False) -> None:
+def _bounds(n: int, k: int, cost: np.ndarray | None) -> np.ndarray:
+    """``k + 1`` increasing bounds from 0 to ``n``: equal counts (+-1), or equal sums of ``cost``."""
+    if cost is None or not np.any(cost > 0):
+        return np.arange(k + 1) * n // k
+    run = np.cumsum(cost, dtype=np.float64)
+    bounds = np.searchsorted(run, run[-1] * np.arange(1, k) / k, side="left") + 1
+    return np.concatenate(([0], np.minimum(bounds, n), [n]))
+
+
+def run_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = False,
+               cost: np.ndarray | None = None) -> None:
     """Call ``fn(lo, hi)`` over ranges that split ``[0, n)``, on ``numba.get_num_threads()`` threads.
 
     ``fn`` must release the GIL (a ``nogil`` kernel) to run in parallel, and the ranges must be
     independent. The caller's thread takes part; the helper threads are kept for the next call.
     One thread, ``n`` <= 1 or ``serial`` (work too small to share) makes one call ``fn(0, n)``.
+    ``cost`` (``n`` non-negative numbers, the work of each index) splits at equal work instead of
+    equal counts, so no thread waits long for another at the end.
     An exception raised by any call is raised here, after every thread has stopped.
     """
     threads = min(numba.get_num_threads(), n)
     if serial or threads <= 1:
         fn(0, n)
         return
-    # Chunks of equal size (+-1): chunk i is [i * n // k, (i + 1) * n // k).
     k = min(n, _CHUNKS_PER_THREAD * threads)
+    bounds = _bounds(n, k, cost)
     chunks = iter(range(k))
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -62,7 +75,8 @@ def run_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = False
                     i = next(chunks, None)
                 if i is None:
                     return
-                fn(i * n // k, (i + 1) * n // k)
+                if bounds[i] < bounds[i + 1]:
+                    fn(int(bounds[i]), int(bounds[i + 1]))
         except BaseException as e:  # raised in the caller's thread below
             errors.append(e)
 

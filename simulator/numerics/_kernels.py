@@ -544,8 +544,14 @@ def conv_accumulate(
         def rows(lo: int, hi: int) -> None:
             _conv_acc_segments(cs, vs, sp, H, W, nb, wt, padding, lo, hi, np.empty((Wo1, cout)), out)
 
-        # NOTE: parallel over output rows on threads (each row written by one call), see run_chunks.
-        run_chunks(rows, Ho1, serial=nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS)
+        # NOTE: parallel over output rows on threads (each row written by one call), see run_chunks,
+        # split at equal work: an output row costs kw multiply-adds per non-zero of its kh input
+        # rows, and two passes over its accumulators.
+        nnz_row = np.zeros(H + 2 * padding, dtype=np.int64)
+        nnz_row[padding:padding + H] = np.diff(row_nz_ptr)
+        taps = np.cumsum(np.concatenate(([0], nnz_row)))
+        cost = kw * (taps[kh:kh + Ho1] - taps[:Ho1]) + 2 * Wo1
+        run_chunks(rows, Ho1, serial=nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS, cost=cost)
         return out
     # NOTE: (C_out, kh, kw, Cin_g) -> (kh, kw, Cin_g, C_out) so that the
     # kernel's innermost loop over output channels reads contiguous weights.
