@@ -23,8 +23,10 @@ after changing the timing model.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import inspect
 import itertools
@@ -570,6 +572,9 @@ def _init_worker(numba_threads: int) -> None:
     import numba
 
     numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    # NOTE: the sweep waits for its workers to exit. Frozen, the objects numba and numpy made are
+    # skipped by the collections of interpreter shutdown (0.03 s instead of about 0.2 s).
+    atexit.register(gc.freeze)
     # Ctrl-C reaches the whole process group: the sweep's process stops the workers itself (_stop_workers),
     # so a worker neither prints a KeyboardInterrupt traceback nor finishes its point first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -619,7 +624,8 @@ def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[in
 
     NOTE: this process takes points itself instead of only waiting: it is already started, imported
     and has its kernels loaded, while a spawned worker needs about 0.6 s for that. Each spawned
-    worker keeps two points submitted, so it never waits for this process to hand it the next.
+    worker keeps two points submitted, so it never waits for this process to hand it the next,
+    until no more points remain than processes.
     """
     # NOTE: "spawn", never "fork": the parent may hold numba/OpenMP threads.
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -630,9 +636,12 @@ def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[in
     error: tuple[int, BaseException] | None = None
 
     def submit() -> None:
-        # The workers start during the first submits (the pool spawns them on demand).
+        # The workers start during the first submits (the pool spawns them on demand). A second point
+        # waits in a worker's queue only while more points remain than processes: near the end, a
+        # point this process can start now must not wait behind a worker's running one.
+        depth = 2 if len(pending) > workers else 1
         with _worker_env(threads):
-            while pending and error is None and len(running) < 2 * (workers - 1):
+            while pending and error is None and len(running) < depth * (workers - 1):
                 i, task = pending.pop()
                 running[ex.submit(_run_point, *task)] = i
 
