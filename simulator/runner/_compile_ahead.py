@@ -44,19 +44,50 @@ class CompileAhead:
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
 
-    def wait(self, timeout_s: float = _WAIT_S) -> None:
-        """Until the child has cached the timing kernels (it then goes on with a few functional
-        ones), has ended, or ``timeout_s`` passed; after that this process carries on regardless."""
+    def _ready(self, timeout_s: float) -> bool:
+        """Whether the child has said it is done (or ended) within ``timeout_s``."""
         out = self.proc.stdout
         try:
             if out is not None and os.name == "posix":
                 if select.select([out], [], [], timeout_s)[0]:
                     out.readline()      # the line _child writes, or "" when it ended
-            else:
-                self.proc.wait(timeout=timeout_s)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
+                    return True
+                return False
+            self.proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+        except (OSError, ValueError):
+            return True
+
+    def wait(self, timeout_s: float = _WAIT_S) -> None:
+        """Until the child has cached the timing kernels, has ended, or ``timeout_s`` passed;
+        after that this process carries on regardless. While the child works, this process
+        compiles the functional kernels a run needs after its first layer (max pool, fully
+        connected) instead of idling."""
+        for warm in _WARM_UPS:
+            if self._ready(0.0):
+                break
+            warm()
+        else:
+            self._ready(timeout_s)
         _running.append(self.proc)
+
+
+def _warm_maxpool() -> None:
+    # A fresh (writable) map, as a layer's output is.
+    fn.maxpool(np.zeros((4, 4, 2), dtype=np.int16), 2, 2, 0)
+
+
+def _warm_fc() -> None:
+    # A writable input and read-only weights, as the seed cache holds them.
+    w = np.zeros((2, 1, 1, 4), dtype=np.int16)
+    w.setflags(write=False)
+    fn.fc_accumulators(np.ones((1, 1, 4), dtype=np.int16), w)
+
+
+#: Calls that compile (or load) the kernels a run needs next, with a real run's argument types.
+_WARM_UPS = (_warm_maxpool, _warm_fc)
 
 
 #: Children that may still run, kept referenced until they end (a Popen collected while its
@@ -76,19 +107,25 @@ def start_compile_ahead(cfg: AcceleratorConfig) -> CompileAhead | None:
     _running[:] = [p for p in _running if p.poll() is None]
     preset = cfg.name if cfg.name in list_presets() else "nullhop"
     env = dict(os.environ, **{ENV: "0"})
+    # The child must compile this very code (numba's cache is per source file): it gets this
+    # process's module search path, not one that starts with its working directory, and checks.
+    code = (f"import sys; sys.path[:] = {sys.path!r}; from {__name__} import _child; "
+            f"_child({preset!r}, {os.path.abspath(__file__)!r})")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", f"from {__name__} import _child; _child({preset!r})"],
+            [sys.executable, "-c", code],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     except OSError:
         return None
     return CompileAhead(proc)
 
 
-def _child(preset: str) -> None:
+def _child(preset: str, parent_file: str | None = None) -> None:
     """Time a conv (with its fused pool) of a small network on random maps, which compiles every
     timing kernel with the argument types of a real run (``dataflows`` normalises them), and say
-    so on stdout; then compile the max pool and fully connected kernels a run needs next."""
+    so on stdout. Nothing, if this is not the parent's copy of the package (``parent_file``)."""
+    if parent_file is not None and os.path.abspath(__file__) != parent_file:
+        return
     cfg = load_config(preset)
     rng = np.random.default_rng(0)
     s = next(s for s in schedule_network(get_network(_NETWORK), cfg) if s.where == "accelerator")
@@ -102,9 +139,3 @@ def _child(preset: str) -> None:
     weights = rng.integers(-64, 64, layer.weight_shape).astype(np.int16)
     time_layer(s, x, written, cfg, weights=weights)
     print("timing kernels cached", flush=True)
-    # With a real run's argument flags: a fresh (writable) map into the pool, read-only (cached)
-    # weights into the fully connected kernel.
-    fn.maxpool(np.maximum(rng.integers(-64, 64, out), 0).astype(np.int16), 2, 2, 0)
-    fc_weights = rng.integers(-64, 64, (4, 1, 1, x.size)).astype(np.int16)
-    fc_weights.setflags(write=False)
-    fn.fc_accumulators(x.reshape(1, 1, -1), fc_weights)
