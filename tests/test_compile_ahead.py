@@ -18,6 +18,9 @@ def test_off_when_disabled_or_already_cached(monkeypatch):
     monkeypatch.setenv(ca.ENV, "1")
     monkeypatch.setattr(ca, "compiled_engine_cached", lambda: True)
     assert ca.start_compile_ahead(None) is None
+    monkeypatch.setattr(ca, "compiled_engine_cached", lambda: False)
+    monkeypatch.setattr(ca.sys, "frozen", True, raising=False)     # a bundled app: no interpreter
+    assert ca.start_compile_ahead(None) is None
 
 
 def test_bad_switch_is_a_config_error(monkeypatch):

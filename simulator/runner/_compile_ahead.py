@@ -102,6 +102,8 @@ def start_compile_ahead(cfg: AcceleratorConfig) -> CompileAhead | None:
         raise ConfigError(f"{ENV} must be 0 (off) or 1 (on), got {flag!r}")
     if flag == "0" or os.environ.get("NUMBA_DISABLE_JIT", "0") != "0":
         return None
+    if not sys.executable or getattr(sys, "frozen", False):    # no interpreter to start
+        return None
     if multiprocessing.parent_process() is not None or compiled_engine_cached():
         return None
     _running[:] = [p for p in _running if p.poll() is None]
