@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 
 from dataflows import (AcceleratorConfig, closest_key, config_to_dict, field_names, load_config, schedule_network,
                        with_overrides)
@@ -623,70 +624,85 @@ def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[in
     """Run ``tasks`` (longest first) on ``workers`` processes: this one and ``workers - 1`` spawned ones.
 
     NOTE: this process takes points itself instead of only waiting: it is already started, imported
-    and has its kernels loaded, while a spawned worker needs about 0.6 s for that. Each spawned
-    worker keeps two points submitted, so it never waits for this process to hand it the next,
-    until no more points remain than processes.
+    and has its kernels loaded, while a spawned worker needs about 0.6 s for that. A feeder thread
+    hands each spawned worker its next point the moment it finishes one, so neither side waits for
+    the other to reach the end of a point; this thread takes the rest from the same list and
+    finishes every point (writes its file, shows progress) between its own.
     """
     # NOTE: "spawn", never "fork": the parent may hold numba/OpenMP threads.
     threads = max(1, (os.cpu_count() or 1) // workers)
     ex = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker, initargs=(threads,))
     pending = list(reversed(tasks))          # pop() takes the longest
-    running: dict = {}
-    error: tuple[int, BaseException] | None = None
+    lock = threading.Lock()
+    state: dict = {"error": None, "stop": False}
+    done: SimpleQueue = SimpleQueue()        # (index, finished future) from the feeder
 
-    def submit() -> None:
-        # The workers start during the first submits (the pool spawns them on demand). A second point
-        # waits in a worker's queue only while more points remain than processes: near the end, a
-        # point this process can start now must not wait behind a worker's running one.
-        depth = 2 if len(pending) > workers else 1
-        with _worker_env(threads):
-            while pending and error is None and len(running) < depth * (workers - 1):
-                i, task = pending.pop()
-                running[ex.submit(_run_point, *task)] = i
+    def take() -> tuple[int, tuple] | None:
+        with lock:
+            if pending and state["error"] is None and not state["stop"]:
+                return pending.pop()
+            return None
 
-    def collect(block: bool) -> None:
-        nonlocal error
-        ready = (wait(running, return_when=FIRST_COMPLETED).done if block
-                 else [f for f in running if f.done()])
-        for fut in ready:
-            i = running.pop(fut)
+    def fail(i: int, exc: BaseException) -> None:
+        with lock:
+            if state["error"] is None:
+                state["error"] = (i, exc)
+
+    def feed(running: dict) -> None:
+        while running:
+            for fut in wait(running, return_when=FIRST_COMPLETED).done:
+                i = running.pop(fut)
+                if not fut.cancelled() and fut.exception() is not None:
+                    fail(i, fut.exception())     # no further point starts
+                done.put((i, fut))
+                nxt = take()
+                if nxt is not None:
+                    try:
+                        running[ex.submit(_run_point, *nxt[1])] = nxt[0]
+                    except Exception as exc:   # the pool broke or shut down
+                        fail(nxt[0], exc)
+
+    def drain() -> None:
+        while not done.empty():
+            i, fut = done.get()
             if fut.cancelled():
                 continue
             exc = fut.exception()
             if exc is not None:
-                if error is None:
-                    error = (i, exc)
-                    for f in running:
-                        f.cancel()
+                fail(i, exc)
                 continue
             finish(i, fut.result())
 
     try:
-        mine = pending.pop()
-        submit()
+        mine = take()        # the longest point: this process starts on it at once
+        # The workers start during these submits (the pool spawns one per submit), with their
+        # share of the cores in their environment; later submits go to the running workers.
+        with _worker_env(threads):
+            first = [t for t in (take() for _ in range(workers - 1)) if t is not None]
+            running = {ex.submit(_run_point, *task): i for i, task in first}
+        feeder = threading.Thread(target=feed, args=(running,), name="sparsesim-sweep-feeder", daemon=True)
+        feeder.start()
         with _numba_threads(threads):
             while mine is not None:
                 try:
                     result = _run_here(mine[1])
                 except Exception as exc:
-                    if error is None:
-                        error = mine[0], exc
-                        for f in running:
-                            f.cancel()
+                    fail(mine[0], exc)
                     break
                 finish(mine[0], result)
-                collect(block=False)
-                submit()
-                mine = pending.pop() if pending and error is None else None
-        while running:
-            collect(block=True)
+                drain()
+                mine = take()
+        feeder.join()
+        drain()
     except BaseException:
+        with lock:
+            state["stop"] = True
         _stop_workers(ex)
         raise
     ex.shutdown(wait=True)
-    if error is not None:
-        raise _PointFailed(*error)
+    if state["error"] is not None:
+        raise _PointFailed(*state["error"])
 
 
 def _stop_workers(ex: ProcessPoolExecutor) -> None:
