@@ -1,5 +1,6 @@
 """The weight prefetch thread: values in order, errors handed over, nothing drawn twice."""
 import threading
+import time
 
 import pytest
 
@@ -11,8 +12,8 @@ from workloads import LimitError
 
 def test_values_arrive_in_order_once_each():
     order = []
-    jobs = [(k, lambda k=k: order.append(k) or k * 10) for k in range(5)]
-    p = Prefetcher(jobs)
+    jobs = [(k, lambda k=k: order.append(k) or k * 10, 1) for k in range(5)]
+    p = Prefetcher(jobs, 100)
     assert [p.get(k) for k in range(5)] == [0, 10, 20, 30, 40]
     assert order == list(range(5))
     assert p.get(2) is MISSING          # handed over once
@@ -22,7 +23,7 @@ def test_values_arrive_in_order_once_each():
 def test_a_failed_job_raises_for_its_key_and_stops_the_rest():
     def fail():
         raise ValueError("draw failed")
-    p = Prefetcher([("a", lambda: 1), ("b", fail), ("c", lambda: 3)])
+    p = Prefetcher([("a", lambda: 1, 1), ("b", fail, 1), ("c", lambda: 3, 1)], 100)
     assert p.get("a") == 1
     with pytest.raises(ValueError, match="draw failed"):
         p.get("b")
@@ -32,12 +33,28 @@ def test_a_failed_job_raises_for_its_key_and_stops_the_rest():
 def test_close_stops_further_jobs():
     gate = threading.Event()
     started = []
-    p = Prefetcher([("a", lambda: gate.wait(10) and "a"), ("b", lambda: started.append("b"))])
+    p = Prefetcher([("a", lambda: gate.wait(10) and "a", 1), ("b", lambda: started.append("b"), 1)], 100)
     p.close()
     gate.set()
     assert p.get("a") is MISSING and p.get("b") is MISSING
     p._thread.join(10)
     assert started == []
+
+
+def test_values_not_taken_hold_back_the_next_jobs():
+    made = []
+    p = Prefetcher([(k, lambda k=k: made.append(k) or k, 40) for k in range(4)], 100)
+    time.sleep(0.3)
+    assert made == [0, 1]               # a third value of 40 bytes would exceed the 100 allowed
+    assert p.get(0) == 0
+    assert p.get(1) == 1 and p.get(2) == 2 and p.get(3) == 3
+    assert made == [0, 1, 2, 3]
+
+
+def test_a_key_never_asked_for_does_not_block_the_later_ones():
+    p = Prefetcher([(k, lambda k=k: k, 60) for k in range(3)], 100)
+    assert p.get(2) == 2                # 0 and 1 were skipped: their room is given back
+    assert p.get(0) is MISSING
 
 
 @pytest.fixture

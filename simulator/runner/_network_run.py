@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
@@ -26,8 +26,8 @@ from .. import numerics as fn
 from ..energy import layer_energy, load_energy_table, table_report
 from ..engine import check_engine, time_layer
 from ..report import LayerResult, Result, layer_ratios
-from ._data_cache import cached_tensor, check_cache_environment
 from ._compile_ahead import CompileAhead, start_compile_ahead
+from ._data_cache import cached_tensor, check_cache_environment
 from ._prefetch import MISSING, Prefetcher
 
 __all__ = ["Simulator", "simulate", "TRACE_MODES", "PRUNING_CHOICES"]
@@ -331,11 +331,13 @@ class _NetworkRun:
         on a background thread (:mod:`._prefetch`)."""
         if self.user is not None:
             return
-        jobs = [(s.layer.name, functools.partial(self._synthetic_weights, s.layer)) for s in self.schedule
+        jobs = [(s.layer.name, functools.partial(self._synthetic_weights, s.layer),
+                 2 * int(np.prod(s.layer.weight_shape))) for s in self.schedule
                 if s.layer.op in ("conv", "fc") and s.where in ("accelerator", "host")
                 and not (self.timing_only and s.where == "host")]
         if jobs:
-            self.prefetch = Prefetcher(jobs)
+            # Ahead by at most what the seed cache holds anyway (every weight of a VGG16 run).
+            self.prefetch = Prefetcher(jobs, _SYNTHETIC.max_bytes)
 
     def _synthetic_written(self, s: ScheduledLayer) -> np.ndarray:
         """Synthetic trace: the map the PRE writes, drawn at the layer's output density.
