@@ -332,6 +332,18 @@ def test_image_input_shapes():
         image_input((0, 32, 3))
 
 
+def test_image_input_is_computed_once_per_shape_and_each_call_gets_its_own_array(monkeypatch):
+    import workloads._synthetic as syn
+    first = image_input((40, 56, 3))
+    expected = first.copy()
+    first[...] = 0                                   # the caller's array is its own
+    calls = []
+    monkeypatch.setattr(syn, "normalized_image", lambda *a: calls.append(a))
+    again = image_input((40, 56, 3))                 # from the per-shape cache: no resize
+    assert calls == [] and again.flags.writeable
+    assert np.array_equal(again, expected)
+
+
 def test_packed_ranking_equals_the_full_sort():
     # float32 keys are ranked by one partition of (key, index) packed into uint64; the kept set
     # and the last kept element must be those of the full sort, with ties (and -0.0 == 0.0) to

@@ -427,7 +427,16 @@ def image_input(shape: tuple[int, int, int]) -> np.ndarray:
     h, w, c = _check_shape(shape, 3, "image input shape")
     if c not in (1, 3):
         raise TraceError(f"image input must have 1 (grayscale) or 3 (RGB) channels, not {c!r}")
-    return _to_q88(normalized_image(_load_photo(), h, w, c))
+    return _image_q88(h, w, c).copy()
+
+
+# NOTE: kept per shape. The resize is a float64 matrix product: each one leaves OpenBLAS's helper
+# threads spinning for about 0.1 s of CPU, which a sweep's other worker needed, on every point.
+@functools.lru_cache(maxsize=4)
+def _image_q88(h: int, w: int, c: int) -> np.ndarray:
+    img = _to_q88(normalized_image(_load_photo(), h, w, c))
+    img.flags.writeable = False
+    return img
 
 
 def sample_image(size: int = 224, *, grayscale: bool = False) -> np.ndarray:
