@@ -17,7 +17,9 @@ start and the end). Measured, each against its target:
   PyTorch fp32 VGG16 forward measured in the same run; VGG16 timing-only; ResNet-50
   full; MobileNet-v2 full;
 * an 8-point ResNet-50 timing-only sweep over ``array.num_clusters`` 1..128 (16 MACs per
-  cluster) with ``simulator.sweep``, 1 and 2 workers (the sweep call, imports excluded);
+  cluster) with ``simulator.sweep``, 1 and 2 workers (the sweep call, imports excluded), and the
+  ceiling of its 2-worker ratio on this machine: the same points in 1 and 2 processes forked from
+  one that has everything loaded, plus the start-up every sweep process pays before its first point;
 * the whole process ``sparsesim run vgg16 --quiet`` warm, and cold (after deleting the
   numba cache files of the sparsesim packages and the tensor cache), with its peak RSS;
   each split into the import of the command line, numba's compile (cold; per kernel) or
@@ -92,6 +94,59 @@ cycles = [int(row["cycles"]) for row in res.totals_rows()]
 rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(json.dumps({"import_s": t1 - t0, "run_s": t2 - t1, "cycles": sum(cycles), "points": cycles,
                   "peak_rss_mib": rss / 1024}))
+"""
+
+# The most a 2-worker sweep could gain here, process start aside: one process loads the kernels and the
+# tensors (one point), then 1 or 2 processes forked from it (nothing left to start or load) take the same
+# points from a shared counter, in the sweep's order. Numba's fork-safe threading layer and one thread
+# per library, so no idle pool spins on the other process's core.
+_SWEEP_CEILING_CHILD = r"""
+import json, multiprocessing as mp, sys, time
+from simulator import simulate
+net = sys.argv[1]
+clusters = [int(x) for x in sys.argv[2].split(",")]
+repeat = int(sys.argv[3])
+
+def point(c):
+    simulate(net, "nullhop", overrides={"array.num_clusters": c, "array.macs_per_cluster": 16},
+             trace="synthetic", timing_only=True)
+
+t0 = time.perf_counter()
+point(clusters[0])
+t1 = time.perf_counter()
+point(clusters[0])
+t2 = time.perf_counter()
+ctx = mp.get_context("fork")
+
+def run(nproc):
+    counter = ctx.Value("i", 0)
+
+    def work():
+        while True:
+            with counter.get_lock():
+                i = counter.value
+                counter.value += 1
+            if i >= len(clusters):
+                return
+            point(clusters[i])
+
+    start = time.perf_counter()
+    kids = [ctx.Process(target=work) for _ in range(nproc - 1)]
+    for k in kids:
+        k.start()
+    work()
+    for k in kids:
+        k.join()
+        if k.exitcode != 0:
+            raise SystemExit(f"worker exited with {k.exitcode}")
+    return time.perf_counter() - start
+
+one, two = [], []
+for _ in range(repeat):
+    one.append(run(1))
+    two.append(run(2))
+print(json.dumps({"first_point_s": t1 - t0, "again_s": t2 - t1, "one_s": min(one), "two_s": min(two),
+                  "one_all": [round(x, 3) for x in one], "two_all": [round(x, 3) for x in two]}))
 """
 
 # `python -m simulator run ...`, with the import of the command line and numba's compile (cold) or
@@ -394,6 +449,20 @@ def main(argv: list[str] | None = None) -> None:
              f"{list(clusters)} x 16 MACs), {workers} worker(s): tensor cache empty {r0['run_s']:.2f} s "
              f"(runs {r0['all']['run_s']}), filled {r['run_s']:.2f} s (runs {r['all']['run_s']}), "
              f"{r['cycles']:,} cycles in total  ")
+    # Numba's layer and the thread counts are read when the child starts.
+    single = {k: "1" for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    ceil = _child(_SWEEP_CEILING_CHILD, "resnet50", ",".join(map(str, clusters)), str(rep),
+                  env={**single, "NUMBA_THREADING_LAYER": "workqueue"})
+    startup = ceil["first_point_s"] - ceil["again_s"]
+    sweep_ceiling = (startup + ceil["one_s"]) / (startup + ceil["two_s"])
+    emit(f"Ceiling of the 2-worker ratio (the same {len(clusters)} points in processes forked from one that has "
+         f"loaded everything, so no process starts, imports or loads a kernel): 1 process {ceil['one_s']:.2f} s "
+         f"(runs {ceil['one_all']}), 2 processes {ceil['two_s']:.2f} s (runs {ceil['two_all']}), "
+         f"{ceil['one_s'] / ceil['two_s']:.2f}x. A fresh process's first point takes {startup:.2f} s longer than "
+         f"the same point again (numba's start-up and the kernels' cache loads, the tensors read from disk); "
+         f"every sweep process pays it before its first point, so a sweep in a fresh process can reach at most "
+         f"({startup:.2f} + {ceil['one_s']:.2f}) / ({startup:.2f} + {ceil['two_s']:.2f}) = {sweep_ceiling:.2f}x "
+         f"with 2 workers  ")
     emit()
 
     cli_cold = None
@@ -464,6 +533,7 @@ def main(argv: list[str] | None = None) -> None:
                  status(min(sweeps0[1]["run_s"], sweeps0[2]["run_s"]) <= 5.0)))
     target("sweep: 2 workers >= 1.8x faster than 1", lambda i: sw[i][1]["run_s"] / sw[i][2]["run_s"], 1.8,
            lambda x: f"{x:.2f}x", at_least=True)
+    rows.append(("(ceiling of that ratio here, with no process start)", f"{sweep_ceiling:.2f}x", "–", "", ""))
     if cli_cold:
         rows.append(("cold `sparsesim run vgg16` <= 3x warm",
                      f"{cli_cold['wall_s']:.2f} s / {cli['wall_s']:.2f} s = {cli_cold['wall_s'] / cli['wall_s']:.1f}x",
