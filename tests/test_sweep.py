@@ -264,6 +264,72 @@ def test_the_sweep_process_takes_points_as_well_as_its_workers(tmp_path, monkeyp
     assert here[0] == 64 and 1 <= len(here) < 4
 
 
+_FORK_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numba
+    from threadpoolctl import threadpool_info
+    import simulator.studies._sweep as sweep_mod
+    from simulator import sweep
+
+    real_point, real_method, methods = sweep_mod._run_point, sweep_mod._start_method, []
+
+    def traced(*task):
+        blas = sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        with open(os.path.join(sys.argv[1], "workers.jsonl"), "a") as fh:
+            fh.write(json.dumps([os.getpid(), blas, numba.get_num_threads()]) + "\\n")
+        return real_point(*task)
+
+    sweep_mod._run_point = traced
+    sweep_mod._start_method = lambda: methods.append(real_method()) or methods[-1]
+    sweep("facedet", grid=json.loads(sys.argv[2]), out_dir=os.path.join(sys.argv[1], "out"), workers=2,
+          progress=False)
+    print(json.dumps({"methods": methods, "pid": os.getpid()}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_a_fresh_process_forks_its_workers_with_their_share_of_the_threads(serial_runs, tmp_path):
+    serial, sdir = serial_runs["facedet"]
+    out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, str(tmp_path), json.dumps(GRIDS["facedet"])],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["methods"] == ["fork"]
+    assert _point_files(tmp_path / "out") == _point_files(sdir)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    seen = [json.loads(line) for line in (tmp_path / "workers.jsonl").read_text().splitlines()]
+    assert len(seen) == len(serial.ids)
+    assert {pid for pid, _, _ in seen} - {info["pid"]}          # the forked worker computed points too
+    for pid, blas, numba_threads in seen:                       # both processes: their share only
+        assert blas and max(blas) <= share and numba_threads <= share
+
+
+def test_workers_are_spawned_where_a_fork_would_be_unsafe(monkeypatch):
+    import threading
+
+    import numba
+    real_count = threading.active_count
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
+    if sys.platform.startswith("linux"):
+        assert sweep_mod._start_method() == "fork"
+    monkeypatch.setattr(numba, "threading_layer", lambda: "omp")      # GNU OpenMP's pool cannot be forked
+    assert sweep_mod._start_method() == "spawn"
+    monkeypatch.setattr(numba, "threading_layer", lambda: "tbb")
+    monkeypatch.setattr(threading, "active_count", real_count)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert sweep_mod._start_method() == "spawn"                   # another thread may hold a lock
+    finally:
+        stop.set()
+        other.join()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert sweep_mod._start_method() == "spawn"
+
+
 def test_an_interrupt_inside_a_kernel_stays_an_interrupt(monkeypatch):
     def interrupted(*task):
         try:
@@ -475,6 +541,32 @@ def test_killed_sweep_loses_no_finished_point(tmp_path):
     assert len(_csv_rows(out / "sweep_totals.csv")) == CRASH_POINTS
 
 
+def test_sigterm_stops_a_command_line_sweep_and_its_workers(tmp_path):
+    # SIGTERM ends a command-line sweep: its message, its exit status, and no worker left running.
+    out = tmp_path / "term"
+    grid = "seed=" + ",".join(map(str, range(CRASH_POINTS)))
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "sweep", "roshambonet", "--grid", grid, "-o",
+                             str(out), "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = list(dict.fromkeys(workers + _children(proc.pid)))
+            if (out / "points").is_dir() and any((out / "points").glob("*.json")):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None and workers, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "sparsesim: terminated" and "Traceback" not in err
+    assert not [w for w in workers if _alive(w)]
+
+
 # ----------------------------------------------------------------- progress
 def test_progress_callback_counts_points(tmp_path):
     calls = []
@@ -499,8 +591,12 @@ def test_progress_bar_is_silent_when_stderr_is_not_a_terminal(capsys):
 
 
 def test_progress_bar_draws_when_enabled(capsys):
+    import threading
+    threads = {t.ident for t in threading.enumerate()}
     with progress_bar(2, "points", enabled=True, unit="point") as bar:
         bar.update(1, "macs=64")
+        # no thread of its own (tqdm's monitor), which would make a sweep spawn its workers
+        assert {t.ident for t in threading.enumerate()} <= threads
         bar.update(1, "macs=128")
     err = capsys.readouterr().err
     assert "points" in err and "2/2" in err and "macs=128" in err

@@ -15,6 +15,7 @@ Examples
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +29,19 @@ def _is_terminal(stream) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         return False
+
+
+@functools.lru_cache(maxsize=1)
+def _bar_class():
+    """tqdm without its monitor thread.
+
+    NOTE: the monitor only redraws bars whose steps come far apart after fast ones; ours are
+    redrawn on every step. A thread alive in the process would make a sweep spawn its workers
+    instead of forking them (see the sweep's start method).
+    """
+    from tqdm.std import tqdm
+
+    return type("SparsesimBar", (tqdm,), {"monitor_interval": 0})
 
 
 class ProgressBar:
@@ -59,10 +73,8 @@ class ProgressBar:
         self.total = total
         self._bar = None
         if enabled:
-            from tqdm.std import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
-                             dynamic_ncols=True, leave=True)
+            self._bar = _bar_class()(total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr,
+                                     dynamic_ncols=True, leave=True)
 
     @property
     def enabled(self) -> bool:

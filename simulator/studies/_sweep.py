@@ -35,6 +35,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -558,13 +559,49 @@ def _worker_env(threads: int):
                 os.environ[k] = v
 
 
+def _start_method() -> str:
+    """How the sweep starts its workers: ``"fork"`` where that is safe, else ``"spawn"``.
+
+    NOTE: a forked worker starts with this process's imports, so it begins its first point at once
+    instead of after about 0.3 s of interpreter start and imports. Forking is safe only on Linux,
+    with no other thread in this process (a thread holding a lock at the fork leaves it held for
+    ever in the child) and no GNU OpenMP pool launched by numba (its child aborts on the next
+    parallel region); numba's ``workqueue`` and ``tbb`` layers survive a fork.
+    """
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    if threading.active_count() > 1:
+        return "spawn"
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:       # no parallel kernel has run in this process: no pool yet
+        layer = None
+    return "fork" if layer in (None, "workqueue", "tbb") else "spawn"
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int):
+    """The BLAS libraries numpy loaded limited to ``n`` threads for the block.
+
+    NOTE: an idle OpenBLAS thread spins on its core for about 0.1 s after every call; in a sweep,
+    that is the core another worker computes on.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
 def _init_worker(numba_threads: int) -> None:
     """Pool worker initializer: share the cores, and exit as soon as the sweep's process dies.
 
     NOTE: some numba kernels are ``parallel=True`` and would each use every core;
     N workers x all cores oversubscribes the machine and runs slower than one
     process, so each worker gets ``cores // N`` numba threads (also its pool size and
-    its BLAS threads, set through :func:`_worker_env` when it starts).
+    its BLAS threads, set through :func:`_worker_env` when a spawned worker starts; a
+    forked one has this process's pools, so its BLAS threads are limited here).
 
     NOTE: ``ProcessPoolExecutor`` workers otherwise outlive a killed parent,
     blocked on their task queue forever. The parent's sentinel becomes ready
@@ -573,12 +610,18 @@ def _init_worker(numba_threads: int) -> None:
     import numba
 
     numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=numba_threads, user_api="blas")
     # NOTE: the sweep waits for its workers to exit. Frozen, the objects numba and numpy made are
     # skipped by the collections of interpreter shutdown (0.03 s instead of about 0.2 s).
     atexit.register(gc.freeze)
     # Ctrl-C reaches the whole process group: the sweep's process stops the workers itself (_stop_workers),
     # so a worker neither prints a KeyboardInterrupt traceback nor finishes its point first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker has this process's handlers: the command line's SIGTERM handler raises, and the
+    # pool worker would report that as the point's error instead of ending when the sweep stops it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = multiprocessing.parent_process()
     if parent is None:  # pragma: no cover - always set in a pool worker
         return
@@ -629,9 +672,9 @@ def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[in
     the other to reach the end of a point; this thread takes the rest from the same list and
     finishes every point (writes its file, shows progress) between its own.
     """
-    # NOTE: "spawn", never "fork": the parent may hold numba/OpenMP threads.
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ex = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"),
+    method = _start_method()
+    ex = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context(method),
                              initializer=_init_worker, initargs=(threads,))
     pending = list(reversed(tasks))          # pop() takes the longest
     lock = threading.Lock()
@@ -678,12 +721,13 @@ def _run_pool(tasks: list[tuple[int, tuple]], workers: int, finish: Callable[[in
         mine = take()        # the longest point: this process starts on it at once
         # The workers start during these submits (the pool spawns one per submit), with their
         # share of the cores in their environment; later submits go to the running workers.
-        with _worker_env(threads):
+        # (A forked worker keeps this environment: numba refuses a thread count changed under it.)
+        with _worker_env(threads) if method == "spawn" else contextlib.nullcontext():
             first = [t for t in (take() for _ in range(workers - 1)) if t is not None]
             running = {ex.submit(_run_point, *task): i for i, task in first}
         feeder = threading.Thread(target=feed, args=(running,), name="sparsesim-sweep-feeder", daemon=True)
         feeder.start()
-        with _numba_threads(threads):
+        with _numba_threads(threads), _blas_threads(threads):
             while mine is not None:
                 try:
                     result = _run_here(mine[1])
