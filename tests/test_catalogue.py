@@ -39,7 +39,7 @@ import numpy as np
 import pytest
 
 import workloads as errors
-from simulator import AcceleratorConfig, load_config, simulate, with_overrides
+from simulator import AcceleratorConfig, load_config, simulate, sweep, with_overrides
 from simulator import Simulator
 from simulator.cli import main
 from workloads import (TRACE_FORMAT, Layer, Network, NetworkBuilder, Trace, from_onnx, get_network, get_profile,
@@ -930,6 +930,9 @@ CASES += [
     Case("api-compile-ahead-switch", "api", "`SPARSESIM_COMPILE_AHEAD=yes`, then `simulate(\"facedet\")`",
          "ConfigError", "SPARSESIM_COMPILE_AHEAD must be 0 (off) or 1 (on), got 'yes'",
          _with_env("SPARSESIM_COMPILE_AHEAD", "yes", lambda d: simulate("facedet"))),
+    Case("api-sweep-start", "api", "`SPARSESIM_SWEEP_START=fork`, then `sweep(\"facedet\", workers=1)`",
+         "ConfigError", "SPARSESIM_SWEEP_START must be 'auto' (fork where safe) or 'spawn', got 'fork'",
+         _with_env("SPARSESIM_SWEEP_START", "fork", lambda d: sweep("facedet", workers=1, progress=False))),
 ]
 
 # -- one stderr line: library warnings, onnxruntime logs and multi-line messages never reach the terminal --------

@@ -326,6 +326,14 @@ def test_workers_are_spawned_where_a_fork_would_be_unsafe(monkeypatch):
         stop.set()
         other.join()
     monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setitem(sys.modules, "onnxruntime", sys.modules.get("onnxruntime", object()))
+    assert sweep_mod._start_method() == "spawn"                       # its thread pools are not Python's
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    if sys.platform.startswith("linux"):
+        assert sweep_mod._start_method() == "fork"
+    monkeypatch.setenv("SPARSESIM_SWEEP_START", "spawn")               # the user's choice
+    assert sweep_mod._start_method() == "spawn"
+    monkeypatch.delenv("SPARSESIM_SWEEP_START")
     monkeypatch.setattr(sys, "platform", "darwin")
     assert sweep_mod._start_method() == "spawn"
 

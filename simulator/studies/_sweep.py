@@ -559,18 +559,36 @@ def _worker_env(threads: int):
                 os.environ[k] = v
 
 
+#: Environment variable: how pool workers start, "auto" (fork where safe) or "spawn" (always).
+START_ENV = "SPARSESIM_SWEEP_START"
+#: Libraries with native thread pools that do not survive a fork (their sessions or pools, copied
+#: into the child, hang or crash it); a process that imported one spawns its workers.
+_FORK_UNSAFE_MODULES = ("onnxruntime", "torch", "tensorflow", "jax")
+
+
+def _start_setting() -> str:
+    """:data:`START_ENV`, checked: ``"auto"`` (the default) or ``"spawn"``."""
+    value = os.environ.get(START_ENV, "auto")
+    if value not in ("auto", "spawn"):
+        raise ConfigError(f"{START_ENV} must be 'auto' (fork where safe) or 'spawn', got {value!r}")
+    return value
+
+
 def _start_method() -> str:
     """How the sweep starts its workers: ``"fork"`` where that is safe, else ``"spawn"``.
 
     NOTE: a forked worker starts with this process's imports, so it begins its first point at once
     instead of after about 0.3 s of interpreter start and imports. Forking is safe only on Linux,
     with no other thread in this process (a thread holding a lock at the fork leaves it held for
-    ever in the child) and no GNU OpenMP pool launched by numba (its child aborts on the next
-    parallel region); numba's ``workqueue`` and ``tbb`` layers survive a fork.
+    ever in the child), no GNU OpenMP pool launched by numba (its child aborts on the next
+    parallel region; numba's ``workqueue`` and ``tbb`` layers survive a fork) and none of
+    :data:`_FORK_UNSAFE_MODULES` imported (their threads are not Python's, so not counted).
     """
+    if _start_setting() == "spawn":
+        return "spawn"
     if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
         return "spawn"
-    if threading.active_count() > 1:
+    if threading.active_count() > 1 or any(m in sys.modules for m in _FORK_UNSAFE_MODULES):
         return "spawn"
     import numba
 
@@ -844,8 +862,10 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
         Directory for point files and CSVs (see the module docstring); points
         already finished there are loaded, not re-run.
     workers : int, optional
-        Local processes computing points: this one and ``workers - 1`` spawned
-        workers; ``None`` uses every core, ``1`` runs serially in this process.
+        Local processes computing points: this one and ``workers - 1`` worker
+        processes (forked on Linux where safe, else spawned; ``SPARSESIM_SWEEP_START=spawn``
+        always spawns them, docs/sweeps.md); ``None`` uses every core, ``1`` runs
+        serially in this process.
         Not allowed together with ``scheduler``.
     scheduler : str or distributed.Client, optional
         Run the points on a Dask cluster: a scheduler address
@@ -878,7 +898,8 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
     ------
     ConfigError
         Unknown grid key (with a suggestion), a bad value (naming the key and
-        value), ``macs`` not a multiple of ``array.macs_per_cluster``.
+        value), ``macs`` not a multiple of ``array.macs_per_cluster``, a bad
+        ``SPARSESIM_SWEEP_START``.
     MappingError
         A point's configuration cannot map a layer of the network.
     SparsesimError
@@ -893,6 +914,7 @@ def sweep(network: Network | str, accel: AcceleratorConfig | str | os.PathLike =
     """
     if workers is not None and scheduler is not None:
         raise SparsesimError("pass either workers (local processes) or scheduler (Dask), not both")
+    _start_setting()
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise SparsesimError(f"workers must be a positive integer or None, got {workers!r}")
     if not isinstance(trace, Trace) and trace not in TRACE_MODES:
