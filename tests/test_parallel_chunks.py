@@ -2,10 +2,11 @@
 import threading
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workloads import run_chunks
+from workloads import run_blas_chunks, run_chunks
 from workloads._parallel import _bounds
 
 
@@ -33,3 +34,49 @@ def test_every_index_is_visited_once_with_a_cost():
     cost[900:] = 1.0            # all the work at the end
     run_chunks(visit, 1000, cost=cost)
     assert np.all(seen == 1)
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+    return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+
+
+def test_blas_chunks_hold_blas_to_one_thread_and_give_it_back():
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        inside = []
+        run_blas_chunks(lambda lo, hi: inside.append(_blas_threads()), 4)
+        assert before and len(inside) >= 1 and all(t == [1] for t in inside)
+        assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("shape, cout, stride", [((100, 100, 16), 16, 1), ((130, 130, 24), 24, 2),
+                                                 ((40, 40, 32), 32, 1), ((60, 60, 64), 64, 2)])
+def test_split_blas_reference_equals_the_plain_one(monkeypatch, shape, cout, stride):
+    # Large enough to be split over the threads: phased GEMMs (the first two) and summed column
+    # taps (the last two).
+    import simulator.numerics._reference as ref
+    from simulator.numerics import blas_conv2d_accumulators, ref_conv2d_accumulators
+    split = []
+    real = ref.run_blas_chunks
+    monkeypatch.setattr(ref, "run_blas_chunks", lambda fn, n, serial=False: split.append(not serial) or
+                        real(fn, n, serial=serial))
+    rng = np.random.default_rng(sum(shape) + cout + stride)
+    x = rng.integers(-32768, 32768, shape, dtype=np.int16)
+    x[rng.random(shape) < 0.4] = 0
+    w = rng.integers(-32768, 32768, (cout, 3, 3, shape[2]), dtype=np.int16)
+    np.testing.assert_array_equal(blas_conv2d_accumulators(x, w, stride, 1),
+                                  ref_conv2d_accumulators(x, w, stride, 1))
+    assert split == [True]
+
+
+def test_split_blas_fc_reference_equals_the_kernel():
+    from simulator.numerics import fc, ref_fc
+    from simulator.numerics._reference import _PARALLEL_MIN_PRODUCTS    # split over the threads
+    rng = np.random.default_rng(7)
+    x = rng.integers(-32768, 32768, (1, 1, 4096), dtype=np.int16)
+    x[rng.random(x.shape) < 0.5] = 0
+    w = rng.integers(-32768, 32768, (2048, 1, 1, 4096), dtype=np.int16)
+    assert w.size > _PARALLEL_MIN_PRODUCTS
+    np.testing.assert_array_equal(ref_fc(x, w, None, 0), fc(x, w, None, 0))

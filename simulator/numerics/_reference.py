@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from workloads import TraceError, WorkloadError
+from workloads import TraceError, WorkloadError, run_blas_chunks
 
 __all__ = [
     "blas_conv2d_accumulators",
@@ -33,6 +33,9 @@ _INT16_MAX = 2**15 - 1
 _RELU6_MAX = 6 * 256  # 6.0 in Q8.8
 #: float64 elements per block of fc weight rows (2 MiB).
 _FC_BLOCK_ELEMENTS = 1 << 18
+#: Multiply-adds below which a reference product runs on one thread (about 0.1 ms of BLAS work:
+#: less than sharing it costs).
+_PARALLEL_MIN_PRODUCTS = 1 << 22
 #: Largest float64 work buffer (elements, 128 MiB) the convolution keeps between calls.
 _SCRATCH_MAX_ELEMENTS = 1 << 24
 _scratch = threading.local()
@@ -216,21 +219,27 @@ def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding:
     wf = _scratch_array("weights", cout * kw * KC).reshape(cout, kw, kh, C)
     wf[...] = w.transpose(0, 2, 1, 3)
     acc = _scratch_array("acc", nq * P * cout).reshape(nq, P, cout)
+    # NOTE: each GEMM split by rows over our threads (run_blas_chunks), see there.
     if K == kw * KC:
         wt = wf.reshape(cout, K).T
-        for ph in range(P):
-            a0 = s * ph * KC
-            np.matmul(flat[a0:a0 + nq * step].reshape(nq, step)[:, :K], wt, out=acc[:, ph, :])
+
+        def rows(lo: int, hi: int) -> None:
+            for ph in range(P):
+                a0 = s * ph * KC
+                np.matmul(flat[a0:a0 + nq * step].reshape(nq, step)[lo:hi, :K], wt, out=acc[lo:hi, ph, :])
     else:
         out = acc[:, 0, :]
         part = np.empty((nq, cout), dtype=np.float64)
         wf = wf.reshape(cout, kw, KC)
-        for kx in range(kw):
-            a = flat[kx * KC:kx * KC + nq * step].reshape(nq, step)[:, :KC]
-            if kx == 0:
-                np.matmul(a, wf[:, 0].T, out=out)
-            else:
-                out += np.matmul(a, wf[:, kx].T, out=part)
+
+        def rows(lo: int, hi: int) -> None:
+            for kx in range(kw):
+                a = flat[kx * KC:kx * KC + nq * step].reshape(nq, step)[lo:hi, :KC]
+                if kx == 0:
+                    np.matmul(a, wf[:, 0].T, out=out[lo:hi])
+                else:
+                    out[lo:hi] += np.matmul(a, wf[:, kx].T, out=part[lo:hi])
+    run_blas_chunks(rows, nq, serial=nq * P * K * cout < _PARALLEL_MIN_PRODUCTS)
     return acc.reshape(-1, cout)[:U].reshape(Ho, Ws, cout)[:, :Wo]
 
 
@@ -378,10 +387,13 @@ def ref_fc(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, activati
     xf = x.reshape(-1).astype(np.float64)
     acc = np.empty(cout, dtype=np.float64)
     block = max(1, _FC_BLOCK_ELEMENTS // max(1, w2.shape[1]))
-    buf = np.empty((min(block, cout), w2.shape[1]), dtype=np.float64)
-    for r0 in range(0, cout, block):
-        r1 = min(cout, r0 + block)
-        b = buf[:r1 - r0]
-        b[...] = w2[r0:r1]
-        np.matmul(b, xf, out=acc[r0:r1])
+
+    def rows(lo: int, hi: int) -> None:      # a buffer per thread
+        buf = np.empty((min(block, hi - lo), w2.shape[1]), dtype=np.float64)
+        for r0 in range(lo, hi, block):
+            r1 = min(hi, r0 + block)
+            b = buf[:r1 - r0]
+            b[...] = w2[r0:r1]
+            np.matmul(b, xf, out=acc[r0:r1])
+    run_blas_chunks(rows, cout, serial=w2.size < _PARALLEL_MIN_PRODUCTS)
     return _requantize(acc.reshape(1, 1, cout), bias, activation)
