@@ -52,10 +52,11 @@ def test_blas_chunks_hold_blas_to_one_thread_and_give_it_back():
 
 
 @pytest.mark.parametrize("shape, cout, stride", [((100, 100, 16), 16, 1), ((130, 130, 24), 24, 2),
-                                                 ((40, 40, 32), 32, 1), ((60, 60, 64), 64, 2)])
+                                                 ((40, 40, 32), 32, 1), ((60, 60, 64), 64, 2),
+                                                 ((160, 160, 32), 8, 1), ((171, 171, 32), 8, 2)])
 def test_split_blas_reference_equals_the_plain_one(monkeypatch, shape, cout, stride):
     # Large enough to be split over the threads: phased GEMMs (the first two) and summed column
-    # taps (the last two).
+    # taps (the next two); the last two also copy their input rows on the threads.
     import simulator.numerics._reference as ref
     from simulator.numerics import blas_conv2d_accumulators, ref_conv2d_accumulators
     split = []

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from workloads import TraceError, WorkloadError, run_blas_chunks
+from workloads import TraceError, WorkloadError, run_blas_chunks, run_chunks
 
 __all__ = [
     "blas_conv2d_accumulators",
@@ -36,6 +36,8 @@ _FC_BLOCK_ELEMENTS = 1 << 18
 #: Multiply-adds below which a reference product runs on one thread (about 0.1 ms of BLAS work:
 #: less than sharing it costs).
 _PARALLEL_MIN_PRODUCTS = 1 << 22
+#: Elements below which the input copy of the BLAS reference runs on one thread.
+_PARALLEL_MIN_COPY = 1 << 20
 #: Largest float64 work buffer (elements, 128 MiB) the convolution keeps between calls.
 _SCRATCH_MAX_ELEMENTS = 1 << 24
 _scratch = threading.local()
@@ -153,16 +155,22 @@ def _stacked_rows(x: np.ndarray, kh: int, stride: int, padding: int, Ho: int, Wq
     flat = _scratch_array("rows", n + spare)
     flat[n:] = 0
     xs = flat[:n].reshape(Ho, Wq, kh, C)
-    xs[:, :padding] = 0                  # the padding columns (and those past the padded width)
-    xs[:, padding + W:] = 0
-    for ky in range(kh):
-        i0 = max(0, -(-(padding - ky) // stride))                    # first i with stride*i + ky - padding >= 0
-        i1 = max(i0, min(Ho, (H - 1 - ky + padding) // stride + 1))  # past the last i inside the input
-        xs[:i0, padding:padding + W, ky] = 0                         # the padding rows
-        xs[i1:, padding:padding + W, ky] = 0
-        if i1 > i0:
-            y0 = stride * i0 + ky - padding
-            xs[i0:i1, padding:padding + W, ky, :] = x[y0:y0 + stride * (i1 - i0 - 1) + 1:stride]
+
+    def rows(lo: int, hi: int) -> None:     # output rows lo .. hi - 1
+        part = xs[lo:hi]
+        part[:, :padding] = 0                # the padding columns (and those past the padded width)
+        part[:, padding + W:] = 0
+        for ky in range(kh):
+            i0 = max(0, -(-(padding - ky) // stride))                    # first i with stride*i + ky - padding >= 0
+            i1 = max(i0, min(Ho, (H - 1 - ky + padding) // stride + 1))  # past the last i inside the input
+            a, b = max(lo, i0), min(hi, i1)
+            part[:max(0, min(hi, i0) - lo), padding:padding + W, ky] = 0  # the padding rows
+            part[max(0, max(lo, i1) - lo):, padding:padding + W, ky] = 0
+            if b > a:
+                y0 = stride * a + ky - padding
+                part[a - lo:b - lo, padding:padding + W, ky, :] = x[y0:y0 + stride * (b - a - 1) + 1:stride]
+    # NOTE: the copy (and cast) split by rows over the threads: numpy releases the GIL for it.
+    run_chunks(rows, Ho, serial=n < _PARALLEL_MIN_COPY)
     return flat
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
 from workloads import (DensityProfile, FunctionalMismatchError, Layer, LimitError, Network, Trace, WorkloadError,
-                       check_memory, child_seed, default_profile_for, get_network, get_profile, image_input,
+                       check_memory, child_seed, count_nonzero, default_profile_for, get_network, get_profile, image_input,
                        network_memory_bytes, prune_weights, synthetic_activation, synthetic_bias, synthetic_weights)
 
 from .. import numerics as fn
@@ -41,7 +41,7 @@ TRACE_MODES = ("propagated", "synthetic")
 
 
 def _density(a: np.ndarray) -> float:
-    return float(np.count_nonzero(a)) / a.size if a.size else 0.0
+    return float(count_nonzero(a)) / a.size if a.size else 0.0
 
 
 #: Below this many output positions per channel, bias calibration uses one
