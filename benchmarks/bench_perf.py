@@ -21,9 +21,9 @@ start and the end). Measured, each against its target:
   ceiling of its 2-worker ratio on this machine: the same points in 1 and 2 processes forked from
   one that has everything loaded, plus the start-up every sweep process pays before its first point;
 * the whole process ``sparsesim run vgg16 --quiet`` warm, and cold (after deleting the
-  numba cache files of the sparsesim packages and the tensor cache), with its peak RSS;
-  each split into the import of the command line, numba's compile (cold; per kernel) or
-  cache load (warm) of the kernels' first calls, and the rest.
+  numba cache files of the sparsesim packages; with the tensor cache filled, emptied, and off),
+  with its peak RSS; split into the import of the command line, numba's compile (cold; per
+  kernel) or cache load (warm) of the kernels' first calls, and the rest.
 
 Every child runs with Python's bytecode cache, the packages' bytecode compiled once at the start
 (as ``pip install`` does; an editable install has none, and compiling the sources again in every
@@ -478,6 +478,14 @@ def main(argv: list[str] | None = None) -> None:
         emit(f"  of the fastest cold run: import {best_cold['import_s']:.2f} s, numba compile "
              f"{best_cold['compile_s']:.2f} s ({_kernel_list(best_cold['kernels'])}), the rest of the run "
              f"{best_cold['main_s'] - best_cold['compile_s']:.2f} s  ")
+        _child(_CLI_CHILD, _CLI_INNER)     # fills the tensor cache
+        colds_filled = []
+        for _ in range(rep):
+            _clear_numba_cache()
+            colds_filled.append(_child(_CLI_CHILD, _CLI_INNER)["wall_s"])
+        cli_cold["filled_wall_s"] = min(colds_filled)
+        emit(f"`sparsesim run vgg16 --quiet`, cold numba cache, tensor cache filled: {min(colds_filled):.2f} s "
+             f"(runs {[round(c, 2) for c in colds_filled]})  ")
         off = {"SPARSESIM_CACHE_DIR": "off"}
         colds_off = []
         for _ in range(rep):
@@ -535,20 +543,25 @@ def main(argv: list[str] | None = None) -> None:
            lambda x: f"{x:.2f}x", at_least=True)
     rows.append(("(ceiling of that ratio here, with no process start)", f"{sweep_ceiling:.2f}x", "–", "", ""))
     if cli_cold:
-        rows.append(("cold `sparsesim run vgg16` <= 3x warm",
-                     f"{cli_cold['wall_s']:.2f} s / {cli['wall_s']:.2f} s = {cli_cold['wall_s'] / cli['wall_s']:.1f}x",
-                     status(cli_cold["wall_s"] <= 3 * cli["wall_s"]),
-                     f"cache off: {cli_cold['off_wall_s']:.2f} s / {cli_cold['off_warm_s']:.2f} s = "
-                     f"{cli_cold['off_wall_s'] / cli_cold['off_warm_s']:.1f}x",
-                     status(cli_cold["off_wall_s"] <= 3 * cli_cold["off_warm_s"])))
+        rows.append(("cold (numba compiling) `sparsesim run vgg16` <= 3x warm",
+                     f"{cli_cold['filled_wall_s']:.2f} s / {cli['wall_s']:.2f} s = "
+                     f"{cli_cold['filled_wall_s'] / cli['wall_s']:.1f}x",
+                     status(cli_cold["filled_wall_s"] <= 3 * cli["wall_s"]),
+                     f"{cli_cold['wall_s']:.2f} s / {cli0['wall_s']:.2f} s = {cli_cold['wall_s'] / cli0['wall_s']:.1f}x",
+                     status(cli_cold["wall_s"] <= 3 * cli0["wall_s"])))
     rss = max(warm_rss, cli0["peak_rss_mib"])
     rows.append(("peak RSS of `sparsesim run vgg16` <= 1 GB", f"{warm_rss:.0f} MiB", status(warm_rss <= 1000),
                  f"{cli0['peak_rss_mib']:.0f} MiB", status(rss <= 1000)))
     target("whole process `sparsesim run vgg16 --quiet` <= 2 s warm", lambda i: (cli, cli0)[i]["wall_s"], 2.0,
            lambda x: f"{x:.2f} s")
     emit("Targets, with the tensor cache filled (every run after a network's first on the machine) and empty "
-         "(its first run). The cold run always starts with both caches empty; its ratio is to the warm run with "
-         "the tensor cache filled, and, in the second column, of the cold and warm runs with the tensor cache off:")
+         "(its first run). A cold run has numba's cache deleted; its ratio is to the warm run in the same state of "
+         "the tensor cache.")
+    if cli_cold:
+        emit(f"A machine's very first run (both caches empty) against a later run (both filled): "
+             f"{cli_cold['wall_s']:.2f} s / {cli['wall_s']:.2f} s = {cli_cold['wall_s'] / cli['wall_s']:.1f}x; "
+             f"with the tensor cache off in both: {cli_cold['off_wall_s']:.2f} s / {cli_cold['off_warm_s']:.2f} s = "
+             f"{cli_cold['off_wall_s'] / cli_cold['off_warm_s']:.1f}x.")
     emit()
     emit("| target | tensor cache filled | | tensor cache empty | |")
     emit("| --- | --- | --- | --- | --- |")
