@@ -311,6 +311,8 @@ def test_workers_are_spawned_where_a_fork_would_be_unsafe(monkeypatch):
     real_count = threading.active_count
     monkeypatch.setattr(threading, "active_count", lambda: 1)
     monkeypatch.setattr(numba, "threading_layer", lambda: "workqueue")
+    # Other tests import onnxruntime into this process: a stand-in name for the unsafe libraries.
+    monkeypatch.setattr(sweep_mod, "_FORK_UNSAFE_MODULES", ("sparsesim_stand_in_runtime",))
     if sys.platform.startswith("linux"):
         assert sweep_mod._start_method() == "fork"
     monkeypatch.setattr(numba, "threading_layer", lambda: "omp")      # GNU OpenMP's pool cannot be forked
@@ -326,9 +328,9 @@ def test_workers_are_spawned_where_a_fork_would_be_unsafe(monkeypatch):
         stop.set()
         other.join()
     monkeypatch.setattr(threading, "active_count", lambda: 1)
-    monkeypatch.setitem(sys.modules, "onnxruntime", sys.modules.get("onnxruntime", object()))
+    monkeypatch.setitem(sys.modules, "sparsesim_stand_in_runtime", object())
     assert sweep_mod._start_method() == "spawn"                       # its thread pools are not Python's
-    monkeypatch.delitem(sys.modules, "onnxruntime")
+    monkeypatch.delitem(sys.modules, "sparsesim_stand_in_runtime")
     if sys.platform.startswith("linux"):
         assert sweep_mod._start_method() == "fork"
     monkeypatch.setenv("SPARSESIM_SWEEP_START", "spawn")               # the user's choice
