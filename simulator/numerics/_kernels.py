@@ -360,15 +360,10 @@ def _add_kernel(a, b, activation):
     return out.reshape(a.shape)
 
 
-# NOTE: serial: the gathers are 0.07 s of CPU in a VGG16 run, and parallel=True would add 0.4 s
-# to its cold compile.
 @njit(cache=True)
-def _fc_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, n_row, w2):
-    # w2 is the weight matrix as stored, (C_out, N): no transposed copy (fc6 of VGG16 is 200 MB).
-    # The stream is walked once for the flat positions of its non-zeros; every output then
-    # gathers its row's weights at those positions (parallel over outputs, race-free).
+def _fc_positions(sm, row_sm_ptr, row_nz_ptr, n_row, nnz):
+    # The stream walked once: the flat input position of every non-zero, in stream order.
     H = row_sm_ptr.shape[0] - 1
-    nnz = nz.shape[0]
     pos = np.empty(nnz, dtype=np.int64)
     for r in range(H):
         k = row_nz_ptr[r]
@@ -383,15 +378,20 @@ def _fc_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, n_row, w2):
                 word >>= 1
                 b += 1
             base += 16
-    cout = w2.shape[0]
-    acc = np.zeros(cout, dtype=np.int64)
-    for co in range(cout):
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _fc_acc_rows(nz, pos, w2, lo, hi, acc):
+    # Outputs lo .. hi - 1: each gathers its row of w2 (the weights as stored, (C_out, N): no
+    # transposed copy, fc6 of VGG16 is 200 MB) at the non-zeros' positions.
+    nnz = nz.shape[0]
+    for co in range(lo, hi):
         wr = w2[co]
         s = np.int64(0)
         for t in range(nnz):
             s += np.int64(nz[t]) * wr[pos[t]]
         acc[co] = s
-    return acc
 
 
 # ---------------------------------------------------------------------------
@@ -715,4 +715,10 @@ def fc_accumulators(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
         )
     H, W, C = x.shape
     sm, nz, rsp, rnp = encode(x)
-    return _fc_acc_kernel(sm, nz, rsp, rnp, W * C, weights.reshape(cout, n))
+    pos = _fc_positions(sm, rsp, rnp, W * C, nz.shape[0])
+    w2 = weights.reshape(cout, n)
+    acc = np.empty(cout, dtype=np.int64)
+    # NOTE: outputs split over the threads (run_chunks): the gathers are memory-bound on the weights.
+    run_chunks(lambda lo, hi: _fc_acc_rows(nz, pos, w2, lo, hi, acc), cout,
+               serial=nz.shape[0] * cout < _PARALLEL_MIN_PRODUCTS)
+    return acc
