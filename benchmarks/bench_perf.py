@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> None:
                  status(min(sweeps0[1]["run_s"], sweeps0[2]["run_s"]) <= 5.0)))
     target("sweep: 2 workers >= 1.8x faster than 1", lambda i: sw[i][1]["run_s"] / sw[i][2]["run_s"], 1.8,
            lambda x: f"{x:.2f}x", at_least=True)
-    rows.append(("(ceiling of that ratio here, with no process start)", f"{sweep_ceiling:.2f}x", "–", "", ""))
+    rows.append(("(the most a fresh process's sweep can reach here, see above)", f"{sweep_ceiling:.2f}x", "–", "", ""))
     if cli_cold:
         rows.append(("cold (numba compiling) `sparsesim run vgg16` <= 3x warm",
                      f"{cli_cold['filled_wall_s']:.2f} s / {cli['wall_s']:.2f} s = "
