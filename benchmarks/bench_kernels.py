@@ -9,8 +9,8 @@ weights, captured with the run's observer), in one process, alternating, the min
 ``--repeat`` calls of:
 
 * ``gemm``: the float64 matrix products inside :func:`simulator.numerics.blas_conv2d_accumulators`
-  alone: the very calls it makes (same operand views, shapes and outputs), replayed; OpenBLAS
-  with its default threads, as in a run;
+  alone: the very calls it makes (same operand views, shapes and outputs), replayed as it runs
+  them: shared among the threads, BLAS held to one thread each (``workloads.run_blas_chunks``);
 * ``blas``: the whole :func:`~simulator.numerics.blas_conv2d_accumulators` (so ``blas - gemm`` is
   the operand building around the GEMMs and the cast of the result);
 * ``kernel``: :func:`~simulator.numerics.conv2d_accumulators`, the compressed-stream numba path
@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from simulator import simulate
+from workloads import run_blas_chunks
 from simulator import numerics as fn
 
 
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, x, w, stride, padding, groups in layers:
         calls = _gemm_calls(x, w, stride, padding, groups)
         fns = {
-            "gemm": lambda: [np.matmul(a, b, out=o) for a, b, o in calls],
+            "gemm": lambda: run_blas_chunks(lambda lo, hi: [np.matmul(a, b, out=o) for a, b, o in calls[lo:hi]],
+                                            len(calls)),
             "blas": lambda: fn.blas_conv2d_accumulators(x, w, stride, padding, groups),
             "kernel": lambda: fn.conv2d_accumulators(x, w, stride, padding, groups),
         }
