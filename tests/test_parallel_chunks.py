@@ -51,6 +51,42 @@ def test_blas_chunks_hold_blas_to_one_thread_and_give_it_back():
         assert _blas_threads() == before
 
 
+def test_overlapping_blas_sections_limit_once_and_the_last_one_restores(monkeypatch):
+    # Thread A enters, then B; A leaves first, then B. One limit for both, lifted when B leaves:
+    # each section restoring what it found would leave B's "1 thread" behind for good.
+    import workloads._parallel as par
+    events = []
+
+    class Limiter:
+        def restore_original_limits(self):
+            events.append("restore")
+
+    class Controller:
+        def limit(self, limits, user_api):
+            events.append(("limit", limits, user_api))
+            return Limiter()
+    monkeypatch.setitem(par._blas_state, "controller", Controller())
+    a_in, b_in, a_done = threading.Event(), threading.Event(), threading.Event()
+
+    def a() -> None:
+        run_blas_chunks(lambda lo, hi: (a_in.set(), b_in.wait(10)), 1)
+        events.append("A left")
+        a_done.set()
+
+    def b() -> None:
+        run_blas_chunks(lambda lo, hi: (b_in.set(), a_done.wait(10)), 1)
+    ta = threading.Thread(target=a)
+    ta.start()
+    assert a_in.wait(10)
+    tb = threading.Thread(target=b)
+    tb.start()
+    ta.join(20)
+    tb.join(20)
+    assert not ta.is_alive() and not tb.is_alive()
+    assert events == [("limit", 1, "blas"), "A left", "restore"]
+    assert par._blas_state["users"] == 0 and par._blas_state["limiter"] is None
+
+
 @pytest.mark.parametrize("shape, cout, stride", [((100, 100, 16), 16, 1), ((130, 130, 24), 24, 2),
                                                  ((40, 40, 32), 32, 1), ((60, 60, 64), 64, 2),
                                                  ((160, 160, 32), 8, 1), ((171, 171, 32), 8, 2)])

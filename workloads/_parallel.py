@@ -121,7 +121,29 @@ def _helpers(n: int) -> SimpleQueue:
         return _tasks
 
 
-_blas_controller = None
+_blas_lock = threading.Lock()
+_blas_state: dict = {"controller": None, "users": 0, "limiter": None}
+
+
+def _hold_blas_to_one_thread() -> None:
+    """Enter a section with BLAS on one thread. NOTE: counted, so that sections on several threads
+    at once restore the original thread counts when the last one leaves, not the first."""
+    with _blas_lock:
+        if _blas_state["users"] == 0:
+            if _blas_state["controller"] is None:
+                from threadpoolctl import ThreadpoolController
+
+                _blas_state["controller"] = ThreadpoolController()
+            _blas_state["limiter"] = _blas_state["controller"].limit(limits=1, user_api="blas")
+        _blas_state["users"] += 1
+
+
+def _release_blas() -> None:
+    with _blas_lock:
+        _blas_state["users"] -= 1
+        if _blas_state["users"] == 0:
+            _blas_state["limiter"].restore_original_limits()
+            _blas_state["limiter"] = None
 
 
 def run_blas_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = False,
@@ -134,13 +156,11 @@ def run_blas_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = 
     and checked: about 0.3 s of 1.9 s). Our helper threads wait without spinning, and a product
     split by rows over them runs as fast as OpenBLAS's threads do.
     """
-    global _blas_controller
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    with _blas_controller.limit(limits=1, user_api="blas"):
+    _hold_blas_to_one_thread()
+    try:
         run_chunks(fn, n, serial=serial, cost=cost)
+    finally:
+        _release_blas()
 
 
 #: Elements below which :func:`count_nonzero` counts on one thread.
