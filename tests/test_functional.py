@@ -40,6 +40,7 @@ from simulator.numerics import (
     ref_fc,
     ref_maxpool,
 )
+from simulator.numerics import _kernels
 from workloads import TraceError, WorkloadError
 
 Q = 256  # 1.0 in Q8.8
@@ -328,6 +329,32 @@ def test_conv_accumulate_channel_blocks_at_the_extremes(C, cout, density):
     acc = conv_accumulate(*encode(x), *x.shape, w, 1, 1)
     np.testing.assert_array_equal(acc, ref_conv2d_accumulators(x, w, 1, 1))
     assert acc.min() < -2**34
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+@pytest.mark.parametrize("w_last, x_value, arithmetic", [
+    (4, 32767, np.int16),       # 32767 * (2 * 32767 + 4) = 2**31 - 2: the largest int32 path sum
+    (5, 32767, np.float32),     # 2**31 + 32765: past int32, float64 sums
+    (4, -32768, np.float32),    # |v| = 2**15 has no 15-bit magnitude
+    (-32768, 1, np.float32),    # -(-32768) has no int16 negation
+])
+def test_conv_accumulate_picks_an_exact_arithmetic(sign, w_last, x_value, arithmetic):
+    # The compressed-stream kernel sums in int32 only when no partial sum can reach 2**31 (the
+    # largest |v| times the largest sum of one output's |w|), else in float64; both are exact.
+    x = np.full((2, 2, 3), x_value if x_value == -32768 else sign * x_value, dtype=np.int16)
+    w = np.array([32767, 32767, w_last], dtype=np.int16).reshape(1, 1, 1, 3)
+    w = np.concatenate([w, -w.astype(np.int32).clip(-32768, 32767).astype(np.int16)])
+    wt = np.empty((1, 1, 6, 2), dtype=np.int16)
+    l1_max, w_min = _kernels._signed_weight_rows(w, wt)
+    assert (int(l1_max), int(w_min)) == (int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max()),
+                                         int(w.min()))
+    v_max = abs(int(x.flat[0]))
+    assert _kernels._exact_weight_table(wt, l1_max, w_min, v_max, 3).dtype == arithmetic
+    acc = conv_accumulate(*encode(x), *x.shape, w, 1, 0)
+    want = ref_conv2d_accumulators(x, w)
+    np.testing.assert_array_equal(acc, want)
+    if arithmetic == np.int16:
+        assert abs(int(want[0, 0, 0])) == 2**31 - 2
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,8 @@ as in the hardware (docs/sources.md §N7.3).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from workloads import NoAliasCompiler, TraceError, WorkloadError, run_chunks
 
@@ -132,18 +133,21 @@ def _conv_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, H, W, C, wt, groups, pad, H
 
 
 # NOTE: serial: the walk is 0.04 s of CPU in a VGG16 run, and parallel=True would add 0.5 s to
-# its cold compile.
-@njit(cache=True)
+# its cold compile. It runs beside _signed_weight_rows instead (nogil).
+@njit(cache=True, nogil=True)
 def _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb):
-    # Walks the stream once: the channel (cs) and the value (vs, float64) of every non-zero, in
-    # stream order, and per row the start of every (pixel x, channel block c // cb) segment:
-    # row r's segment x * nb + b is cs/vs[sp[r, x * nb + b]:sp[r, x * nb + b + 1]].
+    # Walks the stream once: the weight row (cs) and the magnitude (vs, int32) of every non-zero,
+    # in stream order, and per row the start of every (pixel x, channel block c // cb) segment:
+    # row r's segment x * nb + b is cs/vs[sp[r, x * nb + b]:sp[r, x * nb + b + 1]]. A non-zero
+    # v of channel c multiplies weight row 2c if v > 0, and row 2c + 1 (the negated weights) if
+    # v < 0, by |v|: so every value the kernel multiplies is non-negative. Also returns max |v|.
     H = row_sm_ptr.shape[0] - 1
     nb = (C + cb - 1) // cb
     nnz = nz.shape[0]
     cs = np.empty(nnz, dtype=np.int32)
-    vs = np.empty(nnz, dtype=np.float64)
+    vs = np.empty(nnz, dtype=np.int32)
     sp = np.empty((H, W * nb + 1), dtype=np.int64)
+    v_max = np.int32(0)
     for r in range(H):
         k = row_nz_ptr[r]
         sp_r = sp[r]
@@ -161,8 +165,14 @@ def _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb):
                     while nxt <= seg:
                         sp_r[nxt] = k
                         nxt += 1
-                    cs[k] = c
-                    vs[k] = nz[k]
+                    v = np.int32(nz[k])
+                    if v < 0:
+                        v = -v
+                        cs[k] = 2 * c + 1
+                    else:
+                        cs[k] = 2 * c
+                    vs[k] = v
+                    v_max = max(v_max, v)
                     k += 1
                 word >>= 1
                 b += 1
@@ -170,16 +180,59 @@ def _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb):
         while nxt <= W * nb:
             sp_r[nxt] = k
             nxt += 1
-    return cs, vs, sp
+    return cs, vs, sp, v_max
+
+
+@njit(cache=True, nogil=True)
+def _signed_weight_rows(weights, wt):
+    # wt[ky, kx, 2c, o] = weights[o, ky, kx, c] and wt[ky, kx, 2c + 1, o] = -weights[o, ky, kx, c]
+    # (wt: int16 or float32). Returns the largest sum of |w| over one output's weights, and the
+    # smallest weight (-32768 has no int16 negation).
+    cout, kh, kw, cin = weights.shape
+    l1 = np.zeros(cout, dtype=np.int64)
+    w_min = np.int64(0)
+    # NOTE: 16 channels at a time: one read of a weight row's cache line feeds 32 table rows,
+    # which stay in cache while the loop walks the output channels.
+    for ky in range(kh):
+        for kx in range(kw):
+            for c0 in range(0, cin, 16):
+                c1 = min(c0 + 16, cin)
+                for o in range(cout):
+                    w_o = weights[o, ky, kx]
+                    for c in range(c0, c1):
+                        w = np.int64(w_o[c])
+                        wt[ky, kx, 2 * c, o] = w
+                        wt[ky, kx, 2 * c + 1, o] = -w
+                        l1[o] += abs(w)
+                        w_min = min(w_min, w)
+    return l1.max(), w_min
+
+
+def _tap_value(v, wt):
+    """A non-zero's magnitude in the arithmetic of the weight table ``wt`` (numba only)."""
+    raise NotImplementedError
+
+
+@overload(_tap_value)
+def _tap_value_impl(v, wt):
+    if isinstance(wt.dtype, types.Integer):
+        # NOTE: the mask changes no value (this path has |v| < 2**15); it tells LLVM that the upper
+        # 17 bits are zero, so the int32 products by int16 weights compile to vpmaddwd on x86,
+        # twice the multiply-adds per instruction of the float64 path.
+        return lambda v, wt: np.int32(v & 0x7FFF)
+    return lambda v, wt: np.float64(v)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
 def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
-    # Output rows oy0 .. oy1 - 1 into out (int64, (Ho1, Wo1, C_out)); a_row: float64 (Wo1, C_out)
-    # scratch. No two array arguments may share memory (NoAliasCompiler).
-    # groups == 1; wt is the float32 weight tensor (kh, kw, C_in, C_out). Exact in float64: every
-    # product and every partial sum is an integer below 2**53 (docs/numerics.md, section 8), so
-    # neither the order of the additions nor the fused multiply-adds ("contract") change a bit.
+    # Output rows oy0 .. oy1 - 1 into out (int64, (Ho1, Wo1, C_out)); a_row: (Wo1, C_out) scratch,
+    # int32 with an int16 wt, float64 with a float32 wt. No two array arguments may share memory
+    # (NoAliasCompiler). groups == 1; wt holds the weights and their negations, (kh, kw, 2 C_in,
+    # C_out) (_signed_weight_rows), and cs/vs the weight rows and magnitudes of the non-zeros
+    # (_stream_segments). Either arithmetic is exact (docs/numerics.md, section 8.1): in int32
+    # the caller has checked that every partial sum stays below 2**31; in float64 every product
+    # and every partial sum is an integer below 2**53, so neither the order of the additions nor
+    # the fused multiply-adds ("contract") change a bit.
     kh, kw, cin, cout = wt.shape
     Wo1 = a_row.shape[0]
     # NOTE: gather form, each output row on its own. The non-zeros of one input pixel are taken 8
@@ -192,7 +245,7 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
         for i in range(Wo1):
             a = a_row[i]
             for j in range(cout):
-                a[j] = 0.0
+                a[j] = 0
         for bi in range(nb):
             for ky in range(kh):
                 iy = oy + ky - pad
@@ -213,14 +266,14 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
                         wk = w_ky[kx]
                         k = k0
                         while k + 8 <= k1:
-                            v0 = vs[k]
-                            v1 = vs[k + 1]
-                            v2 = vs[k + 2]
-                            v3 = vs[k + 3]
-                            v4 = vs[k + 4]
-                            v5 = vs[k + 5]
-                            v6 = vs[k + 6]
-                            v7 = vs[k + 7]
+                            v0 = _tap_value(vs[k], wt)
+                            v1 = _tap_value(vs[k + 1], wt)
+                            v2 = _tap_value(vs[k + 2], wt)
+                            v3 = _tap_value(vs[k + 3], wt)
+                            v4 = _tap_value(vs[k + 4], wt)
+                            v5 = _tap_value(vs[k + 5], wt)
+                            v6 = _tap_value(vs[k + 6], wt)
+                            v7 = _tap_value(vs[k + 7], wt)
                             w0 = wk[cs[k]]
                             w1 = wk[cs[k + 1]]
                             w2 = wk[cs[k + 2]]
@@ -234,10 +287,10 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
                                          + (v4 * w4[j] + v5 * w5[j] + v6 * w6[j] + v7 * w7[j]))
                             k += 8
                         if k + 4 <= k1:
-                            v0 = vs[k]
-                            v1 = vs[k + 1]
-                            v2 = vs[k + 2]
-                            v3 = vs[k + 3]
+                            v0 = _tap_value(vs[k], wt)
+                            v1 = _tap_value(vs[k + 1], wt)
+                            v2 = _tap_value(vs[k + 2], wt)
+                            v3 = _tap_value(vs[k + 3], wt)
                             w0 = wk[cs[k]]
                             w1 = wk[cs[k + 1]]
                             w2 = wk[cs[k + 2]]
@@ -246,7 +299,7 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
                                 a[j] += v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j]
                             k += 4
                         while k < k1:
-                            v0 = vs[k]
+                            v0 = _tap_value(vs[k], wt)
                             w0 = wk[cs[k]]
                             for j in range(cout):
                                 a[j] += v0 * w0[j]
@@ -528,21 +581,31 @@ def conv_accumulate(
     padding = _check_int("padding", padding, 0)
     Ho1, Wo1 = _conv_geometry((H, W, C), weights, padding, groups)
     cout, kh, kw, _ = weights.shape
-    if groups == 1 and kh * kw * C < _FLOAT_EXACT_TERMS:
-        # NOTE: (C_out, kh, kw, C_in) -> (kh, kw, C_in, C_out) float32 (exact for int16), so that
-        # the kernel's innermost loop over output channels reads contiguous weights.
-        wt = np.empty((kh, kw, C, cout), dtype=np.float32)
-        wt[...] = weights.transpose(1, 2, 3, 0)
+    if groups == 1:
         # channel blocks of about _WEIGHT_BLOCK_BYTES of weights per kernel row, multiples of 8
         nb = -(-C // max(8, _WEIGHT_BLOCK_BYTES // (kw * cout * 8)))
         per_block = -(-C // nb)
         cb = -(-per_block // 8) * 8
         nb = -(-C // cb)
-        cs, vs, sp = _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb)
+        wt = np.empty((kh, kw, 2 * C, cout), dtype=np.int16)
+        made = [None, None]
+
+        def prepare(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                made[i] = (_signed_weight_rows(weights, wt) if i == 0 else
+                           _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb))
+
+        small = nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS
+        run_chunks(prepare, 2, serial=small)
+        cs, vs, sp, v_max = made[1]
+        wt = _exact_weight_table(wt, *made[0], int(v_max), kh * kw * C)
+    if groups == 1 and wt is not None:
         out = np.empty((Ho1, Wo1, cout), dtype=np.int64)
+        scratch = np.int32 if wt.dtype == np.int16 else np.float64
 
         def rows(lo: int, hi: int) -> None:
-            _conv_acc_segments(cs, vs, sp, H, W, nb, wt, padding, lo, hi, np.empty((Wo1, cout)), out)
+            a_row = np.empty((Wo1, cout), dtype=scratch)
+            _conv_acc_segments(cs, vs, sp, H, W, nb, wt, padding, lo, hi, a_row, out)
 
         # NOTE: parallel over output rows on threads (each row written by one call), see run_chunks,
         # split at equal work: an output row costs kw multiply-adds per non-zero of its kh input
@@ -551,7 +614,7 @@ def conv_accumulate(
         nnz_row[padding:padding + H] = np.diff(row_nz_ptr)
         taps = np.cumsum(np.concatenate(([0], nnz_row)))
         cost = kw * (taps[kh:kh + Ho1] - taps[:Ho1]) + 2 * Wo1
-        run_chunks(rows, Ho1, serial=nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS, cost=cost)
+        run_chunks(rows, Ho1, serial=small, cost=cost)
         return out
     # NOTE: (C_out, kh, kw, Cin_g) -> (kh, kw, Cin_g, C_out) so that the
     # kernel's innermost loop over output channels reads contiguous weights.
@@ -559,6 +622,29 @@ def conv_accumulate(
     return _conv_acc_kernel(
         sm, nz, row_sm_ptr, row_nz_ptr, H, W, C, wt, groups, padding, Ho1, Wo1
     )
+
+
+def _exact_weight_table(wt: np.ndarray, l1_max: int, w_min: int, v_max: int,
+                        terms: int) -> np.ndarray | None:
+    """The weight table of :func:`_conv_acc_segments` in an exact arithmetic, or None.
+
+    ``wt``: int16 ``(kh, kw, 2 C_in, C_out)`` from :func:`_signed_weight_rows` (row ``2c`` holds
+    channel ``c``'s weights, row ``2c + 1`` their negation), whose largest sum of ``|w|`` over one
+    output is ``l1_max`` and smallest weight ``w_min``. Returned as it is (int32 sums) when no
+    partial sum can reach 2**31: every product is ``|v| |w|`` with ``|v| <= v_max``, the largest
+    magnitude of the input's non-zeros, so a partial sum of an output is at most ``v_max`` times
+    ``l1_max``. Else
+    as float32 (float64 sums), exact below 2**23 ``terms`` per output (docs/numerics.md,
+    section 8.1); else None.
+    """
+    if w_min > -32768 and v_max < 32768 and v_max * int(l1_max) < 2**31:
+        return wt
+    if terms >= _FLOAT_EXACT_TERMS:
+        return None
+    # -(-32768) wraps in int16: negated again in float32
+    wt = wt.astype(np.float32)
+    wt[:, :, 1::2] = -wt[:, :, 0::2]
+    return wt
 
 
 def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str | None) -> np.ndarray:
