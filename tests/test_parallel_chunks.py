@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator import simulate
 from workloads import run_blas_chunks, run_chunks
 from workloads._parallel import _bounds
 
@@ -48,6 +49,17 @@ def test_blas_chunks_hold_blas_to_one_thread_and_give_it_back():
         inside = []
         run_blas_chunks(lambda lo, hi: inside.append(_blas_threads()), 4)
         assert before and len(inside) >= 1 and all(t == [1] for t in inside)
+        assert _blas_threads() == before
+
+
+def test_a_network_run_keeps_blas_on_one_thread_and_gives_it_back():
+    # The timing model's tap counts are BLAS products too: no BLAS thread may spin after them.
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        inside = []
+        simulate("roshambonet", "nullhop", observer=lambda s, x, written: inside.append(_blas_threads()))
+        assert before and inside and all(t == [1] for t in inside)
         assert _blas_threads() == before
 
 

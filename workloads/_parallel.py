@@ -8,6 +8,7 @@ its own rows only, so the result does not depend on the number of threads.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from queue import SimpleQueue
@@ -17,7 +18,7 @@ import numba
 import numpy as np
 from numba.core.compiler import Compiler
 
-__all__ = ["NoAliasCompiler", "count_nonzero", "run_blas_chunks", "run_chunks"]
+__all__ = ["NoAliasCompiler", "count_nonzero", "one_blas_thread", "run_blas_chunks", "run_chunks"]
 
 #: Ranges per thread. One: every further range costs a kernel dispatch, and 1 ran the VGG16 and
 #: ResNet-50 convolutions and weight draws faster than 2, 4 or 8.
@@ -146,21 +147,30 @@ def _release_blas() -> None:
             _blas_state["limiter"] = None
 
 
-def run_blas_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = False,
-                    cost: np.ndarray | None = None) -> None:
-    """:func:`run_chunks` for numpy calls that use BLAS (``fn`` splits one large matrix product by
-    rows), with the BLAS libraries numpy loaded held to one thread each for the call.
+@contextlib.contextmanager
+def one_blas_thread():
+    """A section in which the BLAS libraries numpy loaded run on one thread each.
 
     NOTE: OpenBLAS's own threads spin on their cores for about 0.1 s after every call they help
     with; the convolution kernel that comes next then runs with one core fewer (VGG16, propagated
     and checked: about 0.3 s of 1.9 s). Our helper threads wait without spinning, and a product
-    split by rows over them runs as fast as OpenBLAS's threads do.
+    split by rows over them (:func:`run_blas_chunks`) runs as fast as OpenBLAS's threads do.
+    Sections may overlap, on one thread or several; the original limits return when the last
+    one ends.
     """
     _hold_blas_to_one_thread()
     try:
-        run_chunks(fn, n, serial=serial, cost=cost)
+        yield
     finally:
         _release_blas()
+
+
+def run_blas_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = False,
+                    cost: np.ndarray | None = None) -> None:
+    """:func:`run_chunks` for numpy calls that use BLAS (``fn`` splits one large matrix product by
+    rows), inside :func:`one_blas_thread`."""
+    with one_blas_thread():
+        run_chunks(fn, n, serial=serial, cost=cost)
 
 
 #: Elements below which :func:`count_nonzero` counts on one thread.

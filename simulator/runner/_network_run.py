@@ -20,7 +20,8 @@ import numpy as np
 from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
 from workloads import (DensityProfile, FunctionalMismatchError, Layer, LimitError, Network, Trace, WorkloadError,
                        check_memory, child_seed, count_nonzero, default_profile_for, get_network, get_profile, image_input,
-                       network_memory_bytes, prune_weights, synthetic_activation, synthetic_bias, synthetic_weights)
+                       network_memory_bytes, one_blas_thread, prune_weights, synthetic_activation, synthetic_bias,
+                       synthetic_weights)
 
 from .. import numerics as fn
 from ..energy import layer_energy, load_energy_table, table_report
@@ -519,7 +520,9 @@ class _NetworkRun:
             self.compile_ahead = start_compile_ahead(self.cfg)
         self._start_prefetch()
         try:
-            return self._run_layers(progress)
+            # every BLAS call of the run on one thread: see workloads.one_blas_thread
+            with one_blas_thread():
+                return self._run_layers(progress)
         finally:
             if self.prefetch is not None:
                 self.prefetch.close()
