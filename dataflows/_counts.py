@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from workloads import run_chunks
+
 __all__ = ["slot_mac_work", "weight_tap_prefix", "row_chunk_elements", "stripe_windows", "ceil_div"]
 
 
@@ -89,10 +91,6 @@ def weight_tap_prefix(weights_full):
     return out
 
 
-# NOTE: serial on purpose. parallel=True made the compile 2.4 s longer and bought nothing at run
-# time: the kernel is ~0.1 s of a VGG16 run, sweep workers run one numba thread each, and on a
-# busy 2-core machine the per-stripe thread hand-off made it slower (0.6 s vs 0.1 s).
-@njit(cache=True)
 def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w,
                   slot_kptr, slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks):
     """MAC-array cycles per work unit (stripe ``s``, chunk ``j`` -> ``s * n_chunks + j``), with per-PU busy time.
@@ -113,15 +111,37 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
     pu_cycles : int64 (S * n_chunks, n_pus) busy cycles of each PU per work unit.
     pu_ops : int64 (S * n_chunks, n_pus) MAC operations performed by each PU per work unit.
     """
-    h, w, c = act.shape
-    ho = h + 2 * pad - kh + 1
-    wo = w + 2 * pad - kw + 1
-    n_stripes = (ho + 1) // 2
-    n_slots = slot_lane.shape[0]
+    h, w, _ = act.shape
+    n_stripes = (h + 2 * pad - kh + 2) // 2
     n_items = n_stripes * n_chunks
     mac_cycles = np.zeros(n_items, dtype=np.int64)
     pu_cycles = np.zeros((n_items, n_pus), dtype=np.int64)
     pu_ops = np.zeros((n_items, n_pus), dtype=np.int64)
+
+    def stripes(lo: int, hi: int) -> None:
+        _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w, slot_kptr,
+                          slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks, lo, hi,
+                          mac_cycles, pu_cycles, pu_ops)
+
+    # NOTE: stripes are independent (each writes its own work units) and split over threads
+    # (workloads.run_chunks) at equal input rows; parallel=True made the compile 2.4 s longer.
+    run_chunks(stripes, n_stripes, serial=act.size * kh < _PARALLEL_MIN_TAPS)
+    return mac_cycles, pu_cycles, pu_ops
+
+
+#: Activation taps (elements x kernel rows) below which the MAC work is counted on one thread.
+_PARALLEL_MIN_TAPS = 1 << 20
+
+
+@njit(cache=True, nogil=True)
+def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w,
+                      slot_kptr, slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks, st0, st1,
+                      mac_cycles, pu_cycles, pu_ops):
+    # Stripes st0 .. st1 - 1 of slot_mac_work into its zeroed outputs.
+    h, w, c = act.shape
+    ho = h + 2 * pad - kh + 1
+    wo = w + 2 * pad - kw + 1
+    n_slots = slot_lane.shape[0]
     # NOTE: lane -> slots table (CSR), built once so the inner loop touches only its lane's slots.
     lane_cnt = np.zeros(m + 1, dtype=np.int64)
     for s in range(n_slots):
@@ -139,7 +159,7 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
         ln = slot_lane[s]
         lane_slots[fillp[ln]] = s
         fillp[ln] += 1
-    for st in range(n_stripes):
+    for st in range(st0, st1):
         oy0 = 2 * st
         rows_out = min(2, ho - oy0)
         iy_lo = max(0, oy0 - pad)
@@ -203,4 +223,3 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
                 if pu_cycles[j, p] > best:
                     best = pu_cycles[j, p]
             mac_cycles[j] = best
-    return mac_cycles, pu_cycles, pu_ops
