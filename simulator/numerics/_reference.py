@@ -38,6 +38,9 @@ _FC_BLOCK_ELEMENTS = 1 << 18
 _PARALLEL_MIN_PRODUCTS = 1 << 22
 #: Elements below which the input copy of the BLAS reference runs on one thread.
 _PARALLEL_MIN_COPY = 1 << 20
+#: Accumulators requantized per block (2 MiB, in the core's cache through its passes; smaller
+#: blocks spend more on the calls than they gain).
+_REQUANTIZE_BLOCK_ELEMENTS = 1 << 18
 #: Largest float64 work buffer (elements, 128 MiB) the convolution keeps between calls.
 _SCRATCH_MAX_ELEMENTS = 1 << 24
 _scratch = threading.local()
@@ -302,20 +305,32 @@ def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
     accumulators are overwritten (the callers' own work arrays)."""
     cout = acc.shape[-1]
     b = np.zeros(cout, dtype=acc.dtype) if bias is None else np.asarray(bias).astype(acc.dtype)
-    lo, hi = _output_bounds(activation)
+    v_lo, v_hi = _output_bounds(activation)
     # Q16.16 sum + bias aligned to Q16.16, floor-divided back to Q8.8.
-    if acc.dtype.kind == "f":
-        q = acc
-        np.add(q, b * 256, out=q)
-        # NOTE: x / 256 is exact in float64 (a power of two) and floor is exact: the same value as
-        # np.floor_divide, which is several times slower on floats.
-        np.multiply(q, 1.0 / 256, out=q)
-        np.floor(q, out=q)
-    else:
+    if acc.dtype.kind != "f":
         q = acc + b * 256
         np.floor_divide(q, 256, out=q)
-    np.clip(q, lo, hi, out=q)
-    return q.astype(np.int16)
+        np.clip(q, v_lo, v_hi, out=q)
+        return q.astype(np.int16)
+    out = np.empty(acc.shape, dtype=np.int16)
+    rows = acc.reshape(-1, *acc.shape[-2:]) if acc.ndim > 2 else acc.reshape(-1, 1, cout)
+    out_rows = out.reshape(rows.shape)
+    block = max(1, _REQUANTIZE_BLOCK_ELEMENTS // (rows.shape[1] * cout))
+
+    def part(lo: int, hi: int) -> None:
+        # NOTE: in blocks of rows that stay in cache through the five passes, on the threads
+        # (numpy releases the GIL).
+        for r0 in range(lo, hi, block):
+            q = rows[r0:min(hi, r0 + block)]
+            np.add(q, b * 256, out=q)
+            # NOTE: x / 256 is exact in float64 (a power of two) and floor is exact: the same value
+            # as np.floor_divide, which is several times slower on floats.
+            np.multiply(q, 1.0 / 256, out=q)
+            np.floor(q, out=q)
+            np.clip(q, v_lo, v_hi, out=q)
+            out_rows[r0:r0 + q.shape[0]] = q
+    run_chunks(part, rows.shape[0], serial=acc.size < _PARALLEL_MIN_COPY)
+    return out
 
 
 def ref_conv2d(
