@@ -20,7 +20,7 @@ import numpy as np
 from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
 from workloads import (DensityProfile, FunctionalMismatchError, Layer, LimitError, Network, Trace, WorkloadError,
                        check_memory, child_seed, count_nonzero, default_profile_for, get_network, get_profile, image_input,
-                       network_memory_bytes, one_blas_thread, prune_weights, synthetic_activation, synthetic_bias,
+                       network_memory_bytes, one_blas_thread, prune_weights, run_chunks, synthetic_activation, synthetic_bias,
                        synthetic_weights)
 
 from .. import numerics as fn
@@ -48,6 +48,8 @@ def _density(a: np.ndarray) -> float:
 #: Below this many output positions per channel, bias calibration uses one
 #: threshold for the whole layer instead of one per channel.
 _MIN_CHANNEL_SAMPLES = 16
+#: Accumulators below which bias calibration runs on one thread.
+_PARALLEL_MIN_SELECT = 1 << 18
 
 
 def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
@@ -71,14 +73,18 @@ def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
         # NOTE: a channel-major copy partitioned in place along its rows: contiguous selections,
         # 1.7x faster than partitioning the strided columns (the k-th value is the same). The copy
         # is made in blocks of rows (128 KiB of accumulators, in cache): a whole-array transpose
-        # walks memory with a stride of the row and is about 4x slower.
-        c = flat.shape[1]
-        cm = np.empty((c, n), dtype=flat.dtype)
-        rows = max(1, 16384 // c)
-        for r0 in range(0, n, rows):
-            cm[:, r0:r0 + rows] = flat[r0:r0 + rows].T
-        cm.partition(n - k, axis=1)
-        q = cm[:, n - k]
+        # walks memory with a stride of the row and is about 4x slower. Ranges of channels run on
+        # the kernel threads (numpy releases the GIL for the copies and the partition).
+        q = np.empty(flat.shape[1], dtype=flat.dtype)
+
+        def channels(c0: int, c1: int) -> None:
+            cm = np.empty((c1 - c0, n), dtype=flat.dtype)
+            rows = max(1, 16384 // (c1 - c0))
+            for r0 in range(0, n, rows):
+                cm[:, r0:r0 + rows] = flat[r0:r0 + rows, c0:c1].T
+            cm.partition(n - k, axis=1)
+            q[c0:c1] = cm[:, n - k]
+        run_chunks(channels, flat.shape[1], serial=flat.size < _PARALLEL_MIN_SELECT)
     b = -((q - 256) // 256)  # ceil((256 - q) / 256)
     return np.broadcast_to(np.clip(b, -32768, 32767).astype(np.int16), (cout,)).copy()
 
