@@ -409,3 +409,47 @@ def test_unknown_preset_and_override_key():
 def test_result_is_json_serialisable(face):
     d = json.loads(face.to_json())
     assert d["network"] == "facedet" and d["seed"] == 0
+
+
+def test_timing_on_its_own_thread_changes_no_number():
+    # With two cores the layers' timings overlap the next layers' functional work; on one core
+    # they run in line. Every number of the result is the same.
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one core: the timing always runs in line")
+    runs = {}
+    old = numba.get_num_threads()
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            runs[threads] = simulate("resnet18", "nullhop").to_json()
+        finally:
+            numba.set_num_threads(old)
+    assert len(set(runs.values())) == 1
+
+
+def test_a_timing_error_is_raised_for_its_layer(monkeypatch):
+    # A layer's timing may run on the timing thread: its error still reaches the caller, and the
+    # earliest layer's comes first even when a later layer fails as well.
+    import simulator.runner._network_run as nr
+
+    real = nr.time_layer
+    timed = []
+
+    def failing(s, *args, **kwargs):
+        timed.append(s.layer.name)
+        if s.layer.name == "layer2":
+            raise MappingError(f"timing of {s.layer.name}")
+        return real(s, *args, **kwargs)
+    monkeypatch.setattr(nr, "time_layer", failing)
+    with pytest.raises(MappingError, match="^timing of layer2$"):
+        simulate("roshambonet", "nullhop")
+    assert "layer2" in timed
+
+    def mismatch(self, layer, got, want):
+        if layer.name == "layer4":
+            raise WorkloadError("functional layer4")
+    monkeypatch.setattr(nr._NetworkRun, "_mismatch", mismatch)
+    with pytest.raises(MappingError, match="^timing of layer2$"):
+        simulate("roshambonet", "nullhop")

@@ -14,7 +14,9 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
@@ -265,6 +267,8 @@ class _NetworkRun:
         self.seed, self.trace, self.check = seed, trace, check
         self.prefetch: Prefetcher | None = None
         self.compile_ahead: CompileAhead | None = None
+        self.timer: ThreadPoolExecutor | None = None
+        self.timed: list[Future] = []
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
         consumers = net.consumers()
@@ -400,10 +404,18 @@ class _NetworkRun:
 
     def _time(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
               w: np.ndarray) -> None:
-        """Cycles, counts and energy of an accelerator layer, into ``rec``."""
-        layer = s.layer
+        """Cycles, counts and energy of an accelerator layer, into ``rec``: here, or on the timing
+        thread while the loop computes the next layers (see :meth:`_run_layers`)."""
         if self.observer is not None:
             _call_observer(self.observer, s, x_arr, written, w)
+        if self.timer is None:
+            self._time_layer(s, rec, x_arr, written, w)
+        else:
+            self.timed.append(self.timer.submit(self._time_layer, s, rec, x_arr, written, w))
+
+    def _time_layer(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
+                    w: np.ndarray) -> None:
+        layer = s.layer
         if self.compile_ahead is not None:
             # The timing kernels are being compiled by the child: load them, do not compile them twice.
             self.compile_ahead.wait()
@@ -528,10 +540,39 @@ class _NetworkRun:
         try:
             # every BLAS call of the run on one thread: see workloads.one_blas_thread
             with one_blas_thread():
-                return self._run_layers(progress)
+                return self._run_timed(progress)
         finally:
             if self.prefetch is not None:
                 self.prefetch.close()
+
+    def _run_timed(self, progress) -> list[LayerResult]:
+        """:meth:`_run_layers`, with the timing of the accelerator layers on a thread of its own
+        when this process has more than one core to use.
+
+        NOTE: a speed device. Much of a layer's timing runs on one core, as do parts of the
+        functional work; overlapped with the next layers' functional work, the two cores stay
+        busy. A layer's timing depends only on its own tensors, so the results do not change;
+        the timings run in layer order, and an error is raised for the earliest layer.
+        """
+        if numba.get_num_threads() < 2:
+            return self._run_layers(progress)
+        self.timer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparsesim-timing")
+        try:
+            try:
+                records = self._run_layers(progress)
+            except BaseException:
+                for f in self.timed:     # an earlier layer's timing error comes first
+                    if f.exception() is not None:
+                        raise f.exception() from None
+                raise
+            for f in self.timed:
+                f.result()
+            return records
+        finally:
+            for f in self.timed:
+                f.cancel()
+            self.timer.shutdown(wait=True)
+            self.timer, self.timed = None, []
 
     def _run_layers(self, progress) -> list[LayerResult]:
         records: list[LayerResult] = []
