@@ -344,10 +344,13 @@ def test_conv_accumulate_picks_an_exact_arithmetic(sign, w_last, x_value, arithm
     x = np.full((2, 2, 3), x_value if x_value == -32768 else sign * x_value, dtype=np.int16)
     w = np.array([32767, 32767, w_last], dtype=np.int16).reshape(1, 1, 1, 3)
     w = np.concatenate([w, -w.astype(np.int32).clip(-32768, 32767).astype(np.int16)])
-    wt = np.empty((1, 1, 6, 2), dtype=np.int16)
-    l1_max, w_min = _kernels._signed_weight_rows(w, wt)
-    assert (int(l1_max), int(w_min)) == (int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max()),
-                                         int(w.min()))
+    wt, l1_max, w_min = _kernels._signed_weight_rows(w)
+    assert wt.shape == (1, 1, 6, 2)
+    np.testing.assert_array_equal(wt[0, 0, 0::2], w[:, 0, 0, :].T)
+    assert w_min == int(w.min())
+    if w_min > -32768:      # else the table cannot hold the negation and l1_max is not used
+        np.testing.assert_array_equal(wt[0, 0, 1::2], -w[:, 0, 0, :].T)
+        assert l1_max == int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max())
     v_max = abs(int(x.flat[0]))
     assert _kernels._exact_weight_table(wt, l1_max, w_min, v_max, 3).dtype == arithmetic
     acc = conv_accumulate(*encode(x), *x.shape, w, 1, 0)
