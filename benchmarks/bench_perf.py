@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib.util
 import json
 import os
 import platform
@@ -281,13 +280,15 @@ def _load() -> str:
 
 
 def _clear_numba_cache() -> int:
-    """Delete numba's on-disk cache (*.nbi, *.nbc) of the sparsesim packages so the next run compiles."""
+    """Delete numba's on-disk cache (*.nbi, *.nbc) of the sparsesim packages so the next run compiles.
+
+    The packages are those the children import: ``python -c`` looks in the working directory
+    first, where this script's own imports look in its directory and the installed packages."""
+    code = "import dataflows, simulator, workloads; print('\\n'.join(m.__file__ for m in (dataflows, simulator, workloads)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     n = 0
-    for pkg in ("simulator", "workloads", "dataflows"):
-        spec = importlib.util.find_spec(pkg)
-        if spec is None or spec.origin is None:
-            continue
-        root = Path(spec.origin).parent
+    for init in out.stdout.splitlines():
+        root = Path(init).parent
         for f in list(root.rglob("*.nbi")) + list(root.rglob("*.nbc")):
             f.unlink()
             n += 1
