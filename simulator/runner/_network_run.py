@@ -410,8 +410,11 @@ class _NetworkRun:
             _call_observer(self.observer, s, x_arr, written, w)
         if self.timer is None:
             self._time_layer(s, rec, x_arr, written, w)
-        else:
-            self.timed.append(self.timer.submit(self._time_layer, s, rec, x_arr, written, w))
+            return
+        for f in self.timed:     # a failed timing stops the run at the next layer
+            if f.done() and f.exception() is not None:
+                raise f.exception()
+        self.timed.append(self.timer.submit(self._time_layer, s, rec, x_arr, written, w))
 
     def _time_layer(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
                     w: np.ndarray) -> None:
@@ -560,7 +563,7 @@ class _NetworkRun:
         try:
             try:
                 records = self._run_layers(progress)
-            except BaseException:
+            except Exception:            # (an interrupt goes straight through)
                 for f in self.timed:     # an earlier layer's timing error comes first
                     if f.exception() is not None:
                         raise f.exception() from None
