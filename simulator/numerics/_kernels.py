@@ -229,11 +229,11 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
     kh, kw, cin, cout = wt.shape
     Wo1 = a_row.shape[0]
     # NOTE: gather form, each output row on its own. The non-zeros of one input pixel are taken 8
-    # (then 4, then 1) at a time, so one pass over an output pixel's channels adds 8 products: one
-    # load and one store of the accumulators per 8 fused multiply-adds instead of per one (the
-    # loop over C_out vectorises). Channel blocks keep the kw x cb x C_out weights of a pass in
-    # cache. Plain loops instead of np.zeros / slice fills: each numpy call is one more
-    # implementation for numba to compile.
+    # (then 4, then 1) at a time, read once for the kw output pixels they feed, so one pass over
+    # an output pixel's channels adds 8 products: one load and one store of the accumulators per
+    # 8 multiply-adds instead of per one (the loop over C_out vectorises). Channel blocks keep
+    # the kw x cb x C_out weights of a pass in cache. Plain loops instead of np.zeros / slice
+    # fills: each numpy call is one more implementation for numba to compile.
     for oy in range(oy0, oy1):
         for i in range(Wo1):
             a = a_row[i]
@@ -254,49 +254,67 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
                     # valid kx: 0 <= ox = x + pad - kx < Wo1
                     kx_lo = max(0, x + pad - Wo1 + 1)
                     kx_hi = min(kw, x + pad + 1)
-                    for kx in range(kx_lo, kx_hi):
-                        a = a_row[x + pad - kx]
-                        wk = w_ky[kx]
-                        k = k0
-                        while k + 8 <= k1:
-                            v0 = _tap_value(vs[k], wt)
-                            v1 = _tap_value(vs[k + 1], wt)
-                            v2 = _tap_value(vs[k + 2], wt)
-                            v3 = _tap_value(vs[k + 3], wt)
-                            v4 = _tap_value(vs[k + 4], wt)
-                            v5 = _tap_value(vs[k + 5], wt)
-                            v6 = _tap_value(vs[k + 6], wt)
-                            v7 = _tap_value(vs[k + 7], wt)
-                            w0 = wk[cs[k]]
-                            w1 = wk[cs[k + 1]]
-                            w2 = wk[cs[k + 2]]
-                            w3 = wk[cs[k + 3]]
-                            w4 = wk[cs[k + 4]]
-                            w5 = wk[cs[k + 5]]
-                            w6 = wk[cs[k + 6]]
-                            w7 = wk[cs[k + 7]]
+                    k = k0
+                    while k + 8 <= k1:
+                        v0 = _tap_value(vs[k + 0], wt)
+                        v1 = _tap_value(vs[k + 1], wt)
+                        v2 = _tap_value(vs[k + 2], wt)
+                        v3 = _tap_value(vs[k + 3], wt)
+                        v4 = _tap_value(vs[k + 4], wt)
+                        v5 = _tap_value(vs[k + 5], wt)
+                        v6 = _tap_value(vs[k + 6], wt)
+                        v7 = _tap_value(vs[k + 7], wt)
+                        c0 = cs[k + 0]
+                        c1 = cs[k + 1]
+                        c2 = cs[k + 2]
+                        c3 = cs[k + 3]
+                        c4 = cs[k + 4]
+                        c5 = cs[k + 5]
+                        c6 = cs[k + 6]
+                        c7 = cs[k + 7]
+                        for kx in range(kx_lo, kx_hi):
+                            a = a_row[x + pad - kx]
+                            wk = w_ky[kx]
+                            w0 = wk[c0]
+                            w1 = wk[c1]
+                            w2 = wk[c2]
+                            w3 = wk[c3]
+                            w4 = wk[c4]
+                            w5 = wk[c5]
+                            w6 = wk[c6]
+                            w7 = wk[c7]
                             for j in range(cout):
                                 a[j] += ((v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j])
                                          + (v4 * w4[j] + v5 * w5[j] + v6 * w6[j] + v7 * w7[j]))
-                            k += 8
-                        if k + 4 <= k1:
-                            v0 = _tap_value(vs[k], wt)
-                            v1 = _tap_value(vs[k + 1], wt)
-                            v2 = _tap_value(vs[k + 2], wt)
-                            v3 = _tap_value(vs[k + 3], wt)
-                            w0 = wk[cs[k]]
-                            w1 = wk[cs[k + 1]]
-                            w2 = wk[cs[k + 2]]
-                            w3 = wk[cs[k + 3]]
+                        k += 8
+                    if k + 4 <= k1:
+                        v0 = _tap_value(vs[k + 0], wt)
+                        v1 = _tap_value(vs[k + 1], wt)
+                        v2 = _tap_value(vs[k + 2], wt)
+                        v3 = _tap_value(vs[k + 3], wt)
+                        c0 = cs[k + 0]
+                        c1 = cs[k + 1]
+                        c2 = cs[k + 2]
+                        c3 = cs[k + 3]
+                        for kx in range(kx_lo, kx_hi):
+                            a = a_row[x + pad - kx]
+                            wk = w_ky[kx]
+                            w0 = wk[c0]
+                            w1 = wk[c1]
+                            w2 = wk[c2]
+                            w3 = wk[c3]
                             for j in range(cout):
                                 a[j] += v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j]
-                            k += 4
-                        while k < k1:
-                            v0 = _tap_value(vs[k], wt)
-                            w0 = wk[cs[k]]
+                        k += 4
+                    while k < k1:
+                        v0 = _tap_value(vs[k], wt)
+                        c0 = cs[k]
+                        for kx in range(kx_lo, kx_hi):
+                            a = a_row[x + pad - kx]
+                            w0 = w_ky[kx][c0]
                             for j in range(cout):
                                 a[j] += v0 * w0[j]
-                            k += 1
+                        k += 1
         o = out[oy]
         for i in range(Wo1):
             for j in range(cout):
