@@ -316,13 +316,14 @@ def _requantize(acc: np.ndarray, bias, activation) -> np.ndarray:
     rows = acc.reshape(-1, *acc.shape[-2:]) if acc.ndim > 2 else acc.reshape(-1, 1, cout)
     out_rows = out.reshape(rows.shape)
     block = max(1, _REQUANTIZE_BLOCK_ELEMENTS // (rows.shape[1] * cout))
+    b256 = b * 256
 
     def part(lo: int, hi: int) -> None:
         # NOTE: in blocks of rows that stay in cache through the five passes, on the threads
         # (numpy releases the GIL).
         for r0 in range(lo, hi, block):
             q = rows[r0:min(hi, r0 + block)]
-            np.add(q, b * 256, out=q)
+            np.add(q, b256, out=q)
             # NOTE: x / 256 is exact in float64 (a power of two) and floor is exact: the same value
             # as np.floor_divide, which is several times slower on floats.
             np.multiply(q, 1.0 / 256, out=q)

@@ -405,7 +405,7 @@ class _NetworkRun:
     def _time(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
               w: np.ndarray) -> None:
         """Cycles, counts and energy of an accelerator layer, into ``rec``: here, or on the timing
-        thread while the loop computes the next layers (see :meth:`_run_layers`)."""
+        thread while the loop computes the next layers (see :meth:`_run_timed`)."""
         if self.observer is not None:
             _call_observer(self.observer, s, x_arr, written, w)
         if self.timer is None:
