@@ -6,6 +6,10 @@ cases that do not depend on either implementation.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import event, given, settings
@@ -332,32 +336,76 @@ def test_conv_accumulate_channel_blocks_at_the_extremes(C, cout, density):
 
 
 @pytest.mark.parametrize("sign", [1, -1])
-@pytest.mark.parametrize("w_last, x_value, arithmetic", [
-    (4, 32767, np.int16),       # 32767 * (2 * 32767 + 4) = 2**31 - 2: the largest int32 path sum
-    (5, 32767, np.float32),     # 2**31 + 32765: past int32, float64 sums
-    (4, -32768, np.float32),    # |v| = 2**15 has no 15-bit magnitude
-    (-32768, 1, np.float32),    # -(-32768) has no int16 negation
+@pytest.mark.parametrize("w_row, x_value, arithmetic", [
+    ([32767, 32767, 4], 32767, np.int32),          # 32767 * (2 * 32767 + 4) = 2**31 - 2: the largest int32 sum
+    ([32767, 32767, 5], 32767, np.float32),        # 2**31 + 32765: past int32, float64 sums
+    ([3, 2, 1], -32768, np.int32),                 # |v| = 2**15 is an int16 value like any other
+    ([-32768, 1, 1], 1, np.int32),                 # so is the weight -32768
+    ([-32768, -32768, 0], -32768, np.float32),     # 2 * (-32768)**2 = 2**31: one pair's sum would wrap
 ])
-def test_conv_accumulate_picks_an_exact_arithmetic(sign, w_last, x_value, arithmetic):
+def test_conv_accumulate_picks_an_exact_arithmetic(sign, w_row, x_value, arithmetic):
     # The compressed-stream kernel sums in int32 only when no partial sum can reach 2**31 (the
     # largest |v| times the largest sum of one output's |w|), else in float64; both are exact.
     x = np.full((2, 2, 3), x_value if x_value == -32768 else sign * x_value, dtype=np.int16)
-    w = np.array([32767, 32767, w_last], dtype=np.int16).reshape(1, 1, 1, 3)
+    w = np.array(w_row, dtype=np.int16).reshape(1, 1, 1, 3)
     w = np.concatenate([w, -w.astype(np.int32).clip(-32768, 32767).astype(np.int16)])
-    wt, l1_max, w_min = _kernels._signed_weight_rows(w)
-    assert wt.shape == (1, 1, 6, 2)
-    np.testing.assert_array_equal(wt[0, 0, 0::2], w[:, 0, 0, :].T)
-    assert w_min == int(w.min())
-    if w_min > -32768:      # else the table cannot hold the negation and l1_max is not used
-        np.testing.assert_array_equal(wt[0, 0, 1::2], -w[:, 0, 0, :].T)
-        assert l1_max == int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max())
+    t = np.empty((1, 1, 2, 2, 2), dtype=np.int16)
+    l1_max = max(_kernels._pair_weight_table(w, t, 0, 1), _kernels._pair_weight_table(w, t, 1, 2))
+    np.testing.assert_array_equal(t[0, 0, :, :, 0], w[:, 0, 0, 0::2].T)     # channels 0 and 2
+    np.testing.assert_array_equal(t[0, 0, 0, :, 1], w[:, 0, 0, 1])           # channel 1
+    np.testing.assert_array_equal(t[0, 0, 1, :, 1], 0)                       # past C_in
+    assert l1_max == int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max())
     v_max = abs(int(x.flat[0]))
-    assert _kernels._exact_weight_table(wt, l1_max, w_min, v_max, 3).dtype == arithmetic
+    table = _kernels._exact_weight_table(t, l1_max, v_max, 3)
+    assert table.dtype == arithmetic
+    if arithmetic == np.int32:    # each lane holds a channel pair's weights, the even one low
+        lanes = table.astype(np.int64)
+        np.testing.assert_array_equal((lanes << 48) >> 48, t[..., 0])
+        np.testing.assert_array_equal(lanes >> 16, t[..., 1])
     acc = conv_accumulate(*encode(x), *x.shape, w, 1, 0)
     want = ref_conv2d_accumulators(x, w)
     np.testing.assert_array_equal(acc, want)
-    if arithmetic == np.int16:
+    if w_row[2] == 4:
         assert abs(int(want[0, 0, 0])) == 2**31 - 2
+
+
+@pytest.mark.parametrize("C, cout", [(1, 1), (2, 8), (3, 7), (17, 24), (64, 13), (130, 40)])
+def test_conv_accumulate_channel_pairs_in_int32(C, cout, monkeypatch):
+    # The non-zeros are taken in channel pairs (one of the two may be zero, an odd C leaves the last
+    # channel alone) and the outputs 8 at a time with a rest (C_out % 8); values of both signs near
+    # the int32 bound. Every case must take the int32 table and give the reference's sums.
+    rng = np.random.default_rng(C * 100 + cout)
+    taken = []
+    pick = _kernels._exact_weight_table
+    monkeypatch.setattr(_kernels, "_exact_weight_table", lambda *a: taken.append(pick(*a)) or taken[-1])
+    for density in (0.25, 0.6, 1.0):
+        x = _values(rng, (9, 8, C), density, "full")
+        x[0, 0, 0] = -32768
+        # weights as large as the int32 bound allows: max|v| * max sum |w| = 2**15 * 65535 < 2**31
+        lim = min(32767, 2 * 65535 // (9 * C))
+        w = rng.integers(-lim, lim + 1, size=(cout, 3, 3, C)).astype(np.int64)
+        l1 = int(np.abs(w).sum(axis=(1, 2, 3)).max())
+        w = (np.sign(w) * (np.abs(w) * 65535 // max(l1, 65535))).astype(np.int16)
+        assert 2**30 < 32768 * int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max()) < 2**31
+        acc = conv_accumulate(*encode(x), *x.shape, w, 1, 1)
+        np.testing.assert_array_equal(acc, ref_conv2d_accumulators(x, w, 1, 1))
+        assert taken[-1].dtype == np.int32
+
+
+def test_conv_accumulate_without_avx2(tmp_path):
+    # Without AVX2 (here: numba compiling for a generic CPU) the pair products are plain vector
+    # arithmetic instead of vpmaddwd: the same sums.
+    code = (
+        "import numpy as np\n"
+        "from simulator.numerics import conv_accumulate, encode, ref_conv2d_accumulators\n"
+        "rng = np.random.default_rng(3)\n"
+        "x = (rng.integers(-32768, 32768, (6, 7, 37)) * (rng.random((6, 7, 37)) < .5)).astype(np.int16)\n"
+        "w = rng.integers(-64, 64, (19, 3, 3, 37)).astype(np.int16)\n"
+        "assert np.array_equal(conv_accumulate(*encode(x), 6, 7, 37, w, 1, 1), ref_conv2d_accumulators(x, w, 1, 1))\n"
+    )
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 # ---------------------------------------------------------------------------

@@ -21,9 +21,13 @@ as in the hardware (docs/sources.md §N7.3).
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from workloads import NoAliasCompiler, TraceError, WorkloadError, run_chunks
 
@@ -60,6 +64,8 @@ _WEIGHT_BLOCK_BYTES = 1 << 20
 #: Products (non-zeros x kh x kw x C_out) below which a convolution runs on one thread (about
 #: 0.2 ms of work: less than sharing it costs).
 _PARALLEL_MIN_PRODUCTS = 1 << 21
+#: Row ranges the stream walk of a convolution is split into (beside the weight table).
+_WALK_PARTS = 4
 
 _ACT_NAMES = {None: ACT_NONE, "none": ACT_NONE, "relu": ACT_RELU, "relu6": ACT_RELU6}
 
@@ -132,27 +138,24 @@ def _conv_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, H, W, C, wt, groups, pad, H
     return acc
 
 
-# NOTE: serial: the walk is 0.04 s of CPU in a VGG16 run, and parallel=True would add 0.5 s to
-# its cold compile. It runs beside _signed_weight_rows instead (nogil).
 @njit(cache=True, nogil=True)
-def _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb):
-    # Walks the stream once: the weight row (cs) and the magnitude (vs, int32) of every non-zero,
-    # in stream order, and per row the start of every (pixel x, channel block c // cb) segment:
-    # row r's segment x * nb + b is cs/vs[sp[r, x * nb + b]:sp[r, x * nb + b + 1]]. A non-zero
-    # v of channel c multiplies weight row 2c if v > 0, and row 2c + 1 (the negated weights) if
-    # v < 0, by |v|: so every value the kernel multiplies is non-negative. Also returns max |v|.
-    H = row_sm_ptr.shape[0] - 1
+def _stream_pairs(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb, r0, r1, ps, pv, sp):
+    # Walks rows r0 .. r1 - 1 of the stream into channel pairs: every (pixel, channel pair c // 2)
+    # with a non-zero gives one entry, its pair index (ps) and both values packed in an int32 (pv:
+    # channel 2p in the low 16 bits, 2p + 1 in the high 16 bits, 0 for a zero), in stream order;
+    # and per row the start of every (pixel x, channel block c // cb) segment (cb even, so a pair
+    # never straddles two): row r's segment x * nb + b is ps/pv[sp[r, x * nb + b]:sp[r, x * nb +
+    # b + 1]]. Row r's entries start at row_nz_ptr[r] (a row has at most as many pairs as
+    # non-zeros), so rows are independent. Returns the largest |v| (int64: |-32768| = 2**15).
     nb = (C + cb - 1) // cb
-    nnz = nz.shape[0]
-    cs = np.empty(nnz, dtype=np.int32)
-    vs = np.empty(nnz, dtype=np.int32)
-    sp = np.empty((H, W * nb + 1), dtype=np.int64)
-    v_max = np.int32(0)
-    for r in range(H):
+    v_max = np.int64(0)
+    for r in range(r0, r1):
         k = row_nz_ptr[r]
+        n = k
         sp_r = sp[r]
         nxt = 0
         base = 0
+        last = -1           # the flat index of the even channel of entry n - 1
         for wi in range(row_sm_ptr[r], row_sm_ptr[r + 1]):
             word = np.int64(sm[wi])
             b = 0
@@ -163,77 +166,156 @@ def _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb):
                     c = idx - x * C
                     seg = x * nb + c // cb
                     while nxt <= seg:
-                        sp_r[nxt] = k
+                        sp_r[nxt] = n
                         nxt += 1
-                    v = np.int32(nz[k])
-                    if v < 0:
-                        v = -v
-                        cs[k] = 2 * c + 1
-                    else:
-                        cs[k] = 2 * c
-                    vs[k] = v
-                    v_max = max(v_max, v)
+                    v = np.int64(nz[k])
                     k += 1
+                    v_max = max(v_max, abs(v))
+                    half = v & 0xFFFF
+                    if c & 1:
+                        half <<= 16
+                    if idx - (c & 1) == last:
+                        pv[n - 1] = np.int32(np.int64(pv[n - 1]) | half)
+                    else:
+                        ps[n] = c >> 1
+                        pv[n] = np.int32(half)
+                        last = idx - (c & 1)
+                        n += 1
                 word >>= 1
                 b += 1
             base += 16
         while nxt <= W * nb:
-            sp_r[nxt] = k
+            sp_r[nxt] = n
             nxt += 1
-    return cs, vs, sp, v_max
+    return v_max
 
 
-def _signed_weight_rows(weights: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """``(wt, l1_max, w_min)``: the weight table of :func:`_conv_acc_segments`, int16 ``(kh, kw,
-    2 C_in, C_out)`` with ``wt[ky, kx, 2c, o] = weights[o, ky, kx, c]`` and row ``2c + 1`` its
-    negation; the largest sum of ``|w|`` over one output's weights; the smallest weight (-32768
-    has no int16 negation: its row and ``l1_max`` are then meaningless, and the caller must not
-    use them)."""
+def _pair_weight_table(weights: np.ndarray, t: np.ndarray, o0: int, o1: int) -> int:
+    """Outputs ``o0 .. o1 - 1`` of the weight table of :func:`_conv_acc_pairs` into ``t``, int16
+    ``(kh, kw, ceil(C_in / 2), C_out, 2)`` with ``t[ky, kx, p, o, i] = weights[o, ky, kx, 2p + i]``
+    (0 past ``C_in``). Returns the largest sum of ``|w|`` over one of these outputs' weights."""
     # NOTE: numpy, not numba: a numba kernel here was 0.3 s more of a cold run's compile for
-    # 0.03 s of a warm VGG16 run. numpy releases the GIL for these, beside the stream walk.
-    cout, kh, kw, cin = weights.shape
-    wt = np.empty((kh, kw, cin, 2, cout), dtype=np.int16)
-    pos, neg = wt[:, :, :, 0], wt[:, :, :, 1]
-    pos[...] = weights.transpose(1, 2, 3, 0)
-    np.negative(pos, out=neg)
-    mag = np.maximum(pos, neg).reshape(-1, cout)
-    l1_max = int(np.add.reduce(mag, axis=0, dtype=np.int64).max(initial=0))
-    return wt.reshape(kh, kw, 2 * cin, cout), l1_max, int(weights.min(initial=0))
+    # 0.03 s of a warm VGG16 run. numpy releases the GIL for these, beside the stream walk. The
+    # pairs are moved as one 4-byte unit (the transpose of 2-byte elements is slower).
+    w = weights[o0:o1]
+    cout, kh, kw, cin = w.shape
+    if cout == 0:
+        return 0
+    if cin % 2:
+        w = np.concatenate([w, np.zeros((cout, kh, kw, 1), dtype=np.int16)], axis=3)
+    t.view(np.int32)[:, :, :, o0:o1, 0] = np.ascontiguousarray(w).view(np.int32).transpose(1, 2, 3, 0)
+    l1 = np.add.reduce(np.abs(weights[o0:o1].reshape(cout, -1), dtype=np.int32), axis=1, dtype=np.int64)
+    return int(l1.max(initial=0))
 
 
-def _tap_value(v, wt):
-    """A non-zero's magnitude in the arithmetic of the weight table ``wt`` (numba only)."""
+def _pmadd(context, builder, wv, vb, v8i32):
+    """The 8 int32 lanes ``lo(w) * lo(v) + hi(w) * hi(v)`` of two ``<16 x i16>`` vectors."""
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    if "+avx2" in features.split(","):
+        # NOTE: the x86 instruction itself: LLVM does not recognise the generic form below as one.
+        f = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8i32, [wv.type, wv.type]),
+                                           "llvm.x86.avx2.pmadd.wd")
+        return builder.call(f, [wv, vb])
+    even = ir.Constant(v8i32, list(range(0, 16, 2)))
+    odd = ir.Constant(v8i32, list(range(1, 16, 2)))
+    return builder.add(
+        builder.mul(builder.sext(builder.shuffle_vector(wv, wv, even), v8i32),
+                    builder.sext(builder.shuffle_vector(vb, vb, even), v8i32)),
+        builder.mul(builder.sext(builder.shuffle_vector(wv, wv, odd), v8i32),
+                    builder.sext(builder.shuffle_vector(vb, vb, odd), v8i32)))
+
+
+def _madd_pairs8_codegen(context, builder, sig, args):
+    a_arr, j = args[0], args[1]
+    i32, i16 = ir.IntType(32), ir.IntType(16)
+    v8i32, v16i16 = ir.VectorType(i32, 8), ir.VectorType(i16, 16)
+    a = context.make_array(sig.args[0])(context, builder, a_arr)
+    ap = builder.bitcast(builder.gep(a.data, [j]), v8i32.as_pointer())
+    acc = builder.load(ap, align=4)
+    for r in range(2, len(args), 2):
+        w = context.make_array(sig.args[r])(context, builder, args[r])
+        wv = builder.load(builder.bitcast(builder.gep(w.data, [j]), v16i16.as_pointer()), align=4)
+        vv = builder.insert_element(ir.Constant(v8i32, ir.Undefined), args[r + 1], ir.Constant(i32, 0))
+        vv = builder.shuffle_vector(vv, ir.Constant(v8i32, ir.Undefined), ir.Constant(v8i32, [0] * 8))
+        acc = builder.add(acc, _pmadd(context, builder, wv, builder.bitcast(vv, v16i16), v8i32))
+    # one load and one store of the accumulators for all the rows
+    builder.store(acc, ap, align=4)
+    return context.get_dummy_value()
+
+
+def _madd_pairs8_typing(a, j, rows):
+    ok = (isinstance(a, types.Array) and a.dtype == types.int32 and isinstance(j, types.Integer)
+          and all(isinstance(w, types.Array) and w.dtype == types.int32 for w in rows[0::2])
+          and all(v == types.int32 for v in rows[1::2]))
+    return (types.void(a, types.intp, *rows), _madd_pairs8_codegen) if ok else None
+
+
+@intrinsic
+def _madd_pairs8(typingctx, a, j, w0, v0, w1, v1, w2, v2, w3, v3):
+    """``a[j:j + 8] += lo(w) * lo(v) + hi(w) * hi(v)`` lane by lane for the four rows ``w0..w3``
+    and values ``v0..v3``, in int32 (numba only).
+
+    ``a``: int32 accumulators; each ``w``: int32 lanes holding two int16 (``lo`` the low 16 bits,
+    ``hi`` the high 16 bits, both signed); each ``v``: two int16 packed the same way. The caller
+    guarantees ``j + 8 <= len(a), len(w)`` and that no sum leaves int32 (on x86 with AVX2 each row
+    is one ``vpmaddwd``, which wraps only for ``2 * (-32768)**2``).
+    """
+    return _madd_pairs8_typing(a, j, (w0, v0, w1, v1, w2, v2, w3, v3))
+
+
+def _madd_pairs(a, w0, w1, w2, w3, v0, v1, v2, v3, n):
+    """``a[:n] += pair products`` of the rows ``w0..w3`` by the packed values ``v0..v3``, in the
+    arithmetic of the table the rows come from (numba only; see :func:`_conv_acc_pairs`)."""
     raise NotImplementedError
 
 
-@overload(_tap_value)
-def _tap_value_impl(v, wt):
-    if isinstance(wt.dtype, types.Integer):
-        # NOTE: the mask changes no value (this path has |v| < 2**15); it tells LLVM that the upper
-        # 17 bits are zero, so the int32 products by int16 weights compile to vpmaddwd on x86,
-        # twice the multiply-adds per instruction of the float64 path.
-        return lambda v, wt: np.int32(v & 0x7FFF)
-    return lambda v, wt: np.float64(v)
+@overload(_madd_pairs)
+def _madd_pairs_impl(a, w0, w1, w2, w3, v0, v1, v2, v3, n):
+    if w0.dtype == types.int32:
+        def impl(a, w0, w1, w2, w3, v0, v1, v2, v3, n):
+            n8 = n - n % 8
+            for j in range(0, n8, 8):
+                _madd_pairs8(a, j, w0, v0, w1, v1, w2, v2, w3, v3)
+            e0, o0 = np.int32(np.int16(v0)), v0 >> 16
+            e1, o1 = np.int32(np.int16(v1)), v1 >> 16
+            e2, o2 = np.int32(np.int16(v2)), v2 >> 16
+            e3, o3 = np.int32(np.int16(v3)), v3 >> 16
+            for j in range(n8, n):
+                a[j] += ((e0 * np.int32(np.int16(w0[j])) + o0 * (w0[j] >> 16))
+                         + (e1 * np.int32(np.int16(w1[j])) + o1 * (w1[j] >> 16))
+                         + (e2 * np.int32(np.int16(w2[j])) + o2 * (w2[j] >> 16))
+                         + (e3 * np.int32(np.int16(w3[j])) + o3 * (w3[j] >> 16)))
+        return impl
+
+    def impl_float(a, w0, w1, w2, w3, v0, v1, v2, v3, n):
+        e0, o0 = np.float64(np.int16(v0)), np.float64(v0 >> 16)
+        e1, o1 = np.float64(np.int16(v1)), np.float64(v1 >> 16)
+        e2, o2 = np.float64(np.int16(v2)), np.float64(v2 >> 16)
+        e3, o3 = np.float64(np.int16(v3)), np.float64(v3 >> 16)
+        for j in range(n):
+            a[j] += ((e0 * w0[j, 0] + o0 * w0[j, 1]) + (e1 * w1[j, 0] + o1 * w1[j, 1])
+                     + (e2 * w2[j, 0] + o2 * w2[j, 1]) + (e3 * w3[j, 0] + o3 * w3[j, 1]))
+    return impl_float
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
-def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
-    # Output rows oy0 .. oy1 - 1 into out (int64, (Ho1, Wo1, C_out)); a_row: (Wo1, C_out) scratch,
-    # int32 with an int16 wt, float64 with a float32 wt. No two array arguments may share memory
-    # (NoAliasCompiler). groups == 1; wt holds the weights and their negations, (kh, kw, 2 C_in,
-    # C_out) (_signed_weight_rows), and cs/vs the weight rows and magnitudes of the non-zeros
-    # (_stream_segments). Either arithmetic is exact (docs/numerics.md, section 8.1): in int32
-    # the caller has checked that every partial sum stays below 2**31; in float64 every product
-    # and every partial sum is an integer below 2**53, so neither the order of the additions nor
-    # the fused multiply-adds ("contract") change a bit.
-    kh, kw, cin, cout = wt.shape
+def _conv_acc_pairs(ps, pv, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
+    # Output rows oy0 .. oy1 - 1 into out (int64, (Ho1, Wo1, C_out)); a_row: (Wo1, C_out) scratch.
+    # No two array arguments may share memory (NoAliasCompiler). groups == 1; ps/pv/sp from
+    # _stream_pairs. Either table is exact (docs/numerics.md, section 8.1): int32 (kh, kw, pairs,
+    # C_out), the two weights of a pair in one lane, with int32 sums, when the caller has checked
+    # that no partial sum can reach 2**31; float32 (kh, kw, pairs, C_out, 2) with float64 sums, in
+    # which every product and partial sum is an integer below 2**53, so neither the order of the
+    # additions nor the fused multiply-adds ("contract") change a bit.
+    kh, kw = wt.shape[0], wt.shape[1]
+    cout = wt.shape[3]
     Wo1 = a_row.shape[0]
-    # NOTE: gather form, each output row on its own. The non-zeros of one input pixel are taken 8
-    # (then 4, then 1) at a time, read once for the kw output pixels they feed, so one pass over
-    # an output pixel's channels adds 8 products: one load and one store of the accumulators per
-    # 8 multiply-adds instead of per one (the loop over C_out vectorises). Channel blocks keep
-    # the kw x cb x C_out weights of a pass in cache. Plain loops instead of np.zeros / slice
-    # fills: each numpy call is one more implementation for numba to compile.
+    # NOTE: gather form, each output row on its own. The pairs of one input pixel are taken 4 at a
+    # time (8 channels), read once for the kw output pixels they feed: one load and one store of
+    # the accumulators per 4 pair products (one vpmaddwd each on x86). Channel blocks keep the
+    # kw x cb x C_out weights of a pass in cache. A short group repeats its last pair with the
+    # value 0 (adds nothing). Plain loops instead of np.zeros / slice fills: each numpy call is one
+    # more implementation for numba to compile.
     for oy in range(oy0, oy1):
         for i in range(Wo1):
             a = a_row[i]
@@ -249,72 +331,27 @@ def _conv_acc_segments(cs, vs, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
                 for x in range(W):
                     k0 = sp_r[x * nb + bi]
                     k1 = sp_r[x * nb + bi + 1]
-                    if k0 == k1:
-                        continue
                     # valid kx: 0 <= ox = x + pad - kx < Wo1
                     kx_lo = max(0, x + pad - Wo1 + 1)
                     kx_hi = min(kw, x + pad + 1)
-                    k = k0
-                    while k + 8 <= k1:
-                        v0 = _tap_value(vs[k + 0], wt)
-                        v1 = _tap_value(vs[k + 1], wt)
-                        v2 = _tap_value(vs[k + 2], wt)
-                        v3 = _tap_value(vs[k + 3], wt)
-                        v4 = _tap_value(vs[k + 4], wt)
-                        v5 = _tap_value(vs[k + 5], wt)
-                        v6 = _tap_value(vs[k + 6], wt)
-                        v7 = _tap_value(vs[k + 7], wt)
-                        c0 = cs[k + 0]
-                        c1 = cs[k + 1]
-                        c2 = cs[k + 2]
-                        c3 = cs[k + 3]
-                        c4 = cs[k + 4]
-                        c5 = cs[k + 5]
-                        c6 = cs[k + 6]
-                        c7 = cs[k + 7]
+                    for k in range(k0, k1, 4):
+                        c0 = ps[k]
+                        v0 = pv[k]
+                        c1, c2, c3 = c0, c0, c0
+                        v1 = v2 = v3 = np.int32(0)
+                        if k + 1 < k1:
+                            c1 = ps[k + 1]
+                            v1 = pv[k + 1]
+                        if k + 2 < k1:
+                            c2 = ps[k + 2]
+                            v2 = pv[k + 2]
+                        if k + 3 < k1:
+                            c3 = ps[k + 3]
+                            v3 = pv[k + 3]
                         for kx in range(kx_lo, kx_hi):
-                            a = a_row[x + pad - kx]
                             wk = w_ky[kx]
-                            w0 = wk[c0]
-                            w1 = wk[c1]
-                            w2 = wk[c2]
-                            w3 = wk[c3]
-                            w4 = wk[c4]
-                            w5 = wk[c5]
-                            w6 = wk[c6]
-                            w7 = wk[c7]
-                            for j in range(cout):
-                                a[j] += ((v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j])
-                                         + (v4 * w4[j] + v5 * w5[j] + v6 * w6[j] + v7 * w7[j]))
-                        k += 8
-                    if k + 4 <= k1:
-                        v0 = _tap_value(vs[k + 0], wt)
-                        v1 = _tap_value(vs[k + 1], wt)
-                        v2 = _tap_value(vs[k + 2], wt)
-                        v3 = _tap_value(vs[k + 3], wt)
-                        c0 = cs[k + 0]
-                        c1 = cs[k + 1]
-                        c2 = cs[k + 2]
-                        c3 = cs[k + 3]
-                        for kx in range(kx_lo, kx_hi):
-                            a = a_row[x + pad - kx]
-                            wk = w_ky[kx]
-                            w0 = wk[c0]
-                            w1 = wk[c1]
-                            w2 = wk[c2]
-                            w3 = wk[c3]
-                            for j in range(cout):
-                                a[j] += v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j]
-                        k += 4
-                    while k < k1:
-                        v0 = _tap_value(vs[k], wt)
-                        c0 = cs[k]
-                        for kx in range(kx_lo, kx_hi):
-                            a = a_row[x + pad - kx]
-                            w0 = w_ky[kx][c0]
-                            for j in range(cout):
-                                a[j] += v0 * w0[j]
-                        k += 1
+                            _madd_pairs(a_row[x + pad - kx], wk[c0], wk[c1], wk[c2], wk[c3],
+                                        v0, v1, v2, v3, cout)
         o = out[oy]
         for i in range(Wo1):
             for j in range(cout):
@@ -598,24 +635,35 @@ def conv_accumulate(
         per_block = -(-C // nb)
         cb = -(-per_block // 8) * 8
         nb = -(-C // cb)
-        made = [None, None]
+        ps = np.empty(nz.shape[0], dtype=np.int32)
+        pv = np.empty(nz.shape[0], dtype=np.int32)
+        sp = np.empty((H, W * nb + 1), dtype=np.int64)
+        t = np.empty((kh, kw, (C + 1) // 2, cout, 2), dtype=np.int16)
+        # the table in two halves of the outputs, and the walk in row ranges of about equal
+        # non-zeros, on the threads
+        cuts = np.searchsorted(row_nz_ptr, np.linspace(0, row_nz_ptr[H], _WALK_PARTS + 1)[1:-1])
+        edges = [0, *np.minimum(cuts, H).tolist(), H]
+        half = cout // 2
+        made: list = [None] * (2 + _WALK_PARTS)
 
         def prepare(lo: int, hi: int) -> None:
             for i in range(lo, hi):
-                made[i] = (_signed_weight_rows(weights) if i == 0 else
-                           _stream_segments(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb))
+                if i < 2:
+                    made[i] = _pair_weight_table(weights, t, half * i, cout if i else half)
+                else:
+                    made[i] = _stream_pairs(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb, edges[i - 2],
+                                            edges[i - 1], ps, pv, sp)
 
         small = nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS
-        run_chunks(prepare, 2, serial=small)
-        cs, vs, sp, v_max = made[1]
-        wt = _exact_weight_table(*made[0], int(v_max), kh * kw * C)
+        run_chunks(prepare, len(made), serial=small)
+        wt = _exact_weight_table(t, max(made[:2]), max(int(v) for v in made[2:]), kh * kw * C)
     if groups == 1 and wt is not None:
         out = np.empty((Ho1, Wo1, cout), dtype=np.int64)
-        scratch = np.int32 if wt.dtype == np.int16 else np.float64
+        scratch = np.int32 if wt.dtype == np.int32 else np.float64
 
         def rows(lo: int, hi: int) -> None:
             a_row = np.empty((Wo1, cout), dtype=scratch)
-            _conv_acc_segments(cs, vs, sp, H, W, nb, wt, padding, lo, hi, a_row, out)
+            _conv_acc_pairs(ps, pv, sp, H, W, nb, wt, padding, lo, hi, a_row, out)
 
         # NOTE: parallel over output rows on threads (each row written by one call), see run_chunks,
         # split at equal work: an output row costs kw multiply-adds per non-zero of its kh input
@@ -634,27 +682,24 @@ def conv_accumulate(
     )
 
 
-def _exact_weight_table(wt: np.ndarray, l1_max: int, w_min: int, v_max: int,
-                        terms: int) -> np.ndarray | None:
-    """The weight table of :func:`_conv_acc_segments` in an exact arithmetic, or None.
+def _exact_weight_table(t: np.ndarray, l1_max: int, v_max: int, terms: int) -> np.ndarray | None:
+    """The weight table of :func:`_conv_acc_pairs` in an exact arithmetic, or None.
 
-    ``wt``: int16 ``(kh, kw, 2 C_in, C_out)`` from :func:`_signed_weight_rows` (row ``2c`` holds
-    channel ``c``'s weights, row ``2c + 1`` their negation), whose largest sum of ``|w|`` over one
-    output is ``l1_max`` and smallest weight ``w_min``. Returned as it is (int32 sums) when no
-    partial sum can reach 2**31: every product is ``|v| |w|`` with ``|v| <= v_max``, the largest
-    magnitude of the input's non-zeros, so a partial sum of an output is at most ``v_max`` times
-    ``l1_max``. Else
-    as float32 (float64 sums), exact below 2**23 ``terms`` per output (docs/numerics.md,
-    section 8.1); else None.
+    ``t``: int16 ``(kh, kw, pairs, C_out, 2)`` from :func:`_pair_weight_table`, whose largest sum
+    of ``|w|`` over one output is ``l1_max``. Returned as int32 ``(kh, kw, pairs, C_out)`` lanes
+    (int32 sums) when no partial sum can reach 2**31: every product is ``v w`` with ``|v| <=
+    v_max``, the largest magnitude of the input's non-zeros, so a partial sum of an output is at
+    most ``v_max`` times ``l1_max``. Else as float32 (float64 sums), exact below 2**23 ``terms``
+    per output (docs/numerics.md, section 8.1); else None.
     """
-    if w_min > -32768 and v_max < 32768 and v_max * int(l1_max) < 2**31:
-        return wt
+    if v_max * int(l1_max) < 2**31:
+        # lanes with channel 2p in the low 16 bits, as _stream_pairs packs the values
+        if sys.byteorder == "little":
+            return t.view(np.int32).reshape(t.shape[:4])
+        return (t[..., 0].astype(np.int32) & 0xFFFF) | (t[..., 1].astype(np.int32) << 16)
     if terms >= _FLOAT_EXACT_TERMS:
         return None
-    # -(-32768) wraps in int16: negated again in float32
-    wt = wt.astype(np.float32)
-    wt[:, :, 1::2] = -wt[:, :, 0::2]
-    return wt
+    return t.astype(np.float32)
 
 
 def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str | None) -> np.ndarray:
