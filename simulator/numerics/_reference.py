@@ -36,8 +36,10 @@ _FC_BLOCK_ELEMENTS = 1 << 18
 #: Multiply-adds below which a reference product runs on one thread (about 0.1 ms of BLAS work:
 #: less than sharing it costs).
 _PARALLEL_MIN_PRODUCTS = 1 << 22
-#: Elements below which the input copy of the BLAS reference runs on one thread.
+#: Elements below which a copy of the BLAS reference runs on one thread.
 _PARALLEL_MIN_COPY = 1 << 20
+#: float64 elements of the stacked input rows one band of the convolution's GEMMs reads (2 MiB).
+_BAND_ELEMENTS = 1 << 18
 #: Accumulators requantized per block (2 MiB, in the core's cache through its passes; smaller
 #: blocks spend more on the calls than they gain).
 _REQUANTIZE_BLOCK_ELEMENTS = 1 << 18
@@ -149,32 +151,28 @@ def ref_conv2d_accumulators(
 _MIN_PHASE_ROWS = 2048
 
 
-def _stacked_rows(x: np.ndarray, kh: int, stride: int, padding: int, Ho: int, Wq: int, spare: int) -> np.ndarray:
-    """float64 ``(Ho, Wq, kh, C)`` (flattened, ``spare`` zero elements after it): pixel ``(i, x)``
+def _fill_stacked(x: np.ndarray, kh: int, stride: int, padding: int, Ho: int, i0: int, i1: int,
+                  dst: np.ndarray) -> None:
+    """Stacked rows ``i0 .. i1 - 1`` into ``dst``, float64 ``(i1 - i0, Wq, kh, C)``: pixel ``(i, x)``
     holds the channels of the padded input rows ``stride * i + ky``, ``ky < kh``, at column ``x``.
-    A scratch array: valid until the next call in this thread."""
+    Rows ``i >= Ho`` (read only by discarded outputs) are zero."""
     H, W, C = x.shape
-    n = Ho * Wq * kh * C
-    flat = _scratch_array("rows", n + spare)
-    flat[n:] = 0
-    xs = flat[:n].reshape(Ho, Wq, kh, C)
-
-    def rows(lo: int, hi: int) -> None:     # output rows lo .. hi - 1
-        part = xs[lo:hi]
-        part[:, :padding] = 0                # the padding columns (and those past the padded width)
-        part[:, padding + W:] = 0
-        for ky in range(kh):
-            i0 = max(0, -(-(padding - ky) // stride))                    # first i with stride*i + ky - padding >= 0
-            i1 = max(i0, min(Ho, (H - 1 - ky + padding) // stride + 1))  # past the last i inside the input
-            a, b = max(lo, i0), min(hi, i1)
-            part[:max(0, min(hi, i0) - lo), padding:padding + W, ky] = 0  # the padding rows
-            part[max(0, max(lo, i1) - lo):, padding:padding + W, ky] = 0
-            if b > a:
-                y0 = stride * a + ky - padding
-                part[a - lo:b - lo, padding:padding + W, ky, :] = x[y0:y0 + stride * (b - a - 1) + 1:stride]
-    # NOTE: the copy (and cast) split by rows over the threads: numpy releases the GIL for it.
-    run_chunks(rows, Ho, serial=n < _PARALLEL_MIN_COPY)
-    return flat
+    hi = min(i1, Ho)
+    dst[max(0, hi - i0):] = 0
+    if hi <= i0:
+        return
+    part = dst[:hi - i0]
+    part[:, :padding] = 0                # the padding columns (and those past the padded width)
+    part[:, padding + W:] = 0
+    for ky in range(kh):
+        r0 = max(0, -(-(padding - ky) // stride))                    # first i with stride*i + ky - padding >= 0
+        r1 = max(r0, min(Ho, (H - 1 - ky + padding) // stride + 1))  # past the last i inside the input
+        a, b = max(i0, r0), min(hi, r1)
+        part[:max(0, min(hi, r0) - i0), padding:padding + W, ky] = 0  # the padding rows
+        part[max(0, max(i0, r1) - i0):, padding:padding + W, ky] = 0
+        if b > a:
+            y0 = stride * a + ky - padding
+            part[a - i0:b - i0, padding:padding + W, ky, :] = x[y0:y0 + stride * (b - a - 1) + 1:stride]
 
 
 def blas_conv2d_accumulators(
@@ -207,49 +205,57 @@ def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding:
         return _blas_grouped(x, w, stride, padding, groups)
     s = stride
     Ho, Wo = (Ho1 - 1) // s + 1, (Wo1 - 1) // s + 1
-    # NOTE: the input is copied once into "stacked rows": pixel (i, x) holds the kh padded input
-    # rows s*i + ky at column x, so the receptive field of output (i, j) is the CONTIGUOUS run of
-    # kw pixels starting at pixel s*j of row i (kw * kh * C values). Outputs are computed on every
+    # NOTE: the input is copied into "stacked rows": pixel (i, x) holds the kh padded input rows
+    # s*i + ky at column x, so the receptive field of output (i, j) is the CONTIGUOUS run of kw
+    # pixels starting at pixel s*j of row i (kw * kh * C values). Outputs are computed on every
     # s-th column of the padded width ("wide" rows, the columns past Wo discarded), so output slot
-    # u = i * Ws + j starts at element s * u * KC of the flat array: consecutive slots overlap. Slots
-    # taken P = ceil(kw / s) apart do not, so each phase of slots is a plain strided view, one GEMM
-    # with K = kh * kw * C and no copies (written straight into its rows of the result). For a
-    # small output (few GEMM rows) the kw column taps are summed instead, K = kh * C each. The
-    # weights are (C_out, K) rows (a cheap copy of the int16 layout) and enter BLAS transposed.
+    # u = i * Ws + j starts at element s * u * KC of the flat stacked rows: consecutive slots
+    # overlap. Slots taken P = ceil(kw / s) apart do not, so each phase of slots is a plain
+    # strided view, one GEMM with K = kh * kw * C and no copies (written straight into its rows of
+    # the result). For a small output (few GEMM rows) the kw column taps are summed instead,
+    # K = kh * C each. The weights are (C_out, K) rows (a cheap copy of the int16 layout) and enter
+    # BLAS transposed. The stacked rows are built band by band (see rows() below).
     Ws = -(-(W + 2 * padding) // s)
     KC = kh * C
+    L = Ws * s * KC                             # elements of one stacked row
     U = Ho * Ws
     P = -(-kw // s)
     if P > 1 and U // P < _MIN_PHASE_ROWS:
         P = 1
     nq = -(-U // P)
     step = s * P * KC
-    K = (kw if P > 1 or kw <= s else 1) * KC    # columns of one GEMM
-    spare = max(0, s * (P - 1) * KC + (kw - 1) * KC + nq * step - Ho * Ws * s * KC)
-    flat = _stacked_rows(x, kh, s, padding, Ho, Ws * s, spare)
+    phased = P > 1 or kw <= s
+    K = kw * KC if phased else KC               # columns of one GEMM
+    offsets = [s * ph * KC for ph in range(P)] if phased else [kx * KC for kx in range(kw)]
+    band = max(1, _BAND_ELEMENTS // step)       # GEMM rows per band
     wf = _scratch_array("weights", cout * kw * KC).reshape(cout, kw, kh, C)
     wf[...] = w.transpose(0, 2, 1, 3)
     acc = _scratch_array("acc", nq * P * cout).reshape(nq, P, cout)
-    # NOTE: each GEMM split by rows over our threads (run_blas_chunks), see there.
-    if K == kw * KC:
-        wt = wf.reshape(cout, K).T
+    wt = wf.reshape(cout, kw * KC).T if phased else None
+    wk = wf.reshape(cout, kw, KC)
+    part = None if phased else np.empty((nq, cout), dtype=np.float64)
 
-        def rows(lo: int, hi: int) -> None:
-            for ph in range(P):
-                a0 = s * ph * KC
-                np.matmul(flat[a0:a0 + nq * step].reshape(nq, step)[lo:hi, :K], wt, out=acc[lo:hi, ph, :])
-    else:
-        out = acc[:, 0, :]
-        part = np.empty((nq, cout), dtype=np.float64)
-        wf = wf.reshape(cout, kw, KC)
-
-        def rows(lo: int, hi: int) -> None:
-            for kx in range(kw):
-                a = flat[kx * KC:kx * KC + nq * step].reshape(nq, step)[lo:hi, :KC]
-                if kx == 0:
-                    np.matmul(a, wf[:, 0].T, out=out[lo:hi])
+    def rows(lo: int, hi: int) -> None:
+        # NOTE: band by band: the stacked rows a band of GEMM rows reads are built into a buffer
+        # of about _BAND_ELEMENTS, which stays in the core's cache for its GEMMs (the whole
+        # layer's stacked rows are up to 77 MB, written and read back from memory).
+        buf = np.empty(2 * L + band * step + offsets[-1] + K, dtype=np.float64)
+        for b0 in range(lo, hi, band):
+            b1 = min(hi, b0 + band)
+            e0 = b0 * step
+            i0 = e0 // L
+            i1 = -(-((b1 - 1) * step + offsets[-1] + K) // L)
+            _fill_stacked(x, kh, s, padding, Ho, i0, i1, buf[:(i1 - i0) * L].reshape(i1 - i0, Ws * s, kh, C))
+            base = e0 - i0 * L
+            for t, off in enumerate(offsets):
+                a = buf[base + off:base + off + (b1 - b0) * step].reshape(b1 - b0, step)[:, :K]
+                if phased:
+                    np.matmul(a, wt, out=acc[b0:b1, t, :])
+                elif t == 0:
+                    np.matmul(a, wk[:, 0].T, out=acc[b0:b1, 0, :])
                 else:
-                    out[lo:hi] += np.matmul(a, wf[:, kx].T, out=part[lo:hi])
+                    acc[b0:b1, 0, :] += np.matmul(a, wk[:, t].T, out=part[b0:b1])
+    # NOTE: each GEMM split by rows over our threads (run_blas_chunks), see there.
     run_blas_chunks(rows, nq, serial=nq * P * K * cout < _PARALLEL_MIN_PRODUCTS)
     return acc.reshape(-1, cout)[:U].reshape(Ho, Ws, cout)[:, :Wo]
 
