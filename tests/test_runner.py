@@ -453,3 +453,21 @@ def test_a_timing_error_is_raised_for_its_layer(monkeypatch):
     monkeypatch.setattr(nr._NetworkRun, "_mismatch", mismatch)
     with pytest.raises(MappingError, match="^timing of layer2$"):
         simulate("roshambonet", "nullhop")
+
+
+def test_seed_cache_counts_a_density_once_per_cached_array(monkeypatch):
+    # The weight prefetch thread counts a layer's weight density when it reads the weights ahead;
+    # the layer loop then reads the count instead of counting again. The count belongs to the
+    # cached array: an evicted key, or another array under the key, is counted anew.
+    from simulator.runner import _network_run as nr
+    calls = []
+    monkeypatch.setattr(nr, "count_nonzero", lambda a: calls.append(a.size) or int(np.count_nonzero(a)))
+    cache = nr._SeedCache(max_bytes=4000)
+    a = cache.get(("a",), lambda: np.arange(-500, 1500, dtype=np.int16) // 7, (2000,))
+    want = np.count_nonzero(a) / a.size
+    assert cache.density(("a",), a) == cache.density(("a",), a) == want
+    assert calls == [2000]
+    assert cache.density(("a",), a.copy()) == want and calls == [2000, 2000]    # not the cached array
+    cache.get(("b",), lambda: np.ones(1500, dtype=np.int16), (1500,))          # evicts ("a",)
+    assert ("a",) not in cache.nonzeros
+    assert cache.density(("a",), a) == want and calls == [2000, 2000, 2000]

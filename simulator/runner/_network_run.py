@@ -103,6 +103,7 @@ class _SeedCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.nonzeros: dict[tuple, int] = {}    # of the items, counted once
         self.nbytes = 0
         # The layer loop and the weight prefetch thread (._prefetch) share the cache.
         self.lock = threading.Lock()
@@ -119,8 +120,21 @@ class _SeedCache:
                 self.items[key] = a
                 self.nbytes += a.nbytes
                 while self.nbytes > self.max_bytes:
-                    self.nbytes -= self.items.popitem(last=False)[1].nbytes
+                    old, arr = self.items.popitem(last=False)
+                    self.nbytes -= arr.nbytes
+                    self.nonzeros.pop(old, None)
         return a
+
+    def density(self, key: tuple, a: np.ndarray) -> float:
+        """``_density(a)`` of the cached array ``a`` of ``key``, counted once while it is cached."""
+        with self.lock:
+            n = self.nonzeros.get(key) if self.items.get(key) is a else None
+        if n is None:
+            n = count_nonzero(a)
+            with self.lock:
+                if self.items.get(key) is a:
+                    self.nonzeros[key] = n
+        return n / a.size if a.size else 0.0
 
 
 #: Per process. 512 MiB holds every synthetic tensor of a VGG16 run (fc6's weights are 196 MiB).
@@ -325,9 +339,22 @@ class _NetworkRun:
                 return w
         return self._synthetic_weights(layer)
 
-    def _synthetic_weights(self, layer: Layer) -> np.ndarray:
-        wd = self.prof.weight_density_for(layer)
+    def _weight_density(self, layer: Layer, w: np.ndarray) -> float:
+        """``_density(w)`` of the layer's weights ``w`` (synthetic ones: counted once, when drawn)."""
+        if self.user is not None:
+            return _density(w)
+        return _SYNTHETIC.density(self._weight_key(layer), w)
+
+    def _weight_key(self, layer: Layer) -> tuple:
         shape = tuple(int(v) for v in layer.weight_shape)
+        return ("weights", self.seed, layer.name, shape, float(self.prof.weight_density_for(layer)), self.pruning)
+
+    def _synthetic_weights(self, layer: Layer) -> np.ndarray:
+        """The layer's synthetic weights; their density is counted here too, so that the weight
+        prefetch thread counts it while it reads them ahead (the first pass over a memory-mapped
+        file's pages)."""
+        key = self._weight_key(layer)
+        wd, shape = key[4], key[3]
 
         def make() -> np.ndarray:
             seed = child_seed(self.seed, layer.name, "weights")
@@ -335,7 +362,9 @@ class _NetworkRun:
                 return synthetic_weights(shape, seed, density=wd)
             return prune_weights(synthetic_weights(shape, seed), wd, method="balanced",
                                  granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
-        return _SYNTHETIC.get(("weights", self.seed, layer.name, shape, float(wd), self.pruning), make, shape)
+        w = _SYNTHETIC.get(key, make, shape)
+        _SYNTHETIC.density(key, w)
+        return w
 
     def _start_prefetch(self) -> None:
         """Draw the synthetic weights of every layer that will ask for them, in schedule order,
@@ -372,7 +401,7 @@ class _NetworkRun:
     def _weighted(self, layer: Layer, x: np.ndarray):
         """Weights, bias, int64 accumulators and the Q8.8 output of a conv/fc layer."""
         w = self._weights(layer)
-        wd = _density(w)
+        wd = self._weight_density(layer, w)
         if layer.op == "fc":
             x = x.reshape(1, 1, -1)
             acc = fn.fc_accumulators(x, w).reshape(1, 1, -1)
@@ -395,7 +424,7 @@ class _NetworkRun:
         written = self._synthetic_written(s)
         rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason,
                           in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=_density(x),
-                          output_density=_density(written), weight_density=_density(w),
+                          output_density=_density(written), weight_density=self._weight_density(layer, w),
                           macs_dense=layer.macs, functional_check="timing-only")
         self._time(s, rec, x_arr, written, w)
         if s.fused_pool is not None:
