@@ -188,23 +188,32 @@ def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, sk
                         ny += 1
                 if ny == 0:
                     continue
-                for ch in range(c):
-                    if skip_act and act[iy, ix, ch] == 0:
-                        continue
-                    lane = ch // channels_per_lane
-                    if lane >= m:
-                        lane = m - 1
+                # NOTE: lane by lane (lane = ch // channels_per_lane, the last lane taking the
+                # rest): no division per channel, and without weight skipping a lane's count is a
+                # plain sum over its channels that LLVM vectorises.
+                for lane in range(m):
+                    ch0 = lane * channels_per_lane
+                    ch1 = c if lane == m - 1 else min(c, ch0 + channels_per_lane)
                     if not skip_w:
-                        lane_taps[lane] += ny * nx
+                        if skip_act:
+                            cnt = 0
+                            for ch in range(ch0, ch1):
+                                cnt += act[iy, ix, ch] != 0
+                        else:
+                            cnt = max(0, ch1 - ch0)
+                        lane_taps[lane] += ny * nx * cnt
                         continue
-                    for q in range(lane_ptr[lane], lane_ptr[lane + 1]):
-                        s = lane_slots[q]
-                        acc = 0
-                        for j in range(slot_kptr[s], slot_kptr[s + 1]):
-                            k = slot_kernels[j]
-                            for t in range(ny):
-                                acc += np.int64(wpre[k, ch, kys[t], kx_hi + 1]) - np.int64(wpre[k, ch, kys[t], kx_lo])
-                        slot_work[s] += acc
+                    for ch in range(ch0, ch1):
+                        if skip_act and act[iy, ix, ch] == 0:
+                            continue
+                        for q in range(lane_ptr[lane], lane_ptr[lane + 1]):
+                            s = lane_slots[q]
+                            acc = 0
+                            for j in range(slot_kptr[s], slot_kptr[s + 1]):
+                                k = slot_kernels[j]
+                                for t in range(ny):
+                                    acc += np.int64(wpre[k, ch, kys[t], kx_hi + 1]) - np.int64(wpre[k, ch, kys[t], kx_lo])
+                            slot_work[s] += acc
             if not skip_w:
                 for s in range(n_slots):
                     slot_work[s] = lane_taps[slot_lane[s]] * (slot_kptr[s + 1] - slot_kptr[s])
