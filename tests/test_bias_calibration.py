@@ -7,6 +7,7 @@ columns, ties, ``k = n``, ``k = 1``, one channel and the layer-wide path of smal
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,3 +62,11 @@ def test_fc_accumulators_one_layer_wide_threshold():
     np.testing.assert_array_equal(b, _plain_bias(acc, 0.25))
     # About a quarter of the outputs are positive after the shift by 8.
     assert abs(np.count_nonzero((acc.reshape(-1) + 256 * int(b[0])) // 256 > 0) - 1024) <= 1
+
+
+@pytest.mark.parametrize("shape", [(300, 300, 20), (230, 230, 64), (40, 41, 1100)])
+def test_bias_of_large_layers_in_channel_blocks(shape):
+    # Large maps select a few channels at a time (blocks of 8, the last one shorter), split over
+    # the threads: the same biases as the plain formula.
+    acc = np.random.default_rng(shape[2]).integers(-2**40, 2**40, size=shape, dtype=np.int64)
+    np.testing.assert_array_equal(_calibrate_bias(acc, 0.37), _plain_bias(acc, 0.37))

@@ -52,6 +52,8 @@ def _density(a: np.ndarray) -> float:
 _MIN_CHANNEL_SAMPLES = 16
 #: Accumulators below which bias calibration runs on one thread.
 _PARALLEL_MIN_SELECT = 1 << 18
+#: Accumulators per block of channels that bias calibration selects in (2 MiB of int64).
+_SELECT_BLOCK_ELEMENTS = 1 << 18
 
 
 def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
@@ -74,18 +76,24 @@ def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
     else:
         # NOTE: a channel-major copy partitioned in place along its rows: contiguous selections,
         # 1.7x faster than partitioning the strided columns (the k-th value is the same). The copy
-        # is made in blocks of rows (128 KiB of accumulators, in cache): a whole-array transpose
-        # walks memory with a stride of the row and is about 4x slower. Ranges of channels run on
-        # the kernel threads (numpy releases the GIL for the copies and the partition).
+        # is made a block of channels at a time (at least 8, a cache line of each row) into one
+        # buffer of about 2 MiB, which stays in cache through the copy and the partition (fresh
+        # memory for a whole layer's copy costs its page faults), and within that in blocks of rows (a whole-array transpose walks memory
+        # with a stride of the row and is about 4x slower). Ranges of channels run on the kernel
+        # threads (numpy releases the GIL for the copies and the partition).
         q = np.empty(flat.shape[1], dtype=flat.dtype)
+        per_block = max(8, _SELECT_BLOCK_ELEMENTS // n // 8 * 8)    # whole 64-byte lines of a row
 
         def channels(c0: int, c1: int) -> None:
-            cm = np.empty((c1 - c0, n), dtype=flat.dtype)
-            rows = max(1, 16384 // (c1 - c0))
-            for r0 in range(0, n, rows):
-                cm[:, r0:r0 + rows] = flat[r0:r0 + rows, c0:c1].T
-            cm.partition(n - k, axis=1)
-            q[c0:c1] = cm[:, n - k]
+            buf = np.empty((min(per_block, c1 - c0), n), dtype=flat.dtype)
+            for b0 in range(c0, c1, per_block):
+                b1 = min(c1, b0 + per_block)
+                cm = buf[:b1 - b0]
+                rows = max(1, 16384 // (b1 - b0))
+                for r0 in range(0, n, rows):
+                    cm[:, r0:r0 + rows] = flat[r0:r0 + rows, b0:b1].T
+                cm.partition(n - k, axis=1)
+                q[b0:b1] = cm[:, n - k]
         run_chunks(channels, flat.shape[1], serial=flat.size < _PARALLEL_MIN_SELECT)
     b = -((q - 256) // 256)  # ceil((256 - q) / 256)
     return np.broadcast_to(np.clip(b, -32768, 32767).astype(np.int16), (cout,)).copy()
