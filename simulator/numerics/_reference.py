@@ -40,6 +40,8 @@ _PARALLEL_MIN_PRODUCTS = 1 << 22
 _PARALLEL_MIN_COPY = 1 << 20
 #: float64 elements of the stacked input rows one band of the convolution's GEMMs reads (2 MiB).
 _BAND_ELEMENTS = 1 << 18
+#: Fewest GEMM rows per band (each GEMM call packs all of its weights again).
+_MIN_BAND_ROWS = 512
 #: Accumulators requantized per block (2 MiB, in the core's cache through its passes; smaller
 #: blocks spend more on the calls than they gain).
 _REQUANTIZE_BLOCK_ELEMENTS = 1 << 18
@@ -227,7 +229,7 @@ def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding:
     phased = P > 1 or kw <= s
     K = kw * KC if phased else KC               # columns of one GEMM
     offsets = [s * ph * KC for ph in range(P)] if phased else [kx * KC for kx in range(kw)]
-    band = max(1, _BAND_ELEMENTS // step)       # GEMM rows per band
+    band = max(_MIN_BAND_ROWS, _BAND_ELEMENTS // step)   # GEMM rows per band
     wf = _scratch_array("weights", cout * kw * KC).reshape(cout, kw, kh, C)
     wf[...] = w.transpose(0, 2, 1, 3)
     acc = _scratch_array("acc", nq * P * cout).reshape(nq, P, cout)
