@@ -323,13 +323,15 @@ def test_conv_vgg_like_layer():
 
 
 
-@pytest.mark.parametrize("C, cout, density", [(300, 512, 0.6), (37, 13, 1.0), (45, 700, 0.3)])
-def test_conv_accumulate_channel_blocks_at_the_extremes(C, cout, density):
+@pytest.mark.parametrize("C, cout, density, kw", [(300, 512, 0.6, 2), (37, 13, 1.0, 2), (45, 700, 0.3, 2),
+                                                  (40, 16, 0.7, 3)])
+def test_conv_accumulate_channel_blocks_at_the_extremes(C, cout, density, kw):
     # Wide layers split the input channels into blocks (C_out = 512 and 700 give several) and add
-    # the non-zeros of a pixel 8 and 4 at a time; large same-sign values give sums far above 2**24.
+    # the non-zeros of a pixel 4 channel pairs at a time (3 output pixels at once for kw = 3); large
+    # same-sign values give sums far above 2**31, in float64.
     rng = np.random.default_rng(C)
     x = np.abs(_values(rng, (5, 6, C), density, "full").astype(np.int32)).clip(0, 32767).astype(np.int16)
-    w = -np.abs(_values(rng, (cout, 3, 2, C), 1.0, "full").astype(np.int32)).astype(np.int16)
+    w = -np.abs(_values(rng, (cout, 3, kw, C), 1.0, "full").astype(np.int32)).astype(np.int16)
     acc = conv_accumulate(*encode(x), *x.shape, w, 1, 1)
     np.testing.assert_array_equal(acc, ref_conv2d_accumulators(x, w, 1, 1))
     assert acc.min() < -2**34
@@ -394,14 +396,16 @@ def test_conv_accumulate_channel_pairs_in_int32(C, cout, monkeypatch):
 
 def test_conv_accumulate_without_avx2(tmp_path):
     # Without AVX2 (here: numba compiling for a generic CPU) the pair products are plain vector
-    # arithmetic instead of vpmaddwd: the same sums.
+    # arithmetic instead of vpmaddwd: the same sums (C_out = 24: the 3 output pixels at once).
     code = (
         "import numpy as np\n"
         "from simulator.numerics import conv_accumulate, encode, ref_conv2d_accumulators\n"
         "rng = np.random.default_rng(3)\n"
         "x = (rng.integers(-32768, 32768, (6, 7, 37)) * (rng.random((6, 7, 37)) < .5)).astype(np.int16)\n"
-        "w = rng.integers(-64, 64, (19, 3, 3, 37)).astype(np.int16)\n"
-        "assert np.array_equal(conv_accumulate(*encode(x), 6, 7, 37, w, 1, 1), ref_conv2d_accumulators(x, w, 1, 1))\n"
+        "for cout in (19, 24):\n"
+        "    w = rng.integers(-64, 64, (cout, 3, 3, 37)).astype(np.int16)\n"
+        "    got = conv_accumulate(*encode(x), 6, 7, 37, w, 1, 1)\n"
+        "    assert np.array_equal(got, ref_conv2d_accumulators(x, w, 1, 1))\n"
     )
     env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
