@@ -388,7 +388,14 @@ class StripeDataflow:
 
             count = plan.count
             chans = plan.channels
-            out_slice = _kernel_layout(out_written[:, :, chans])
+            c0 = int(chans[0]) if count else 0
+            if count and int(chans[-1]) - c0 + 1 == count and bool((np.diff(chans) == 1).all()):
+                # NOTE: a range of channels (every pass of a dataflow without load balancing): a
+                # view, copied only if strided; a gather of the channels (fancy indexing) took
+                # 17.5 ms on a 224 x 224 x 64 output.
+                out_slice = _kernel_layout(out_written[:, :, c0:c0 + count])
+            else:
+                out_slice = _kernel_layout(out_written[:, :, chans])
             el_rc, _ = row_chunk_elements(out_slice, cfg.array.sm_word_pixels, compressed_out, out_chunk, n_chunks)
             el_total = int(el_rc.sum())
             # A row's beats go to the chunk that completes them, so the bytes equal whole-row transfers.
