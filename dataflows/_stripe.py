@@ -139,14 +139,19 @@ def _useful_taps_per_channel(act: np.ndarray, kh: int, kw: int, pad: int, stride
     return taps.astype(np.int64)
 
 
-def _nonzero(a: np.ndarray) -> np.ndarray:
+def _nonzero(a: np.ndarray, dtype=np.float64) -> np.ndarray:
     """1.0 where ``a`` is non-zero, else 0.0.
 
-    NOTE: float64 so that the tap counts below are BLAS products: numpy multiplies integer
-    matrices without BLAS, about 30x slower on a VGG16 layer. The counts are integers far below
-    2**53, so every float64 sum is exact.
+    NOTE: floats so that the tap counts below are BLAS products: numpy multiplies integer
+    matrices without BLAS, about 30x slower on a VGG16 layer. Each product below is exact: its
+    sums are integers below 2**24 in float32 (checked where it is used) and far below 2**53 in
+    float64.
     """
-    return (a != 0).astype(np.float64)
+    return (a != 0).astype(dtype)
+
+
+#: Integers up to this are exact in float32.
+_F32_EXACT = 2**24
 
 
 def _effectual_per_channel(act: np.ndarray, weights: np.ndarray | None, mp, kh: int, kw: int, pad: int,
@@ -165,13 +170,17 @@ def _effectual_per_channel(act: np.ndarray, weights: np.ndarray | None, mp, kh: 
     vx = (np.arange(w)[:, None, None] - np.arange(0, w + 2 * pad - kw + 1, stride)[None, None, :] + pad
           == np.arange(kw)[None, :, None]).sum(axis=2)       # (w, kw)
     # Matrix products instead of one three-operand einsum (much faster on large layers).
-    rows = (vy.T.astype(np.float64) @ _nonzero(act).reshape(h, w * c)).reshape(kh, w, c)   # (kh, w, c)
-    a = rows.transpose(0, 2, 1) @ vx.astype(np.float64)                                  # (kh, c, kw)
+    # Every count of the first two products is at most h * w, so float32 is exact for maps below
+    # 2**24 pixels (half the bytes of float64); the last one sums up to every tap count.
+    ft = np.float32 if h * w < _F32_EXACT else np.float64
+    rows = (vy.T.astype(ft) @ _nonzero(act, ft).reshape(h, w * c)).reshape(kh, w, c)   # (kh, w, c)
+    a = rows.transpose(0, 2, 1) @ vx.astype(ft)                                        # (kh, c, kw)
     k = kh * kw * cin_g
     a = a.reshape(kh, groups, cin_g, kw).transpose(1, 0, 3, 2).reshape(groups, k, 1)
-    nzw = _nonzero(weights).reshape(groups, cout_g, k)
+    ft = np.float32 if float(a.sum(dtype=np.float64)) < _F32_EXACT else np.float64
+    nzw = _nonzero(weights, ft).reshape(groups, cout_g, k)
     # All groups in one batched product (a depthwise layer has one group per channel).
-    return (nzw @ a).reshape(cout).astype(np.int64)
+    return (nzw @ a.astype(ft, copy=False)).reshape(cout).astype(np.int64)
 
 
 def _block_diagonal(weights: np.ndarray, mp) -> np.ndarray:
