@@ -200,3 +200,33 @@ def test_compare_runs_every_dataflow_on_the_same_trace():
     dens = {name: [l.input_density for l in r.layers] for name, r in comp.results.items()}
     assert len({tuple(v) for v in dens.values()}) == 1
     assert "combined" in comp.format_table()
+
+
+@pytest.mark.parametrize("groups, stride", [(1, 1), (1, 2), (4, 1)])
+def test_effectual_taps_are_exact_in_float32_and_float64(monkeypatch, groups, stride):
+    # The effectual products per output channel are BLAS products in float32 when every sum stays
+    # below 2**24 and in float64 otherwise: both are the count of a plain integer loop.
+    from types import SimpleNamespace
+    from dataflows import _stripe
+    rng = np.random.default_rng(groups)
+    h, w, c, cout, kh, kw, pad = 9, 7, 8, 12, 3, 3, 1
+    act = np.where(rng.random((h, w, c)) < 0.6, 1, 0).astype(np.int16)
+    weights = np.where(rng.random((cout, kh, kw, c // groups)) < 0.5, 3, 0).astype(np.int16)
+    mp = SimpleNamespace(out_channels=cout, groups=groups)
+    want = np.zeros(cout, dtype=np.int64)
+    cg, og = c // groups, cout // groups
+    for o in range(cout):
+        g = o // og
+        for oy in range(0, h + 2 * pad - kh + 1, stride):
+            for ox in range(0, w + 2 * pad - kw + 1, stride):
+                for ky in range(kh):
+                    for kx in range(kw):
+                        y, x = oy + ky - pad, ox + kx - pad
+                        if 0 <= y < h and 0 <= x < w:
+                            want[o] += int(np.count_nonzero(act[y, x, g * cg:(g + 1) * cg]
+                                                            * weights[o, ky, kx]))
+    got32 = _stripe._effectual_per_channel(act, weights, mp, kh, kw, pad, stride)
+    monkeypatch.setattr(_stripe, "_F32_EXACT", 1)
+    got64 = _stripe._effectual_per_channel(act, weights, mp, kh, kw, pad, stride)
+    np.testing.assert_array_equal(got32, want)
+    np.testing.assert_array_equal(got64, want)
