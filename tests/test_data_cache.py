@@ -168,3 +168,18 @@ def test_a_dead_writers_temporary_file_is_removed(cache):
     os.utime(stale, (1, 1))
     assert tensor_cache_info()["files"] == 1           # neither counts as a cached tensor
     assert not stale.exists() and fresh.exists()       # a writer may still own the recent one
+
+
+def test_photo_input_is_read_from_disk_and_keyed_by_the_photo_file(cache, monkeypatch):
+    """The network input made from the photo is cached like the synthetic tensors, under a key
+    that names the photo file (its size and time): another photo is decoded again."""
+    kw = dict(trace="propagated", seed=1)
+    monkeypatch.setattr(nr, "_SYNTHETIC", nr._SeedCache(1 << 30))
+    made = simulate("roshambonet", "nullhop", **kw).to_dict()
+    monkeypatch.setattr(nr, "_SYNTHETIC", nr._SeedCache(1 << 30))     # a new process: only the disk is warm
+    monkeypatch.setattr(nr, "image_input", lambda *a, **k: _fail())
+    assert simulate("roshambonet", "nullhop", **kw).to_dict() == made
+    monkeypatch.setattr(nr, "_SYNTHETIC", nr._SeedCache(1 << 30))
+    monkeypatch.setattr(nr, "sample_photo_id", lambda: ("grace_hopper.jpg", 1, 2))
+    with pytest.raises(AssertionError, match="drawn although"):
+        simulate("roshambonet", "nullhop", **kw)

@@ -9,7 +9,7 @@ from ._onnx import (SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, OnnxImport, from_
                     parse_input_shape)
 from ._pruning import PRUNING_METHODS, prune_weights
 from ._profiles import DensityProfile, default_profile_for, get_profile, list_profiles, uniform_profile
-from ._synthetic import (child_seed, image_input, normalized_image, sample_image, synthetic_activation, synthetic_bias,
+from ._synthetic import (child_seed, image_input, normalized_image, sample_image, sample_photo_id, synthetic_activation, synthetic_bias,
                          synthetic_weights)
 from ._scalesim import SCALESIM_COLUMNS, ScaleSimRow, from_scalesim_csv, read_scalesim_csv, scalesim_networks
 from ._trace import TRACE_FORMAT, Trace, load_trace, quantize_q88, save_trace
@@ -19,7 +19,7 @@ __all__ = [
     "ACTIVATIONS", "OPS", "PRUNING_METHODS", "prune_weights", "ConfigError", "DensityProfile", "FunctionalMismatchError", "Layer", "MappingError",
     "Network", "NetworkBuilder", "SparsesimError", "TraceError", "WorkloadError", "child_seed",
     "default_profile_for", "get_network", "get_profile", "image_input", "list_networks", "normalized_image", "list_profiles",
-    "is_int", "is_number", "suggest", "TRACE_FORMAT", "Trace", "load_trace", "quantize_q88", "save_trace", "sample_image", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
+    "is_int", "is_number", "suggest", "TRACE_FORMAT", "Trace", "load_trace", "quantize_q88", "save_trace", "sample_image", "sample_photo_id", "synthetic_activation", "synthetic_bias", "synthetic_weights", "uniform_profile",
     # bring your own network (docs/bring_your_own.md)
     "SCALESIM_COLUMNS", "SUPPORTED_ONNX_OPS", "ScaleSimRow", "USER_NETWORK_SUFFIXES", "from_onnx", "from_scalesim_csv",
     "OnnxImport", "import_onnx", "load_user_network", "parse_input_shape", "read_scalesim_csv", "scalesim_networks",

@@ -347,20 +347,32 @@ def synthetic_bias(n: int, seed: Seed) -> np.ndarray:
 # -- sample photo ---------------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
-def _load_photo() -> np.ndarray:
-    """The bundled photo as float64 RGB in [0, 1], shape (H, W, 3); cached, read-only."""
+@functools.lru_cache(maxsize=1)
+def _photo_path() -> Path:
     import importlib.util
 
-    from PIL import Image
-
-    # NOTE: the file is found and decoded without importing matplotlib itself (a quarter of a
-    # second): PIL is what matplotlib.image.imread decodes JPEGs with, so the pixels are the same.
+    # NOTE: the file is found without importing matplotlib itself (a quarter of a second).
     spec = importlib.util.find_spec("matplotlib")
     path = Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "sample_data" / _SAMPLE_PHOTO
     if not path.is_file():
         import matplotlib.cbook as cbook
         path = Path(cbook.get_sample_data(_SAMPLE_PHOTO, asfileobj=False))
-    with Image.open(path) as image:
+    return path
+
+
+def sample_photo_id() -> tuple[str, int, int]:
+    """``(file name, size in bytes, modification time in ns)`` of the photo behind
+    :func:`image_input`: with the shape, a key for a cached copy of an input."""
+    st = _photo_path().stat()
+    return _SAMPLE_PHOTO, int(st.st_size), int(st.st_mtime_ns)
+
+
+def _load_photo() -> np.ndarray:
+    """The bundled photo as float64 RGB in [0, 1], shape (H, W, 3); cached, read-only."""
+    from PIL import Image
+
+    # NOTE: PIL is what matplotlib.image.imread decodes JPEGs with, so the pixels are the same.
+    with Image.open(_photo_path()) as image:
         img = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "RGBA", "L") else image)
     if img.dtype == np.uint8:
         img = img / 255.0

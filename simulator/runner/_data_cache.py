@@ -1,4 +1,4 @@
-"""The on-disk cache of seeded synthetic tensors (weights and activation maps).
+"""The on-disk cache of seeded synthetic tensors (weights and activation maps) and photo inputs.
 
 Drawing a network's synthetic data is deterministic: the same generator code, seed, shape and
 density always give the same array. A run therefore looks a tensor up on disk before drawing

@@ -22,8 +22,8 @@ import numpy as np
 from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
 from workloads import (DensityProfile, FunctionalMismatchError, Layer, LimitError, Network, Trace, WorkloadError,
                        check_memory, child_seed, count_nonzero, default_profile_for, get_network, get_profile, image_input,
-                       network_memory_bytes, one_blas_thread, prune_weights, run_chunks, synthetic_activation, synthetic_bias,
-                       synthetic_weights)
+                       network_memory_bytes, one_blas_thread, prune_weights, run_chunks, sample_photo_id,
+                       synthetic_activation, synthetic_bias, synthetic_weights)
 
 from .. import numerics as fn
 from ..energy import layer_energy, load_energy_table, table_report
@@ -319,7 +319,9 @@ class _NetworkRun:
         profile's default density (Assumption, docs/traces.md)."""
         h, w, c = self.net.input_shape
         if c in (1, 3):
-            return image_input(self.net.input_shape)
+            # cached like the synthetic tensors: no decode and resize of the photo after the first run
+            shape = (int(h), int(w), int(c))
+            return _SYNTHETIC.get(("image", shape, sample_photo_id()), lambda: image_input(shape), shape)
         d = self.prof.default_output_density if self.prof.default_output_density is not None else 0.5
         return _synthetic_map((h, w, c), d, (self.seed, "input"))
 
