@@ -138,6 +138,10 @@ def _conv_acc_kernel(sm, nz, row_sm_ptr, row_nz_ptr, H, W, C, wt, groups, pad, H
     return acc
 
 
+#: Trailing zero bits of a byte (8 for 0).
+_TZ8 = np.array([8] + [(i & -i).bit_length() - 1 for i in range(1, 256)], dtype=np.int64)
+
+
 @njit(cache=True, nogil=True)
 def _stream_pairs(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb, r0, r1, ps, pv, sp):
     # Walks rows r0 .. r1 - 1 of the stream into channel pairs: every (pixel, channel pair c // 2)
@@ -147,6 +151,8 @@ def _stream_pairs(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb, r0, r1, ps, pv, sp):
     # never straddles two): row r's segment x * nb + b is ps/pv[sp[r, x * nb + b]:sp[r, x * nb +
     # b + 1]]. Row r's entries start at row_nz_ptr[r] (a row has at most as many pairs as
     # non-zeros), so rows are independent. Returns the largest |v| (int64: |-32768| = 2**15).
+    # NOTE: the set bits of a word are visited lowest first by a trailing-zero table (not bit by
+    # bit), and the pixel and channel are carried along (no division per non-zero).
     nb = (C + cb - 1) // cb
     v_max = np.int64(0)
     for r in range(r0, r1):
@@ -154,36 +160,44 @@ def _stream_pairs(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb, r0, r1, ps, pv, sp):
         n = k
         sp_r = sp[r]
         nxt = 0
-        base = 0
-        last = -1           # the flat index of the even channel of entry n - 1
+        xw = 0              # pixel and channel of the current word's first bit
+        cw = 0
+        last_x = -1         # pixel and pair of entry n - 1
+        last_p = -1
         for wi in range(row_sm_ptr[r], row_sm_ptr[r + 1]):
             word = np.int64(sm[wi])
-            b = 0
             while word != 0:
-                if word & 1:
-                    idx = base + b
-                    x = idx // C
-                    c = idx - x * C
-                    seg = x * nb + c // cb
-                    while nxt <= seg:
-                        sp_r[nxt] = n
-                        nxt += 1
-                    v = np.int64(nz[k])
-                    k += 1
-                    v_max = max(v_max, abs(v))
-                    half = v & 0xFFFF
-                    if c & 1:
-                        half <<= 16
-                    if idx - (c & 1) == last:
-                        pv[n - 1] = np.int32(np.int64(pv[n - 1]) | half)
-                    else:
-                        ps[n] = c >> 1
-                        pv[n] = np.int32(half)
-                        last = idx - (c & 1)
-                        n += 1
-                word >>= 1
-                b += 1
-            base += 16
+                lo8 = word & 0xFF
+                b = _TZ8[lo8] if lo8 != 0 else 8 + _TZ8[word >> 8]
+                word &= word - 1
+                x = xw
+                c = cw + b
+                while c >= C:
+                    c -= C
+                    x += 1
+                seg = x * nb + (c // cb if nb > 1 else 0)
+                while nxt <= seg:
+                    sp_r[nxt] = n
+                    nxt += 1
+                v = np.int64(nz[k])
+                k += 1
+                v_max = max(v_max, abs(v))
+                half = v & 0xFFFF
+                if c & 1:
+                    half <<= 16
+                p = c >> 1
+                if x == last_x and p == last_p:
+                    pv[n - 1] = np.int32(np.int64(pv[n - 1]) | half)
+                else:
+                    ps[n] = p
+                    pv[n] = np.int32(half)
+                    last_x = x
+                    last_p = p
+                    n += 1
+            cw += 16
+            while cw >= C:
+                cw -= C
+                xw += 1
         while nxt <= W * nb:
             sp_r[nxt] = n
             nxt += 1
