@@ -239,87 +239,129 @@ def _pmadd(context, builder, wv, vb, v8i32):
                     builder.sext(builder.shuffle_vector(vb, vb, odd), v8i32)))
 
 
-def _madd_pairs8x3_codegen(context, builder, sig, args):
-    # args: 3 accumulator rows, j, 3 tables (C-contiguous (pairs, C_out)), 4 pair indices, 4 values
-    accs, j, tables, idx, vals = args[:3], args[3], args[4:7], args[7:11], args[11:]
+def _broadcast_pairs(builder, vals):
+    """Each packed int32 value of ``vals`` in all 8 lanes, as ``<16 x i16>``."""
     i32, i16 = ir.IntType(32), ir.IntType(16)
     v8i32, v16i16 = ir.VectorType(i32, 8), ir.VectorType(i16, 16)
-    vbs = []
+    out = []
     for v in vals:
         vv = builder.insert_element(ir.Constant(v8i32, ir.Undefined), v, ir.Constant(i32, 0))
         vv = builder.shuffle_vector(vv, ir.Constant(v8i32, ir.Undefined), ir.Constant(v8i32, [0] * 8))
-        vbs.append(builder.bitcast(vv, v16i16))
+        out.append(builder.bitcast(vv, v16i16))
+    return out
+
+
+def _madd_lanes(context, builder, acc_ty, acc_arr, j, row_ptrs, vbs):
+    """``acc[j:j + 8] += pmadd(row, v)`` for each 8-lane row pointer and broadcast value."""
+    v8i32 = ir.VectorType(ir.IntType(32), 8)
+    v16i16 = ir.VectorType(ir.IntType(16), 16)
+    a = context.make_array(acc_ty)(context, builder, acc_arr)
+    ap = builder.bitcast(builder.gep(a.data, [j]), v8i32.as_pointer())
+    acc = builder.load(ap, align=4)
+    for wp, vb in zip(row_ptrs, vbs):
+        wv = builder.load(builder.bitcast(wp, v16i16.as_pointer()), align=4)
+        acc = builder.add(acc, _pmadd(context, builder, wv, vb, v8i32))
+    # one load and one store of the accumulators for all the rows
+    builder.store(acc, ap, align=4)
+
+
+def _madd_pairs8_codegen(context, builder, sig, args):
+    # args: a, j, four rows, four values
+    a, j, rows, vals = args[0], args[1], args[2:6], args[6:]
+    ptrs = [builder.gep(context.make_array(sig.args[2 + r])(context, builder, w).data, [j])
+            for r, w in enumerate(rows)]
+    _madd_lanes(context, builder, sig.args[0], a, j, ptrs, _broadcast_pairs(builder, vals))
+    return context.get_dummy_value()
+
+
+def _madd_pairs8x3_codegen(context, builder, sig, args):
+    # args: 3 accumulator rows, j, 3 tables (C-contiguous (pairs, C_out)), 4 pair indices, 4 values
+    accs, j, tables, idx, vals = args[:3], args[3], args[4:7], args[7:11], args[11:]
+    vbs = _broadcast_pairs(builder, vals)
     for t in range(3):
-        a = context.make_array(sig.args[t])(context, builder, accs[t])
-        ap = builder.bitcast(builder.gep(a.data, [j]), v8i32.as_pointer())
-        acc = builder.load(ap, align=4)
         w = context.make_array(sig.args[4 + t])(context, builder, tables[t])
         cout = builder.extract_value(w.shape, 1)
-        for c, vb in zip(idx, vbs):
-            wp = builder.bitcast(builder.gep(w.data, [builder.add(builder.mul(c, cout), j)]), v16i16.as_pointer())
-            acc = builder.add(acc, _pmadd(context, builder, builder.load(wp, align=4), vb, v8i32))
-        # one load and one store of each accumulator row for the four pairs
-        builder.store(acc, ap, align=4)
+        ptrs = [builder.gep(w.data, [builder.add(builder.mul(c, cout), j)]) for c in idx]
+        _madd_lanes(context, builder, sig.args[t], accs[t], j, ptrs, vbs)
     return context.get_dummy_value()
+
+
+def _int32_vectors(arrays, ints, vals) -> bool:
+    return (all(isinstance(a, types.Array) and a.dtype == types.int32 and a.layout == "C" for a in arrays)
+            and all(isinstance(c, types.Integer) for c in ints) and all(v == types.int32 for v in vals))
+
+
+@intrinsic
+def _madd_pairs8(typingctx, a, j, w0, w1, w2, w3, v0, v1, v2, v3):
+    """``a[j:j + 8] += lo(w[j:j + 8]) * lo(v) + hi(w[j:j + 8]) * hi(v)`` lane by lane for the four
+    rows ``w0..w3`` and values ``v0..v3``, in int32 (numba only).
+
+    ``a``: int32 accumulators; each ``w``: int32 lanes holding two int16 (``lo`` the low 16 bits,
+    ``hi`` the high 16 bits, both signed); each ``v``: two int16 packed the same way. The caller
+    guarantees ``j + 8 <= len(a), len(w)`` and that no sum leaves int32 (on x86 with AVX2 each
+    product is one ``vpmaddwd``, which wraps only for ``2 * (-32768)**2``).
+    """
+    if not _int32_vectors((a, w0, w1, w2, w3), (j,), (v0, v1, v2, v3)):
+        return None
+    return types.void(a, types.intp, w0, w1, w2, w3, v0, v1, v2, v3), _madd_pairs8_codegen
 
 
 @intrinsic
 def _madd_pairs8x3(typingctx, a0, a1, a2, j, w0, w1, w2, c0, c1, c2, c3, v0, v1, v2, v3):
-    """``a_t[j:j + 8] += lo(w_t[c, j:j + 8]) * lo(v) + hi(...) * hi(v)`` lane by lane for ``t`` in
-    0, 1, 2 and the four pairs ``(c, v)`` of ``c0..c3``, ``v0..v3``, in int32 (numba only).
-
-    ``a_t``: int32 accumulator rows; ``w_t``: C-contiguous int32 tables ``(pairs, C_out)`` of lanes
-    each holding two int16 (``lo`` the low 16 bits, ``hi`` the high 16 bits, both signed); each
-    ``v``: two int16 packed the same way. The caller guarantees ``j + 8 <= C_out``, valid pair
-    indices, and that no sum leaves int32 (on x86 with AVX2 each product is one ``vpmaddwd``,
-    which wraps only for ``2 * (-32768)**2``).
-    """
-    accs, tables, idx, vals = (a0, a1, a2), (w0, w1, w2), (c0, c1, c2, c3), (v0, v1, v2, v3)
-    ok = (all(isinstance(a, types.Array) and a.dtype == types.int32 and a.ndim == 1 for a in accs)
-          and isinstance(j, types.Integer)
-          and all(isinstance(w, types.Array) and w.dtype == types.int32 and w.ndim == 2 and w.layout == "C"
-                  for w in tables)
-          and all(isinstance(c, types.Integer) for c in idx) and all(v == types.int32 for v in vals))
-    if not ok:
+    """:func:`_madd_pairs8` into three accumulator rows ``a0..a2`` from the rows ``c0..c3`` of three
+    tables ``w0..w2`` (int32 ``(pairs, C_out)``; the 3 output pixels an input pixel of a 3-wide
+    kernel feeds), the values loaded once (numba only)."""
+    if not (_int32_vectors((a0, a1, a2, w0, w1, w2), (j, c0, c1, c2, c3), (v0, v1, v2, v3))
+            and w0.ndim == w1.ndim == w2.ndim == 2):
         return None
-    return types.void(*accs, types.intp, *tables, *([types.intp] * 4), *vals), _madd_pairs8x3_codegen
+    return (types.void(a0, a1, a2, types.intp, w0, w1, w2, *([types.intp] * 4), v0, v1, v2, v3),
+            _madd_pairs8x3_codegen)
 
 
+@njit(inline="always")
 def _madd_rows(a, w0, w1, w2, w3, v0, v1, v2, v3):
+    # a += lo(w) * lo(v) + hi(w) * hi(v) for the four pair rows w0..w3 (float32 (C_out, 2)) and
+    # packed values v0..v3, in float64.
+    e0, o0 = np.float64(np.int16(v0)), np.float64(v0 >> 16)
+    e1, o1 = np.float64(np.int16(v1)), np.float64(v1 >> 16)
+    e2, o2 = np.float64(np.int16(v2)), np.float64(v2 >> 16)
+    e3, o3 = np.float64(np.int16(v3)), np.float64(v3 >> 16)
+    for j in range(a.shape[0]):
+        a[j] += ((e0 * w0[j, 0] + o0 * w0[j, 1]) + (e1 * w1[j, 0] + o1 * w1[j, 1])
+                 + (e2 * w2[j, 0] + o2 * w2[j, 1]) + (e3 * w3[j, 0] + o3 * w3[j, 1]))
+
+
+def _madd_pairs1(a, w0, w1, w2, w3, v0, v1, v2, v3):
     """``a += lo(w) * lo(v) + hi(w) * hi(v)`` for the four pair rows ``w0..w3`` and packed values
-    ``v0..v3``, in the arithmetic of the table the rows come from (numba only)."""
+    ``v0..v3``, in the arithmetic of the table the rows come from: int32 rows 8 outputs at a
+    time by :func:`_madd_pairs8`, float32 ``(C_out, 2)`` rows in float64 (numba only)."""
     raise NotImplementedError
 
 
-@overload(_madd_rows)
-def _madd_rows_impl(a, w0, w1, w2, w3, v0, v1, v2, v3):
+@overload(_madd_pairs1)
+def _madd_pairs1_impl(a, w0, w1, w2, w3, v0, v1, v2, v3):
     if w0.dtype == types.int32:
         def impl(a, w0, w1, w2, w3, v0, v1, v2, v3):
+            n = a.shape[0]
+            n8 = n - n % 8
+            for j in range(0, n8, 8):
+                _madd_pairs8(a, j, w0, w1, w2, w3, v0, v1, v2, v3)
             e0, o0 = np.int32(np.int16(v0)), v0 >> 16
             e1, o1 = np.int32(np.int16(v1)), v1 >> 16
             e2, o2 = np.int32(np.int16(v2)), v2 >> 16
             e3, o3 = np.int32(np.int16(v3)), v3 >> 16
-            for j in range(a.shape[0]):
+            for j in range(n8, n):
                 a[j] += ((e0 * np.int32(np.int16(w0[j])) + o0 * (w0[j] >> 16))
                          + (e1 * np.int32(np.int16(w1[j])) + o1 * (w1[j] >> 16))
                          + (e2 * np.int32(np.int16(w2[j])) + o2 * (w2[j] >> 16))
                          + (e3 * np.int32(np.int16(w3[j])) + o3 * (w3[j] >> 16)))
         return impl
-
-    def impl_float(a, w0, w1, w2, w3, v0, v1, v2, v3):
-        e0, o0 = np.float64(np.int16(v0)), np.float64(v0 >> 16)
-        e1, o1 = np.float64(np.int16(v1)), np.float64(v1 >> 16)
-        e2, o2 = np.float64(np.int16(v2)), np.float64(v2 >> 16)
-        e3, o3 = np.float64(np.int16(v3)), np.float64(v3 >> 16)
-        for j in range(a.shape[0]):
-            a[j] += ((e0 * w0[j, 0] + o0 * w0[j, 1]) + (e1 * w1[j, 0] + o1 * w1[j, 1])
-                     + (e2 * w2[j, 0] + o2 * w2[j, 1]) + (e3 * w3[j, 0] + o3 * w3[j, 1]))
-    return impl_float
+    return lambda a, w0, w1, w2, w3, v0, v1, v2, v3: _madd_rows(a, w0, w1, w2, w3, v0, v1, v2, v3)
 
 
 def _madd_pairs3(a0, a1, a2, w0, w1, w2, c0, c1, c2, c3, v0, v1, v2, v3):
-    """:func:`_madd_rows` into ``a_t`` from the rows ``c0..c3`` of the table ``w_t``, ``t`` in 0, 1, 2,
-    for ``C_out`` a multiple of 8 (numba only)."""
+    """:func:`_madd_pairs1` into ``a_t`` from the rows ``c0..c3`` of the table ``w_t``, ``t`` in 0, 1,
+    2, for ``C_out`` a multiple of 8 (numba only)."""
     raise NotImplementedError
 
 
@@ -405,7 +447,7 @@ def _conv_acc_pairs(ps, pv, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
                         else:
                             for kx in range(kx_lo, kx_hi):
                                 wk = w_ky[kx]
-                                _madd_rows(a_row[x + pad - kx], wk[c0], wk[c1], wk[c2], wk[c3], v0, v1, v2, v3)
+                                _madd_pairs1(a_row[x + pad - kx], wk[c0], wk[c1], wk[c2], wk[c3], v0, v1, v2, v3)
         o = out[oy]
         for i in range(Wo1):
             for j in range(cout):
