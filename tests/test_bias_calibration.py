@@ -66,7 +66,7 @@ def test_fc_accumulators_one_layer_wide_threshold():
 
 @pytest.mark.parametrize("shape", [(300, 300, 20), (230, 230, 64), (40, 41, 1100)])
 def test_bias_of_large_layers_in_channel_blocks(shape):
-    # Large maps select a block of channels at a time (the last one shorter), split over
+    # Large maps select a few channels at a time (blocks of 8, the last one shorter), split over
     # the threads: the same biases as the plain formula.
     acc = np.random.default_rng(shape[2]).integers(-2**40, 2**40, size=shape, dtype=np.int64)
     np.testing.assert_array_equal(_calibrate_bias(acc, 0.37), _plain_bias(acc, 0.37))
