@@ -118,10 +118,19 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
     pu_cycles = np.zeros((n_items, n_pus), dtype=np.int64)
     pu_ops = np.zeros((n_items, n_pus), dtype=np.int64)
 
+    slot_kcount = np.diff(slot_kptr).astype(np.int64)
+
     def stripes(lo: int, hi: int) -> None:
-        _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w, slot_kptr,
-                          slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks, lo, hi,
-                          mac_cycles, pu_cycles, pu_ops)
+        # NOTE: two kernels, not one with a flag: without weight skipping (NullHop) the count is
+        # a far smaller kernel, and its compile is on the critical path of a first run (the
+        # compile-ahead child compiles it while this process compiles the functional kernels).
+        if skip_w:
+            _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, slot_kptr,
+                              slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks, lo, hi,
+                              mac_cycles, pu_cycles, pu_ops)
+        else:
+            _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kcount, slot_lane,
+                              slot_pu, n_pus, col_chunk, n_chunks, lo, hi, mac_cycles, pu_cycles, pu_ops)
 
     # NOTE: stripes are independent (each writes its own work units) and split over threads
     # (workloads.run_chunks) at equal input rows; parallel=True made the compile 2.4 s longer.
@@ -133,13 +142,92 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
 _PARALLEL_MIN_TAPS = 1 << 20
 
 
+@njit(inline="always")
+def _stripe_rows(st, h, kh, pad):
+    # Output rows oy0 .. oy0 + rows_out - 1 of stripe st and its input rows iy_lo .. iy_hi.
+    ho = h + 2 * pad - kh + 1
+    oy0 = 2 * st
+    rows_out = min(2, ho - oy0)
+    return oy0, rows_out, max(0, oy0 - pad), min(h - 1, oy0 + rows_out - 1 - pad + kh - 1)
+
+
+@njit(inline="always")
+def _close_column(slot_work, slot_pu, item, pu_col, pu_ops, pu_cycles):
+    # A column's slot work into its work unit: each PU is busy for its slowest slot.
+    for p in range(pu_col.shape[0]):
+        pu_col[p] = 0
+    for s in range(slot_work.shape[0]):
+        p = slot_pu[s]
+        pu_ops[item, p] += slot_work[s]
+        if slot_work[s] > pu_col[p]:
+            pu_col[p] = slot_work[s]
+    for p in range(pu_col.shape[0]):
+        pu_cycles[item, p] += pu_col[p]
+
+
+@njit(inline="always")
+def _close_stripe(st, n_chunks, pu_cycles, mac_cycles):
+    # A work unit lasts as long as its slowest PU.
+    for j in range(st * n_chunks, (st + 1) * n_chunks):
+        best = 0
+        for p in range(pu_cycles.shape[1]):
+            if pu_cycles[j, p] > best:
+                best = pu_cycles[j, p]
+        mac_cycles[j] = best
+
+
 @njit(cache=True, nogil=True)
-def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w,
+def _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kcount, slot_lane, slot_pu,
+                      n_pus, col_chunk, n_chunks, st0, st1, mac_cycles, pu_cycles, pu_ops):
+    # Stripes st0 .. st1 - 1 of slot_mac_work without weight skipping into its zeroed outputs: a
+    # slot's work in a column is its lane's taps times its kernels.
+    h, w, c = act.shape
+    wo = w + 2 * pad - kw + 1
+    n_slots = slot_lane.shape[0]
+    slot_work = np.zeros(n_slots, dtype=np.int64)
+    lane_taps = np.zeros(m, dtype=np.int64)
+    pu_col = np.zeros(n_pus, dtype=np.int64)
+    for st in range(st0, st1):
+        oy0, rows_out, iy_lo, iy_hi = _stripe_rows(st, h, kh, pad)
+        for ix in range(w):
+            kx_lo = max(0, ix + pad - (wo - 1))
+            kx_hi = min(kw - 1, ix + pad)
+            if kx_hi < kx_lo:
+                continue
+            nx = kx_hi - kx_lo + 1
+            for ln in range(m):
+                lane_taps[ln] = 0
+            for iy in range(iy_lo, iy_hi + 1):
+                ny = 0
+                for oy in range(oy0, oy0 + rows_out):
+                    if 0 <= iy - oy + pad < kh:
+                        ny += 1
+                if ny == 0:
+                    continue
+                # NOTE: lane by lane (lane = ch // channels_per_lane, the last lane taking the
+                # rest): no division per channel, and a plain sum LLVM vectorises.
+                for lane in range(m):
+                    ch0 = lane * channels_per_lane
+                    ch1 = c if lane == m - 1 else min(c, ch0 + channels_per_lane)
+                    cnt = 0
+                    if skip_act:
+                        for ch in range(ch0, ch1):
+                            cnt += act[iy, ix, ch] != 0
+                    else:
+                        cnt = max(0, ch1 - ch0)
+                    lane_taps[lane] += ny * nx * cnt
+            for s in range(n_slots):
+                slot_work[s] = lane_taps[slot_lane[s]] * slot_kcount[s]
+            _close_column(slot_work, slot_pu, st * n_chunks + col_chunk[ix], pu_col, pu_ops, pu_cycles)
+        _close_stripe(st, n_chunks, pu_cycles, mac_cycles)
+
+
+@njit(cache=True, nogil=True)
+def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act,
                       slot_kptr, slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks, st0, st1,
                       mac_cycles, pu_cycles, pu_ops):
-    # Stripes st0 .. st1 - 1 of slot_mac_work into its zeroed outputs.
+    # Stripes st0 .. st1 - 1 of slot_mac_work with weight skipping into its zeroed outputs.
     h, w, c = act.shape
-    ho = h + 2 * pad - kh + 1
     wo = w + 2 * pad - kw + 1
     n_slots = slot_lane.shape[0]
     # NOTE: lane -> slots table (CSR), built once so the inner loop touches only its lane's slots.
@@ -159,26 +247,18 @@ def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, sk
         ln = slot_lane[s]
         lane_slots[fillp[ln]] = s
         fillp[ln] += 1
+    slot_work = np.zeros(n_slots, dtype=np.int64)
+    pu_col = np.zeros(n_pus, dtype=np.int64)
+    kys = np.zeros(2, dtype=np.int64)
     for st in range(st0, st1):
-        oy0 = 2 * st
-        rows_out = min(2, ho - oy0)
-        iy_lo = max(0, oy0 - pad)
-        iy_hi = min(h - 1, oy0 + rows_out - 1 - pad + kh - 1)
-        slot_work = np.zeros(n_slots, dtype=np.int64)
-        lane_taps = np.zeros(m, dtype=np.int64)
-        pu_col = np.zeros(n_pus, dtype=np.int64)
-        kys = np.zeros(2, dtype=np.int64)
+        oy0, rows_out, iy_lo, iy_hi = _stripe_rows(st, h, kh, pad)
         for ix in range(w):
-            item = st * n_chunks + col_chunk[ix]
             kx_lo = max(0, ix + pad - (wo - 1))
             kx_hi = min(kw - 1, ix + pad)
             if kx_hi < kx_lo:
                 continue
-            nx = kx_hi - kx_lo + 1
             for s in range(n_slots):
                 slot_work[s] = 0
-            for ln in range(m):
-                lane_taps[ln] = 0
             for iy in range(iy_lo, iy_hi + 1):
                 ny = 0
                 for oy in range(oy0, oy0 + rows_out):
@@ -188,21 +268,9 @@ def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, sk
                         ny += 1
                 if ny == 0:
                     continue
-                # NOTE: lane by lane (lane = ch // channels_per_lane, the last lane taking the
-                # rest): no division per channel, and without weight skipping a lane's count is a
-                # plain sum over its channels that LLVM vectorises.
                 for lane in range(m):
                     ch0 = lane * channels_per_lane
                     ch1 = c if lane == m - 1 else min(c, ch0 + channels_per_lane)
-                    if not skip_w:
-                        if skip_act:
-                            cnt = 0
-                            for ch in range(ch0, ch1):
-                                cnt += act[iy, ix, ch] != 0
-                        else:
-                            cnt = max(0, ch1 - ch0)
-                        lane_taps[lane] += ny * nx * cnt
-                        continue
                     for ch in range(ch0, ch1):
                         if skip_act and act[iy, ix, ch] == 0:
                             continue
@@ -214,21 +282,5 @@ def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, sk
                                 for t in range(ny):
                                     acc += np.int64(wpre[k, ch, kys[t], kx_hi + 1]) - np.int64(wpre[k, ch, kys[t], kx_lo])
                             slot_work[s] += acc
-            if not skip_w:
-                for s in range(n_slots):
-                    slot_work[s] = lane_taps[slot_lane[s]] * (slot_kptr[s + 1] - slot_kptr[s])
-            for p in range(n_pus):
-                pu_col[p] = 0
-            for s in range(n_slots):
-                p = slot_pu[s]
-                pu_ops[item, p] += slot_work[s]
-                if slot_work[s] > pu_col[p]:
-                    pu_col[p] = slot_work[s]
-            for p in range(n_pus):
-                pu_cycles[item, p] += pu_col[p]
-        for j in range(st * n_chunks, (st + 1) * n_chunks):
-            best = 0
-            for p in range(n_pus):
-                if pu_cycles[j, p] > best:
-                    best = pu_cycles[j, p]
-            mac_cycles[j] = best
+            _close_column(slot_work, slot_pu, st * n_chunks + col_chunk[ix], pu_col, pu_ops, pu_cycles)
+        _close_stripe(st, n_chunks, pu_cycles, mac_cycles)
