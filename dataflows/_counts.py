@@ -152,6 +152,31 @@ def _stripe_rows(st, h, kh, pad):
 
 
 @njit(inline="always")
+def _column_taps(ix, pad, wo, kw):
+    # First and last kernel column by which input column ix feeds a stride-1 output (kx_lo > kx_hi: none).
+    return max(0, ix + pad - (wo - 1)), min(kw - 1, ix + pad)
+
+
+@njit(inline="always")
+def _row_taps(iy, oy0, rows_out, pad, kh, kys):
+    # The kernel rows ky by which input row iy feeds the stripe's output rows, into kys; their count.
+    ny = 0
+    for oy in range(oy0, oy0 + rows_out):
+        ky = iy - oy + pad
+        if ky >= 0 and ky < kh:
+            kys[ny] = ky
+            ny += 1
+    return ny
+
+
+@njit(inline="always")
+def _lane_channels(lane, m, channels_per_lane, c):
+    # Channels ch0 .. ch1 - 1 of a lane (lane = ch // channels_per_lane, the last lane taking the rest).
+    ch0 = lane * channels_per_lane
+    return ch0, (c if lane == m - 1 else min(c, ch0 + channels_per_lane))
+
+
+@njit(inline="always")
 def _close_column(slot_work, slot_pu, item, pu_col, pu_ops, pu_cycles):
     # A column's slot work into its work unit: each PU is busy for its slowest slot.
     for p in range(pu_col.shape[0]):
@@ -187,28 +212,23 @@ def _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kco
     slot_work = np.zeros(n_slots, dtype=np.int64)
     lane_taps = np.zeros(m, dtype=np.int64)
     pu_col = np.zeros(n_pus, dtype=np.int64)
+    kys = np.zeros(2, dtype=np.int64)
     for st in range(st0, st1):
         oy0, rows_out, iy_lo, iy_hi = _stripe_rows(st, h, kh, pad)
         for ix in range(w):
-            kx_lo = max(0, ix + pad - (wo - 1))
-            kx_hi = min(kw - 1, ix + pad)
+            kx_lo, kx_hi = _column_taps(ix, pad, wo, kw)
             if kx_hi < kx_lo:
                 continue
             nx = kx_hi - kx_lo + 1
             for ln in range(m):
                 lane_taps[ln] = 0
             for iy in range(iy_lo, iy_hi + 1):
-                ny = 0
-                for oy in range(oy0, oy0 + rows_out):
-                    if 0 <= iy - oy + pad < kh:
-                        ny += 1
+                ny = _row_taps(iy, oy0, rows_out, pad, kh, kys)
                 if ny == 0:
                     continue
-                # NOTE: lane by lane (lane = ch // channels_per_lane, the last lane taking the
-                # rest): no division per channel, and a plain sum LLVM vectorises.
+                # NOTE: lane by lane: no division per channel, and a plain sum LLVM vectorises.
                 for lane in range(m):
-                    ch0 = lane * channels_per_lane
-                    ch1 = c if lane == m - 1 else min(c, ch0 + channels_per_lane)
+                    ch0, ch1 = _lane_channels(lane, m, channels_per_lane, c)
                     cnt = 0
                     if skip_act:
                         for ch in range(ch0, ch1):
@@ -253,24 +273,17 @@ def _slot_mac_stripes(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act,
     for st in range(st0, st1):
         oy0, rows_out, iy_lo, iy_hi = _stripe_rows(st, h, kh, pad)
         for ix in range(w):
-            kx_lo = max(0, ix + pad - (wo - 1))
-            kx_hi = min(kw - 1, ix + pad)
+            kx_lo, kx_hi = _column_taps(ix, pad, wo, kw)
             if kx_hi < kx_lo:
                 continue
             for s in range(n_slots):
                 slot_work[s] = 0
             for iy in range(iy_lo, iy_hi + 1):
-                ny = 0
-                for oy in range(oy0, oy0 + rows_out):
-                    ky = iy - oy + pad
-                    if ky >= 0 and ky < kh:
-                        kys[ny] = ky
-                        ny += 1
+                ny = _row_taps(iy, oy0, rows_out, pad, kh, kys)
                 if ny == 0:
                     continue
                 for lane in range(m):
-                    ch0 = lane * channels_per_lane
-                    ch1 = c if lane == m - 1 else min(c, ch0 + channels_per_lane)
+                    ch0, ch1 = _lane_channels(lane, m, channels_per_lane, c)
                     for ch in range(ch0, ch1):
                         if skip_act and act[iy, ix, ch] == 0:
                             continue
