@@ -77,10 +77,10 @@ def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
         # NOTE: a channel-major copy partitioned in place along its rows: contiguous selections,
         # 1.7x faster than partitioning the strided columns (the k-th value is the same). The copy
         # is made a block of channels at a time (at least 8, a cache line of each row) into one
-        # buffer of about 2 MiB, which stays in cache through the copy and the partition (fresh
-        # memory for a whole layer's copy costs its page faults), and within that in blocks of rows (a whole-array transpose walks memory
-        # with a stride of the row and is about 4x slower). Ranges of channels run on the kernel
-        # threads (numpy releases the GIL for the copies and the partition).
+        # buffer of about 2 MiB per thread (fresh memory for a whole layer's copy costs its page
+        # faults), and within that in blocks of rows (a whole-array transpose walks memory with a
+        # stride of the row and is about 4x slower). Ranges of channels run on the kernel threads
+        # (numpy releases the GIL for the copies and the partition).
         q = np.empty(flat.shape[1], dtype=flat.dtype)
         per_block = max(8, _SELECT_BLOCK_ELEMENTS // n // 8 * 8)    # whole 64-byte lines of a row
 
