@@ -394,9 +394,11 @@ def test_conv_accumulate_channel_pairs_in_int32(C, cout, monkeypatch):
         assert taken[-1].dtype == np.int32
 
 
-def test_conv_accumulate_without_avx2(tmp_path):
-    # Without AVX2 (here: numba compiling for a generic CPU) the pair products are plain vector
-    # arithmetic instead of vpmaddwd: the same sums (C_out = 24: the 3 output pixels at once).
+@pytest.mark.parametrize("cpu", ["generic", "haswell"])
+def test_conv_accumulate_on_other_cpus(tmp_path, cpu):
+    # The pair products are one vpdpwssd on a CPU with VNNI (this test's own process on such a
+    # machine), one vpmaddwd and an add on one with AVX2 only (haswell), and plain vector arithmetic
+    # without AVX2 (generic): the same sums (C_out = 24: the 3 output pixels at once).
     code = (
         "import numpy as np\n"
         "from simulator.numerics import conv_accumulate, encode, ref_conv2d_accumulators\n"
@@ -407,7 +409,7 @@ def test_conv_accumulate_without_avx2(tmp_path):
         "    got = conv_accumulate(*encode(x), 6, 7, 37, w, 1, 1)\n"
         "    assert np.array_equal(got, ref_conv2d_accumulators(x, w, 1, 1))\n"
     )
-    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CACHE_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
