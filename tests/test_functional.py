@@ -44,7 +44,7 @@ from simulator.numerics import (
     ref_fc,
     ref_maxpool,
 )
-from simulator.numerics import _kernels
+from simulator.numerics import _codec, _kernels
 from workloads import TraceError, WorkloadError
 
 Q = 256  # 1.0 in Q8.8
@@ -125,6 +125,33 @@ def test_encode_decode_round_trip(x):
     np.testing.assert_array_equal(decode(sm, nz, rsp, rnp, H, W, C), x)
     # non-zeros are listed in HWC stream order
     np.testing.assert_array_equal(nz, x.reshape(-1)[x.reshape(-1) != 0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(x=activations(max_hw=12))
+def test_encode_on_threads_gives_the_same_stream(x):
+    # Large maps are encoded in ranges of rows on the threads: here every map is, against the
+    # round trip and the single-thread stream.
+    one = encode(x)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_codec, "_PARALLEL_MIN_ENCODE", 0)
+        many = encode(x)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(decode(*many, *x.shape), x)
+
+
+def test_encode_large_map_on_threads():
+    rng = np.random.default_rng(5)
+    x = _values(rng, (75, 70, 64), 0.4, "full")
+    x[10:13] = 0                                       # empty rows in the middle
+    assert x.size >= _codec._PARALLEL_MIN_ENCODE
+    sm, nz, rsp, rnp = encode(x)
+    check_stream(sm, nz, rsp, rnp, *x.shape)
+    np.testing.assert_array_equal(np.diff(rnp), np.count_nonzero(x.reshape(75, -1), axis=1))
+    np.testing.assert_array_equal(decode(sm, nz, rsp, rnp, *x.shape), x)
+    z = encode(np.zeros((80, 70, 64), dtype=np.int16))
+    assert z[1].size == 0 and not z[0].any() and not z[3].any()
 
 
 @settings(max_examples=100, deadline=None)

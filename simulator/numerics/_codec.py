@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from workloads import TraceError
+from workloads import TraceError, run_chunks
 
 __all__ = [
     "SM_WORD_BITS",
@@ -46,6 +46,10 @@ __all__ = [
 SM_WORD_BITS = 16
 
 
+#: Elements below which a map is encoded on one thread.
+_PARALLEL_MIN_ENCODE = 1 << 18
+
+
 def sm_words_per_row(W: int, C: int) -> int:
     """Number of SM words of one row-aligned input row: ``ceil(W * C / 16)``."""
     return (W * C + SM_WORD_BITS - 1) // SM_WORD_BITS
@@ -56,21 +60,21 @@ def sm_words_per_row(W: int, C: int) -> int:
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True)
-def _encode_kernel(flat, sm, words_row):
-    # flat: the (H, W, C) map as (H, W * C); sm: the H * words_row SM words, zero. Both from the
-    # caller. NOTE: a reshape or an np.zeros of another dtype in a kernel is one more numpy
-    # implementation for numba to compile (0.15 s of a cold run for the two).
-    H, n_row = flat.shape
-    row_nz_ptr = np.zeros(H + 1, dtype=np.int64)
-    for r in range(H):
-        cnt = 0
-        for i in range(n_row):
-            if flat[r, i] != 0:
-                cnt += 1
-        row_nz_ptr[r + 1] = row_nz_ptr[r] + cnt
-    nz = np.empty(row_nz_ptr[H], dtype=np.int16)
-    for r in range(H):
+@njit(cache=True, nogil=True)
+def _encode_rows(flat, r0, r1, words_row, row_nz_ptr, sm, nz):
+    # Rows r0 .. r1 - 1 of flat, the (H, W, C) map as (H, W * C). With an empty nz: the non-zeros
+    # of row r into row_nz_ptr[r + 1]. Else, row_nz_ptr holding the row offsets into nz: the SM
+    # words (zero before) and the non-zero values of these rows. Rows are independent either way.
+    n_row = flat.shape[1]
+    if nz.shape[0] == 0:
+        for r in range(r0, r1):
+            cnt = 0
+            for i in range(n_row):
+                if flat[r, i] != 0:
+                    cnt += 1
+            row_nz_ptr[r + 1] = cnt
+        return
+    for r in range(r0, r1):
         k = row_nz_ptr[r]
         s0 = r * words_row
         for i in range(n_row):
@@ -80,7 +84,6 @@ def _encode_kernel(flat, sm, words_row):
                 sm[w] = sm[w] | np.uint16(1 << (i % 16))
                 nz[k] = v
                 k += 1
-    return nz, row_nz_ptr
 
 
 @njit(cache=True)
@@ -220,7 +223,17 @@ def encode(act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     H, W, C = act.shape
     words_row = sm_words_per_row(W, C)
     sm = np.zeros(H * words_row, dtype=np.uint16)
-    nz, row_nz_ptr = _encode_kernel(act.reshape(H, W * C), sm, words_row)
+    flat = act.reshape(H, W * C)
+    row_nz_ptr = np.zeros(H + 1, dtype=np.int64)
+    serial = act.size < _PARALLEL_MIN_ENCODE
+    # two passes, each over ranges of rows on the threads: the non-zeros per row, then (their
+    # offsets known) the SM words and values
+    run_chunks(lambda r0, r1: _encode_rows(flat, r0, r1, words_row, row_nz_ptr, sm, sm[:0].view(np.int16)),
+               H, serial=serial)
+    np.cumsum(row_nz_ptr, out=row_nz_ptr)
+    nz = np.empty(row_nz_ptr[H], dtype=np.int16)
+    if nz.shape[0]:
+        run_chunks(lambda r0, r1: _encode_rows(flat, r0, r1, words_row, row_nz_ptr, sm, nz), H, serial=serial)
     return sm, nz, np.arange(H + 1, dtype=np.int64) * words_row, row_nz_ptr
 
 

@@ -231,7 +231,9 @@ def _blas_conv_float(act: np.ndarray, weights: np.ndarray, stride: int, padding:
     offsets = [s * ph * KC for ph in range(P)] if phased else [kx * KC for kx in range(kw)]
     band = max(_MIN_BAND_ROWS, _BAND_ELEMENTS // step)   # GEMM rows per band
     wf = _scratch_array("weights", cout * kw * KC).reshape(cout, kw, kh, C)
-    wf[...] = w.transpose(0, 2, 1, 3)
+    # (the int16 -> float64 conversion in ranges of outputs on the threads)
+    run_chunks(lambda lo, hi: wf[lo:hi].__setitem__(Ellipsis, w[lo:hi].transpose(0, 2, 1, 3)), cout,
+               serial=wf.size < _PARALLEL_MIN_COPY)
     acc = _scratch_array("acc", nq * P * cout).reshape(nq, P, cout)
     wt = wf.reshape(cout, kw * KC).T if phased else None
     wk = wf.reshape(cout, kw, KC)
