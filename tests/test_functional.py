@@ -33,6 +33,7 @@ from simulator.numerics import (
     fc,
     fc_accumulators,
     maxpool,
+    pair_table,
     requantize,
 )
 from simulator.numerics import (
@@ -419,6 +420,23 @@ def test_conv_accumulate_channel_pairs_in_int32(C, cout, monkeypatch):
         acc = conv_accumulate(*encode(x), *x.shape, w, 1, 1)
         np.testing.assert_array_equal(acc, ref_conv2d_accumulators(x, w, 1, 1))
         assert taken[-1].dtype == np.int32
+
+
+def test_pair_table_made_ahead_gives_the_same_sums():
+    # The weight layout of the channel-pair kernel may be made once ahead (pair_table) and passed
+    # in; it must be the table of these weights (shape checked) and of a groups = 1 convolution.
+    rng = np.random.default_rng(11)
+    x = _values(rng, (9, 8, 13), 0.5, "mid")
+    w = rng.integers(-300, 300, (10, 3, 3, 13)).astype(np.int16)
+    pairs = pair_table(w)
+    assert pairs.shape == w.shape and pairs.l1_max == int(np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)).max())
+    got = conv2d_accumulators(x, w, 1, 1, 1, pairs)
+    np.testing.assert_array_equal(got, ref_conv2d_accumulators(x, w, 1, 1))
+    np.testing.assert_array_equal(conv_accumulate(*encode(x), *x.shape, w, 1, 1, pairs), got)
+    with pytest.raises(TraceError, match=r"pairs must be the pair_table\(\) of these \(10, 3, 3, 13\) weights"):
+        conv2d_accumulators(x, w, 1, 1, 1, pair_table(w[:8]))
+    with pytest.raises(TraceError, match="groups=1"):
+        conv2d_accumulators(x.repeat(2, axis=2)[:, :, :26], w[:, :, :, :13], 1, 1, 2, pairs)
 
 
 @pytest.mark.parametrize("cpu", ["generic", "haswell"])

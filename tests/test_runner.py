@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from simulator import ConfigError, MappingError, Simulator, simulate
-from workloads import NetworkBuilder, WorkloadError
+from workloads import NetworkBuilder, WorkloadError, get_network
 
 UNITS = ("dma_read", "decoder", "mac_array", "pre", "encoder", "dma_write")
 STATS = ("busy", "stall_input", "stall_output", "stall_dram", "stall_weights", "idle")
@@ -469,5 +469,28 @@ def test_seed_cache_counts_a_density_once_per_cached_array(monkeypatch):
     assert calls == [2000]
     assert cache.density(("a",), a.copy()) == want and calls == [2000, 2000]    # not the cached array
     cache.get(("b",), lambda: np.ones(1500, dtype=np.int16), (1500,))          # evicts ("a",)
-    assert ("a",) not in cache.nonzeros
+    assert ("a",) not in cache.derived
     assert cache.density(("a",), a) == want and calls == [2000, 2000, 2000]
+
+
+def test_runs_keep_the_channel_pair_weights_of_cached_weights(monkeypatch):
+    # The accelerator kernel's layout of a layer's weights is made once per cached weight tensor
+    # (by the prefetch thread as it draws them) and passed to the kernel; the results are those
+    # of a run that makes every layout afresh, inside the kernel.
+    from simulator import numerics
+    from simulator.runner import _network_run as nr
+    made, passed = [], []
+    real_table, real_acc = numerics.pair_table, numerics.conv2d_accumulators
+    monkeypatch.setattr(numerics, "pair_table", lambda w: made.append(w.shape) or real_table(w))
+    monkeypatch.setattr(numerics, "conv2d_accumulators",
+                        lambda *a: passed.append(a[5] is not None) or real_acc(*a))
+    monkeypatch.setattr(nr, "_SYNTHETIC", nr._SeedCache(64 << 20))
+    first = simulate("roshambonet", "nullhop", seed=3)
+    convs = [ly for ly in get_network("roshambonet").layers if ly.op == "conv"]
+    assert sorted(made) == sorted(ly.weight_shape for ly in convs) and all(passed)
+    again = simulate("roshambonet", "nullhop", seed=3)
+    assert len(made) == len(convs)                       # the second run made none
+    monkeypatch.setattr(nr._NetworkRun, "_pairs_kept", lambda self, layer: False)
+    fresh = simulate("roshambonet", "nullhop", seed=3)
+    assert not all(passed[-len(convs):])
+    assert first.to_dict() == again.to_dict() == fresh.to_dict()

@@ -22,6 +22,7 @@ as in the hardware (docs/sources.md §N7.3).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 from llvmlite import ir
@@ -40,6 +41,8 @@ __all__ = [
     "RELU6_MAX",
     "activation_code",
     "conv_accumulate",
+    "PairTable",
+    "pair_table",
     "requantize",
     "conv2d",
     "conv2d_accumulators",
@@ -224,6 +227,31 @@ def _pair_weight_table(weights: np.ndarray, t: np.ndarray, o0: int, o1: int) -> 
     t.view(np.int32)[:, :, :, o0:o1, 0] = np.ascontiguousarray(w).view(np.int32).transpose(1, 2, 3, 0)
     l1 = np.add.reduce(np.abs(weights[o0:o1].reshape(cout, -1), dtype=np.int32), axis=1, dtype=np.int64)
     return int(l1.max(initial=0))
+
+
+@dataclass(frozen=True)
+class PairTable:
+    """The weights of a ``groups == 1`` convolution as the channel-pair kernel reads them, made
+    once by :func:`pair_table` (for weights that serve many runs, as a sweep's do).
+
+    ``table``: int16 ``(kh, kw, ceil(C_in / 2), C_out, 2)``, ``table[ky, kx, p, o, i] =
+    w[o, ky, kx, 2p + i]`` (0 past ``C_in``; not to be written to); ``l1_max``: the largest sum of ``|w|`` over one output's weights;
+    ``shape``: the weights' shape ``(C_out, kh, kw, C_in)``.
+    """
+
+    table: np.ndarray
+    l1_max: int
+    shape: tuple[int, int, int, int]
+
+
+def pair_table(weights: np.ndarray) -> PairTable:
+    """The :class:`PairTable` of int16 ``(C_out, kh, kw, C_in)`` weights, for
+    :func:`conv2d_accumulators` and :func:`conv_accumulate` (``pairs=``), on the calling thread."""
+    weights = _as_weights(weights)
+    cout, kh, kw, cin = weights.shape
+    t = np.empty((kh, kw, (cin + 1) // 2, cout, 2), dtype=np.int16)
+    l1 = _pair_weight_table(weights, t, 0, cout)
+    return PairTable(t, l1, tuple(int(v) for v in weights.shape))
 
 
 def _pair_step(context, builder, acc, wp, vb):
@@ -698,6 +726,7 @@ def conv_accumulate(
     weights: np.ndarray,
     groups: int = 1,
     padding: int = 0,
+    pairs: PairTable | None = None,
 ) -> np.ndarray:
     """Stride-1 convolution accumulators of a compressed input, without bias.
 
@@ -708,11 +737,13 @@ def conv_accumulate(
     Parameters
     ----------
     sm, nz, row_sm_ptr, row_nz_ptr : the stream of an ``(H, W, C)`` map, as
-        returned by :func:`simulator._format.encode`. It is not re-validated.
+        returned by :func:`encode`. It is not re-validated.
     H, W, C : shape of the uncompressed input.
     weights : int16 ``(C_out, kh, kw, C / groups)``.
     groups : convolution groups.
     padding : symmetric zero padding, pixels.
+    pairs : optional ``pair_table(weights)``, made ahead (``groups == 1`` only): the layout of
+        the weights the kernel reads is then not made again.
 
     Returns
     -------
@@ -739,6 +770,9 @@ def conv_accumulate(
     padding = _check_int("padding", padding, 0)
     Ho1, Wo1 = _conv_geometry((H, W, C), weights, padding, groups)
     cout, kh, kw, _ = weights.shape
+    if pairs is not None and (not isinstance(pairs, PairTable) or groups != 1 or pairs.shape != weights.shape):
+        raise TraceError(f"pairs must be the pair_table() of these {weights.shape!r} weights with groups=1, "
+                         f"not {type(pairs).__name__} for {getattr(pairs, 'shape', None)!r} with groups={groups!r}")
     if groups == 1:
         # channel blocks of about _WEIGHT_BLOCK_BYTES of weights per kernel row, multiples of 8
         nb = -(-C // max(8, _WEIGHT_BLOCK_BYTES // (kw * cout * 8)))
@@ -748,25 +782,27 @@ def conv_accumulate(
         ps = np.empty(nz.shape[0], dtype=np.int32)
         pv = np.empty(nz.shape[0], dtype=np.int32)
         sp = np.empty((H, W * nb + 1), dtype=np.int64)
-        t = np.empty((kh, kw, (C + 1) // 2, cout, 2), dtype=np.int16)
-        # the table in two halves of the outputs, and the walk in row ranges of about equal
-        # non-zeros, on the threads
+        # the table (unless made ahead) in two halves of the outputs, and the walk in row ranges of
+        # about equal non-zeros, on the threads
+        t = np.empty((kh, kw, (C + 1) // 2, cout, 2), dtype=np.int16) if pairs is None else pairs.table
         cuts = np.searchsorted(row_nz_ptr, np.linspace(0, row_nz_ptr[H], _WALK_PARTS + 1)[1:-1])
         edges = [0, *np.minimum(cuts, H).tolist(), H]
         half = cout // 2
-        made: list = [None] * (2 + _WALK_PARTS)
+        tables = 2 if pairs is None else 0
+        made: list = [None] * (tables + _WALK_PARTS)
 
         def prepare(lo: int, hi: int) -> None:
             for i in range(lo, hi):
-                if i < 2:
+                if i < tables:
                     made[i] = _pair_weight_table(weights, t, half * i, cout if i else half)
                 else:
-                    made[i] = _stream_pairs(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb, edges[i - 2],
-                                            edges[i - 1], ps, pv, sp)
+                    made[i] = _stream_pairs(sm, nz, row_sm_ptr, row_nz_ptr, W, C, cb, edges[i - tables],
+                                            edges[i - tables + 1], ps, pv, sp)
 
         small = nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS
         run_chunks(prepare, len(made), serial=small)
-        wt = _exact_weight_table(t, max(made[:2]), max(int(v) for v in made[2:]), kh * kw * C)
+        l1_max = max(made[:2]) if pairs is None else pairs.l1_max
+        wt = _exact_weight_table(t, l1_max, max(int(v) for v in made[tables:]), kh * kw * C)
     if groups == 1 and wt is not None:
         out = np.empty((Ho1, Wo1, cout), dtype=np.int64)
         scratch = np.int32 if wt.dtype == np.int32 else np.float64
@@ -855,17 +891,19 @@ def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str |
 
 
 def conv2d_accumulators(
-    act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1
+    act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1,
+    pairs: PairTable | None = None,
 ) -> np.ndarray:
     """Accumulators (no bias) of a strided convolution: stride-1 result decimated ``[::s, ::s]``.
 
+    ``pairs``: optional ``pair_table(weights)`` made ahead (see :func:`conv_accumulate`).
     Returns int64 ``(Ho, Wo, C_out)`` with ``Ho = (H + 2p - kh) // s + 1``.
     """
     act = as_activation(act)
     stride = _check_int("stride", stride, 1)
     H, W, C = act.shape
     sm, nz, rsp, rnp = encode(act)
-    acc = conv_accumulate(sm, nz, rsp, rnp, H, W, C, weights, groups, padding)
+    acc = conv_accumulate(sm, nz, rsp, rnp, H, W, C, weights, groups, padding, pairs)
     if stride == 1:
         return acc
     return np.ascontiguousarray(acc[::stride, ::stride])

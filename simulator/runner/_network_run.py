@@ -111,7 +111,7 @@ class _SeedCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.items: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self.nonzeros: dict[tuple, int] = {}    # of the items, counted once
+        self.derived: dict[tuple, dict[str, object]] = {}    # of the items, made once
         self.nbytes = 0
         # The layer loop and the weight prefetch thread (._prefetch) share the cache.
         self.lock = threading.Lock()
@@ -130,18 +130,24 @@ class _SeedCache:
                 while self.nbytes > self.max_bytes:
                     old, arr = self.items.popitem(last=False)
                     self.nbytes -= arr.nbytes
-                    self.nonzeros.pop(old, None)
+                    self.derived.pop(old, None)
         return a
+
+    def of(self, key: tuple, a: np.ndarray, what: str, make: Callable[[], object]) -> object:
+        """``make()``, a value that depends only on the cached array ``a`` of ``key`` (its
+        non-zeros, its weight layout), made once while ``a`` is cached."""
+        with self.lock:
+            v = self.derived.get(key, {}).get(what) if self.items.get(key) is a else None
+        if v is None:
+            v = make()
+            with self.lock:
+                if self.items.get(key) is a:
+                    self.derived.setdefault(key, {})[what] = v
+        return v
 
     def density(self, key: tuple, a: np.ndarray) -> float:
         """``_density(a)`` of the cached array ``a`` of ``key``, counted once while it is cached."""
-        with self.lock:
-            n = self.nonzeros.get(key) if self.items.get(key) is a else None
-        if n is None:
-            n = count_nonzero(a)
-            with self.lock:
-                if self.items.get(key) is a:
-                    self.nonzeros[key] = n
+        n = self.of(key, a, "nonzeros", lambda: count_nonzero(a))
         return n / a.size if a.size else 0.0
 
 
@@ -374,7 +380,14 @@ class _NetworkRun:
                                  granularity="kernel" if self.pruning == "balanced-kernel" else "kernel_channel")
         w = _SYNTHETIC.get(key, make, shape)
         _SYNTHETIC.density(key, w)
+        if self._pairs_kept(layer):
+            _SYNTHETIC.of(key, w, "pairs", lambda: fn.pair_table(w))
         return w
+
+    def _pairs_kept(self, layer: Layer) -> bool:
+        """Whether the layer's weights are kept in the channel-pair layout of the accelerator's
+        convolution kernel (made once per cached tensor, as the prefetch thread draws them)."""
+        return self.user is None and layer.op == "conv" and layer.groups == 1 and not self.timing_only
 
     def _start_prefetch(self) -> None:
         """Draw the synthetic weights of every layer that will ask for them, in schedule order,
@@ -416,7 +429,9 @@ class _NetworkRun:
             x = x.reshape(1, 1, -1)
             acc = fn.fc_accumulators(x, w).reshape(1, 1, -1)
         else:
-            acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups)
+            pairs = (_SYNTHETIC.of(self._weight_key(layer), w, "pairs", lambda: fn.pair_table(w))
+                     if self._pairs_kept(layer) else None)
+            acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups, pairs)
         dec = acc[::layer.stride, ::layer.stride] if layer.stride > 1 else acc
         if self.user is not None:
             bias = self.user.biases.get(layer.name, np.zeros(layer.out_channels, dtype=np.int16))
