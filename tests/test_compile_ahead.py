@@ -61,7 +61,7 @@ from dataflows import _counts
 cached = compiled_engine_cached()
 simulate("roshambonet", "nullhop")
 kernels = [pipeline_kernel, _counts._lane_mac_stripes, _counts.row_chunk_elements, _kernels._maxpool_kernel,
-           _kernels._fc_positions, _kernels._fc_acc_rows]
+           _kernels._fc_acc_rows]
 print(json.dumps({"cached": cached, "misses": {k.py_func.__name__: sum(k.stats.cache_misses.values()) for k in kernels},
                   "hits": {k.py_func.__name__: sum(k.stats.cache_hits.values()) for k in kernels}}))
 """
