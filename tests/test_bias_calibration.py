@@ -70,3 +70,16 @@ def test_bias_of_large_layers_in_channel_blocks(shape):
     # the threads: the same biases as the plain formula.
     acc = np.random.default_rng(shape[2]).integers(-2**40, 2**40, size=shape, dtype=np.int64)
     np.testing.assert_array_equal(_calibrate_bias(acc, 0.37), _plain_bias(acc, 0.37))
+
+
+@settings(max_examples=100, deadline=None)
+@given(_accumulators())
+def test_int32_accumulators_give_the_same_bias(case):
+    # Compact (int32) accumulators, as the int32 convolution returns them: the same biases as
+    # their int64 values, at the ends of the int32 range too (no wrap in q - 256 or max + 256).
+    acc, target = case
+    acc = np.clip(acc, -2**31, 2**31 - 1)
+    acc.reshape(-1)[:3] = [-2**31, 2**31 - 1, -2**31 + 100][:acc.size]
+    got = _calibrate_bias(acc.astype(np.int32), target)
+    np.testing.assert_array_equal(got, _calibrate_bias(acc, target))
+    np.testing.assert_array_equal(got, _plain_bias(acc, target))

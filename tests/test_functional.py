@@ -422,6 +422,24 @@ def test_conv_accumulate_channel_pairs_in_int32(C, cout, monkeypatch):
         assert taken[-1].dtype == np.int32
 
 
+@pytest.mark.parametrize("lim, want", [(300, np.int32), (32767, np.int64)])
+def test_compact_accumulators(lim, want):
+    # compact=True: int32 accumulators when the kernel's int32 arithmetic covers the layer (small
+    # weights), int64 when its sums may not fit (full-range weights: the float64 path); the same
+    # values either way, and requantize gives the same outputs from both.
+    rng = np.random.default_rng(12)
+    x = _values(rng, (7, 9, 21), 0.6, "full")
+    w = rng.integers(-lim, lim, (16, 3, 3, 21)).astype(np.int16)
+    acc = conv2d_accumulators(x, w, 2, 1, compact=True)
+    assert acc.dtype == want
+    wide = conv2d_accumulators(x, w, 2, 1)
+    assert wide.dtype == np.int64
+    np.testing.assert_array_equal(acc, wide)
+    np.testing.assert_array_equal(acc, ref_conv2d_accumulators(x, w, 2, 1))
+    b = rng.integers(-900, 900, 16).astype(np.int16)
+    np.testing.assert_array_equal(requantize(acc, b, "relu"), requantize(wide, b, "relu"))
+
+
 def test_pair_table_made_ahead_gives_the_same_sums():
     # The weight layout of the channel-pair kernel may be made once ahead (pair_table) and passed
     # in; it must be the table of these weights (shape checked) and of a groups = 1 convolution.

@@ -483,7 +483,7 @@ def test_runs_keep_the_channel_pair_weights_of_cached_weights(monkeypatch):
     real_table, real_acc = numerics.pair_table, numerics.conv2d_accumulators
     monkeypatch.setattr(numerics, "pair_table", lambda w: made.append(w.shape) or real_table(w))
     monkeypatch.setattr(numerics, "conv2d_accumulators",
-                        lambda *a: passed.append(a[5] is not None) or real_acc(*a))
+                        lambda *a, **k: passed.append(a[5] is not None) or real_acc(*a, **k))
     monkeypatch.setattr(nr, "_SYNTHETIC", nr._SeedCache(64 << 20))
     first = simulate("roshambonet", "nullhop", seed=3)
     convs = [ly for ly in get_network("roshambonet").layers if ly.op == "conv"]

@@ -422,7 +422,8 @@ def _madd_pairs3_impl(a0, a1, a2, w0, w1, w2, c0, c1, c2, c3, v0, v1, v2, v3):
 
 @njit(cache=True, nogil=True, fastmath={"contract"}, pipeline_class=NoAliasCompiler)
 def _conv_acc_pairs(ps, pv, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
-    # Output rows oy0 .. oy1 - 1 into out (int64, (Ho1, Wo1, C_out)); a_row: (Wo1, C_out) scratch.
+    # Output rows oy0 .. oy1 - 1 into out ((Ho1, Wo1, C_out): int32 with the int32 table, else int64);
+    # a_row: (Wo1, C_out) scratch.
     # No two array arguments may share memory (NoAliasCompiler). groups == 1; ps/pv/sp from
     # _stream_pairs. Either table is exact (docs/numerics.md, section 8.1): int32 (kh, kw, pairs,
     # C_out), the two weights of a pair in one lane, with int32 sums, when the caller has checked
@@ -491,7 +492,7 @@ def _conv_acc_pairs(ps, pv, sp, H, W, nb, wt, pad, oy0, oy1, a_row, out):
         o = out[oy]
         for i in range(Wo1):
             for j in range(cout):
-                o[i, j] = np.int64(a_row[i, j])
+                o[i, j] = a_row[i, j]
 
 
 @njit(cache=True, pipeline_class=NoAliasCompiler)
@@ -715,6 +716,8 @@ def conv_accumulate(
     groups: int = 1,
     padding: int = 0,
     pairs: PairTable | None = None,
+    *,
+    compact: bool = False,
 ) -> np.ndarray:
     """Stride-1 convolution accumulators of a compressed input, without bias.
 
@@ -732,11 +735,14 @@ def conv_accumulate(
     padding : symmetric zero padding, pixels.
     pairs : optional ``pair_table(weights)``, made ahead (``groups == 1`` only): the layout of
         the weights the kernel reads is then not made again.
+    compact : return int32 accumulators when the kernel has proved that every sum fits
+        (its int32 arithmetic, docs/numerics.md §8.1): half the memory of int64 for the passes
+        that follow (bias calibration, requantization).
 
     Returns
     -------
-    int64 array ``(H + 2p - kh + 1, W + 2p - kw + 1, C_out)``: sums of
-    products, in units of 2**-16 (Q16.16).
+    int64 (or, ``compact``, possibly int32) array ``(H + 2p - kh + 1, W + 2p - kw + 1, C_out)``:
+    sums of products, in units of 2**-16 (Q16.16).
     """
     sm, nz, row_sm_ptr, row_nz_ptr = as_stream(sm, nz, row_sm_ptr, row_nz_ptr)
     H, W, C = _check_int("H", H, 1), _check_int("W", W, 1), _check_int("C", C, 1)
@@ -792,8 +798,8 @@ def conv_accumulate(
         l1_max = max(made[:2]) if pairs is None else pairs.l1_max
         wt = _exact_weight_table(t, l1_max, max(int(v) for v in made[tables:]), kh * kw * C)
     if groups == 1 and wt is not None:
-        out = np.empty((Ho1, Wo1, cout), dtype=np.int64)
         scratch = np.int32 if wt.dtype == np.int32 else np.float64
+        out = np.empty((Ho1, Wo1, cout), dtype=np.int32 if scratch is np.int32 else np.int64)
 
         def rows(lo: int, hi: int) -> None:
             a_row = np.empty((Wo1, cout), dtype=scratch)
@@ -807,7 +813,7 @@ def conv_accumulate(
         taps = np.cumsum(np.concatenate(([0], nnz_row)))
         cost = kw * (taps[kh:kh + Ho1] - taps[:Ho1]) + 2 * Wo1
         run_chunks(rows, Ho1, serial=small, cost=cost)
-        return out
+        return out if compact else out.astype(np.int64, copy=False)
     # NOTE: (C_out, kh, kw, Cin_g) -> (kh, kw, Cin_g, C_out) so that the
     # kernel's innermost loop over output channels reads contiguous weights.
     wt = np.ascontiguousarray(weights.transpose(1, 2, 3, 0))
@@ -841,7 +847,7 @@ def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str |
 
     Parameters
     ----------
-    acc : int64 array ``(..., C_out)`` of sums of products (Q16.16).
+    acc : int64 (or int32) array ``(..., C_out)`` of sums of products (Q16.16).
     bias : int16 ``(C_out,)`` in Q8.8, or ``None`` for no bias.
     activation : 0/None, 1/"relu" or 2/"relu6".
 
@@ -850,8 +856,8 @@ def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str |
     int16 array of the same shape as ``acc``.
     """
     acc = np.asarray(acc)
-    if acc.dtype != np.int64 or acc.ndim < 1:
-        raise TraceError(f"accumulators must be an int64 array, not {acc.dtype!r} {acc.shape!r}")
+    if acc.dtype not in (np.int64, np.int32) or acc.ndim < 1:
+        raise TraceError(f"accumulators must be an int64 or int32 array, not {acc.dtype!r} {acc.shape!r}")
     cout = acc.shape[-1]
     bias = _as_bias(bias, cout)
     code = activation_code(activation)
@@ -880,18 +886,18 @@ def requantize(acc: np.ndarray, bias: np.ndarray | None, activation: int | str |
 
 def conv2d_accumulators(
     act: np.ndarray, weights: np.ndarray, stride: int = 1, padding: int = 0, groups: int = 1,
-    pairs: PairTable | None = None,
+    pairs: PairTable | None = None, *, compact: bool = False,
 ) -> np.ndarray:
     """Accumulators (no bias) of a strided convolution: stride-1 result decimated ``[::s, ::s]``.
 
-    ``pairs``: optional ``pair_table(weights)`` made ahead (see :func:`conv_accumulate`).
-    Returns int64 ``(Ho, Wo, C_out)`` with ``Ho = (H + 2p - kh) // s + 1``.
+    ``pairs``, ``compact``: see :func:`conv_accumulate`.
+    Returns int64 (``compact``: possibly int32) ``(Ho, Wo, C_out)`` with ``Ho = (H + 2p - kh) // s + 1``.
     """
     act = as_activation(act)
     stride = _check_int("stride", stride, 1)
     H, W, C = act.shape
     sm, nz, rsp, rnp = encode(act)
-    acc = conv_accumulate(sm, nz, rsp, rnp, H, W, C, weights, groups, padding, pairs)
+    acc = conv_accumulate(sm, nz, rsp, rnp, H, W, C, weights, groups, padding, pairs, compact=compact)
     if stride == 1:
         return acc
     return np.ascontiguousarray(acc[::stride, ::stride])

@@ -64,7 +64,7 @@ def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
     ``k = round(target * n)``. Biases saturate to int16.
     """
     cout = acc.shape[-1]
-    flat = acc.reshape(-1, cout)
+    flat = acc.reshape(-1, cout)       # int64, or int32 (compact accumulators)
     if flat.shape[0] < _MIN_CHANNEL_SAMPLES:
         # Too few positions per channel (FC, tiny maps): one layer-wide threshold.
         flat = flat.reshape(-1, 1)
@@ -72,7 +72,7 @@ def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
     k = int(round(target * n))
     if k <= 0:
         # Everything must be <= 0: push below the maximum.
-        q = flat.max(axis=0) + 256
+        q = flat.max(axis=0).astype(np.int64) + 256
     else:
         # NOTE: a channel-major copy partitioned in place along its rows: contiguous selections,
         # 1.7x faster than partitioning the strided columns (the k-th value is the same). The copy
@@ -95,7 +95,7 @@ def _calibrate_bias(acc: np.ndarray, target: float) -> np.ndarray:
                 cm.partition(n - k, axis=1)
                 q[b0:b1] = cm[:, n - k]
         run_chunks(channels, flat.shape[1], serial=flat.size < _PARALLEL_MIN_SELECT)
-    b = -((q - 256) // 256)  # ceil((256 - q) / 256)
+    b = -((q.astype(np.int64) - 256) // 256)  # ceil((256 - q) / 256)
     return np.broadcast_to(np.clip(b, -32768, 32767).astype(np.int16), (cout,)).copy()
 
 
@@ -431,7 +431,7 @@ class _NetworkRun:
         else:
             pairs = (_SYNTHETIC.of(self._weight_key(layer), w, "pairs", lambda: fn.pair_table(w))
                      if self._pairs_kept(layer) else None)
-            acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups, pairs)
+            acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups, pairs, compact=True)
         dec = acc[::layer.stride, ::layer.stride] if layer.stride > 1 else acc
         if self.user is not None:
             bias = self.user.biases.get(layer.name, np.zeros(layer.out_channels, dtype=np.int16))
