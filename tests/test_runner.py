@@ -455,11 +455,12 @@ def test_a_timing_error_is_raised_for_its_layer(monkeypatch):
         simulate("roshambonet", "nullhop")
 
 
-def test_seed_cache_counts_a_density_once_per_cached_array(monkeypatch):
+def test_seed_cache_counts_a_density_once_per_cached_array(monkeypatch, tmp_path):
     # The weight prefetch thread counts a layer's weight density when it reads the weights ahead;
     # the layer loop then reads the count instead of counting again. The count belongs to the
     # cached array: an evicted key, or another array under the key, is counted anew.
     from simulator.runner import _network_run as nr
+    monkeypatch.setenv("SPARSESIM_CACHE_DIR", str(tmp_path))
     calls = []
     monkeypatch.setattr(nr, "count_nonzero", lambda a: calls.append(a.size) or int(np.count_nonzero(a)))
     cache = nr._SeedCache(max_bytes=4000)
@@ -473,7 +474,36 @@ def test_seed_cache_counts_a_density_once_per_cached_array(monkeypatch):
     assert cache.density(("a",), a) == want and calls == [2000, 2000, 2000]
 
 
-def test_runs_keep_the_channel_pair_weights_of_cached_weights(monkeypatch):
+def test_counts_and_pair_tables_are_kept_on_disk(monkeypatch, tmp_path):
+    # What derives from a cached weight tensor is kept in the tensor cache beside it: a fresh
+    # process (here a fresh seed cache) reads the count and the pair table instead of making them,
+    # and gets the same values; with the cache off they are made.
+    from simulator import numerics
+    from simulator.runner import _network_run as nr
+    monkeypatch.setenv("SPARSESIM_CACHE_DIR", str(tmp_path))
+    counted, built = [], []
+    monkeypatch.setattr(nr, "count_nonzero", lambda a: counted.append(1) or int(np.count_nonzero(a)))
+    real = numerics.pair_table
+    monkeypatch.setattr(numerics, "pair_table", lambda w: built.append(1) or real(w))
+    w0 = np.random.default_rng(2).integers(-9, 9, (6, 3, 3, 5)).astype(np.int16)
+    key = ("weights", "k")
+    for fresh in range(3):
+        cache = nr._SeedCache(1 << 20)
+        w = cache.get(key, lambda: w0.copy(), w0.shape)
+        assert cache.density(key, w) == np.count_nonzero(w0) / w0.size
+        p = cache.pairs(key, w)
+        want = real(w0)
+        np.testing.assert_array_equal(p.table, want.table)
+        assert p.l1_max == want.l1_max and p.shape == w0.shape
+        assert (len(counted), len(built)) == (1, 1)          # made by the first seed cache only
+    monkeypatch.setenv("SPARSESIM_CACHE_DIR", "off")
+    cache = nr._SeedCache(1 << 20)
+    w = cache.get(key, lambda: w0.copy(), w0.shape)
+    cache.density(key, w), cache.pairs(key, w)
+    assert (len(counted), len(built)) == (2, 2)
+
+
+def test_runs_keep_the_channel_pair_weights_of_cached_weights(monkeypatch, tmp_path):
     # The accelerator kernel's layout of a layer's weights is made once per cached weight tensor
     # (by the prefetch thread as it draws them) and passed to the kernel; the results are those
     # of a run that makes every layout afresh, inside the kernel.
@@ -485,6 +515,7 @@ def test_runs_keep_the_channel_pair_weights_of_cached_weights(monkeypatch):
     monkeypatch.setattr(numerics, "conv2d_accumulators",
                         lambda *a, **k: passed.append(a[5] is not None) or real_acc(*a, **k))
     monkeypatch.setattr(nr, "_SYNTHETIC", nr._SeedCache(64 << 20))
+    monkeypatch.setenv("SPARSESIM_CACHE_DIR", str(tmp_path))
     first = simulate("roshambonet", "nullhop", seed=3)
     convs = [ly for ly in get_network("roshambonet").layers if ly.op == "conv"]
     assert sorted(made) == sorted(ly.weight_shape for ly in convs) and all(passed)

@@ -21,6 +21,8 @@ as in the hardware (docs/sources.md §N7.3).
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import sys
 from dataclasses import dataclass
 
@@ -43,6 +45,8 @@ __all__ = [
     "conv_accumulate",
     "PairTable",
     "pair_table",
+    "pair_table_shape",
+    "PAIR_TABLE_VERSION",
     "requantize",
     "conv2d",
     "conv2d_accumulators",
@@ -244,14 +248,25 @@ class PairTable:
     shape: tuple[int, int, int, int]
 
 
+def pair_table_shape(shape: tuple[int, int, int, int]) -> tuple[int, int, int, int, int]:
+    """The shape of the table of :func:`pair_table` for weights of shape ``(C_out, kh, kw, C_in)``."""
+    cout, kh, kw, cin = (int(v) for v in shape)
+    return (kh, kw, (cin + 1) // 2, cout, 2)
+
+
 def pair_table(weights: np.ndarray) -> PairTable:
     """The :class:`PairTable` of int16 ``(C_out, kh, kw, C_in)`` weights, for
     :func:`conv2d_accumulators` and :func:`conv_accumulate` (``pairs=``), on the calling thread."""
     weights = _as_weights(weights)
-    cout, kh, kw, cin = weights.shape
-    t = np.empty((kh, kw, (cin + 1) // 2, cout, 2), dtype=np.int16)
-    l1 = _pair_weight_table(weights, t, 0, cout)
+    t = np.empty(pair_table_shape(weights.shape), dtype=np.int16)
+    l1 = _pair_weight_table(weights, t, 0, weights.shape[0])
     return PairTable(t, l1, tuple(int(v) for v in weights.shape))
+
+
+#: Names the layout :func:`pair_table` makes (a hash of the code that makes it), for tables kept
+#: on disk beside their weights.
+PAIR_TABLE_VERSION = hashlib.sha256(
+    (inspect.getsource(_pair_weight_table) + inspect.getsource(pair_table_shape)).encode()).hexdigest()[:16]
 
 
 def _pair_step(context, builder, acc, wp, vb):
@@ -796,6 +811,10 @@ def conv_accumulate(
         small = nz.shape[0] * kh * kw * cout < _PARALLEL_MIN_PRODUCTS
         run_chunks(prepare, len(made), serial=small)
         l1_max = max(made[:2]) if pairs is None else pairs.l1_max
+        # NOTE: read-only, as a table kept in the tensor cache is: numba compiles the kernel once
+        # per argument type, and a writable table would be one more compile.
+        t = t.view()
+        t.flags.writeable = False
         wt = _exact_weight_table(t, l1_max, max(int(v) for v in made[tables:]), kh * kw * C)
     if groups == 1 and wt is not None:
         scratch = np.int32 if wt.dtype == np.int32 else np.float64

@@ -133,22 +133,45 @@ class _SeedCache:
                     self.derived.pop(old, None)
         return a
 
-    def of(self, key: tuple, a: np.ndarray, what: str, make: Callable[[], object]) -> object:
+    def of(self, key: tuple, a: np.ndarray, what: str, make: Callable[[], object],
+           stored: Callable[[], object] | None = None) -> object:
         """``make()``, a value that depends only on the cached array ``a`` of ``key`` (its
-        non-zeros, its weight layout), made once while ``a`` is cached."""
+        non-zeros, its weight layout), made once while ``a`` is cached; for the cached array,
+        by ``stored()`` when given (the same value through the tensor cache)."""
         with self.lock:
-            v = self.derived.get(key, {}).get(what) if self.items.get(key) is a else None
+            cached = self.items.get(key) is a
+            v = self.derived.get(key, {}).get(what) if cached else None
         if v is None:
-            v = make()
+            v = stored() if cached and stored is not None else make()
             with self.lock:
                 if self.items.get(key) is a:
                     self.derived.setdefault(key, {})[what] = v
         return v
 
     def density(self, key: tuple, a: np.ndarray) -> float:
-        """``_density(a)`` of the cached array ``a`` of ``key``, counted once while it is cached."""
-        n = self.of(key, a, "nonzeros", lambda: count_nonzero(a))
+        """``_density(a)`` of the cached array ``a`` of ``key``, counted once while it is cached (and
+        once per machine: the count is kept in the tensor cache beside the array)."""
+        def stored() -> int:
+            return int(cached_tensor(("nonzeros",) + key, lambda: np.array([count_nonzero(a)], dtype=np.int64),
+                                     (1,))[0])
+        n = self.of(key, a, "nonzeros", lambda: count_nonzero(a), stored)
         return n / a.size if a.size else 0.0
+
+    def pairs(self, key: tuple, w: np.ndarray) -> fn.PairTable:
+        """``fn.pair_table(w)`` of the cached weights ``w`` of ``key``, made once while they are
+        cached (and once per machine, through the tensor cache)."""
+        def stored() -> fn.PairTable:
+            made: list[fn.PairTable] = []
+
+            def table() -> np.ndarray:
+                made.append(fn.pair_table(w))
+                return made[0].table
+            tkey = ("pairs", fn.PAIR_TABLE_VERSION) + key
+            t = cached_tensor(tkey, table, fn.pair_table_shape(w.shape))
+            l1 = cached_tensor(("pairs l1",) + tkey[1:],
+                               lambda: np.array([(made[0] if made else fn.pair_table(w)).l1_max], dtype=np.int64), (1,))
+            return fn.PairTable(t, int(l1[0]), tuple(int(v) for v in w.shape))
+        return self.of(key, w, "pairs", lambda: fn.pair_table(w), stored)
 
 
 #: Per process. 512 MiB holds every synthetic tensor of a VGG16 run (fc6's weights are 196 MiB).
@@ -381,7 +404,7 @@ class _NetworkRun:
         w = _SYNTHETIC.get(key, make, shape)
         _SYNTHETIC.density(key, w)
         if self._pairs_kept(layer):
-            _SYNTHETIC.of(key, w, "pairs", lambda: fn.pair_table(w))
+            _SYNTHETIC.pairs(key, w)
         return w
 
     def _pairs_kept(self, layer: Layer) -> bool:
@@ -429,8 +452,7 @@ class _NetworkRun:
             x = x.reshape(1, 1, -1)
             acc = fn.fc_accumulators(x, w).reshape(1, 1, -1)
         else:
-            pairs = (_SYNTHETIC.of(self._weight_key(layer), w, "pairs", lambda: fn.pair_table(w))
-                     if self._pairs_kept(layer) else None)
+            pairs = _SYNTHETIC.pairs(self._weight_key(layer), w) if self._pairs_kept(layer) else None
             acc = fn.conv2d_accumulators(x, w, 1, layer.padding, layer.groups, pairs, compact=True)
         dec = acc[::layer.stride, ::layer.stride] if layer.stride > 1 else acc
         if self.user is not None:
