@@ -525,3 +525,17 @@ def test_runs_keep_the_channel_pair_weights_of_cached_weights(monkeypatch, tmp_p
     fresh = simulate("roshambonet", "nullhop", seed=3)
     assert not all(passed[-len(convs):])
     assert first.to_dict() == again.to_dict() == fresh.to_dict()
+
+
+def test_a_map_density_is_counted_once_per_run(monkeypatch):
+    # A layer's output is the next layer's input (and its fused pool's): its density is counted
+    # once, and every record still holds the density of its own maps.
+    from simulator.runner import _network_run as nr
+    seen = []
+    real = nr._density
+    monkeypatch.setattr(nr, "_density", lambda a: seen.append(a) or real(a))
+    res = simulate("roshambonet", "nullhop", seed=4)
+    assert len({id(a) for a in seen}) == len(seen)          # the arrays are kept alive in `seen`
+    monkeypatch.setattr(nr, "_DENSITIES_KEPT", 0)
+    again = simulate("roshambonet", "nullhop", seed=4)
+    assert res.to_dict() == again.to_dict()

@@ -47,6 +47,9 @@ def _density(a: np.ndarray) -> float:
     return float(count_nonzero(a)) / a.size if a.size else 0.0
 
 
+#: Maps whose density a run remembers (see _NetworkRun._map_density).
+_DENSITIES_KEPT = 4
+
 #: Below this many output positions per channel, bias calibration uses one
 #: threshold for the whole layer instead of one per channel.
 _MIN_CHANNEL_SAMPLES = 16
@@ -322,10 +325,24 @@ class _NetworkRun:
         self.timed: list[Future] = []
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
+        self.densities: dict[int, tuple[np.ndarray, float]] = {}
         consumers = net.consumers()
         self.remaining = {k: len(v) for k, v in consumers.items()}
 
     # -- data -----------------------------------------------------------------
+    def _map_density(self, a: np.ndarray) -> float:
+        """``_density(a)``, counted once for a map that serves as one layer's output and the next
+        one's input (the few most recent maps are remembered, with the arrays themselves, so
+        that an id is not reused while it is remembered)."""
+        hit = self.densities.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        d = _density(a)
+        self.densities[id(a)] = (a, d)
+        while len(self.densities) > _DENSITIES_KEPT:
+            del self.densities[next(iter(self.densities))]
+        return d
+
     def _inputs(self, layer: Layer) -> list[np.ndarray]:
         if self.user is not None and len(layer.inputs) == 1 and layer.name in self.user.inputs:
             return [self.user.inputs[layer.name]]
@@ -470,12 +487,12 @@ class _NetworkRun:
         x_arr = x.reshape(1, 1, -1) if layer.op == "fc" else x
         written = self._synthetic_written(s)
         rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason,
-                          in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=_density(x),
-                          output_density=_density(written), weight_density=self._weight_density(layer, w),
+                          in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=self._map_density(x),
+                          output_density=self._map_density(written), weight_density=self._weight_density(layer, w),
                           macs_dense=layer.macs, functional_check="timing-only")
         self._time(s, rec, x_arr, written, w)
         if s.fused_pool is not None:
-            self.fused_out[s.fused_pool.name] = (written, _density(written))
+            self.fused_out[s.fused_pool.name] = (written, self._map_density(written))
         return rec, None
 
     def _time(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
@@ -537,18 +554,18 @@ class _NetworkRun:
         if layer.op == "fc":
             out = out.reshape(layer.out_shape)
         rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason,
-                          in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=_density(x),
-                          output_density=_density(out), weight_density=wd,
+                          in_shape=layer.in_shape, out_shape=layer.out_shape, input_density=self._map_density(x),
+                          output_density=self._map_density(out), weight_density=wd,
                           macs_dense=layer.macs, functional_check=status)
         if self.check and self.user is not None and layer.name in self.user.expected:
             self._reference_check(rec, out)
         if s.where == "accelerator":
             if self.trace == "synthetic":
                 written = self._synthetic_written(s)
-                rec.output_density = _density(written)
+                rec.output_density = self._map_density(written)
             self._time(s, rec, x_arr, written, w)
         if s.fused_pool is not None:
-            self.fused_out[s.fused_pool.name] = (written, _density(out1))
+            self.fused_out[s.fused_pool.name] = (written, self._map_density(out1))
         return rec, out
 
     def _reference_check(self, rec: LayerResult, out: np.ndarray) -> None:
@@ -608,7 +625,7 @@ class _NetworkRun:
             self._mismatch(layer, out, want())
             status = "bit-exact"
         rec = LayerResult(name=layer.name, op=layer.op, where=s.where, note=s.reason, in_shape=layer.in_shape,
-                          out_shape=layer.out_shape, input_density=_density(xs[0]), output_density=_density(out),
+                          out_shape=layer.out_shape, input_density=self._map_density(xs[0]), output_density=self._map_density(out),
                           weight_density=0.0, macs_dense=layer.macs, functional_check=status)
         return rec, out
 
@@ -662,7 +679,7 @@ class _NetworkRun:
                 out, in_density = self.fused_out.pop(layer.name)
                 records.append(LayerResult(
                     name=layer.name, op=layer.op, where="fused", note=s.reason, in_shape=layer.in_shape,
-                    out_shape=layer.out_shape, input_density=in_density, output_density=_density(out), weight_density=0.0, macs_dense=0,
+                    out_shape=layer.out_shape, input_density=in_density, output_density=self._map_density(out), weight_density=0.0, macs_dense=0,
                     functional_check="bit-exact" if self.check else "off"))
             elif layer.op == "host":
                 records.append(self._onnx_host(s))
