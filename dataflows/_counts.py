@@ -24,7 +24,7 @@ def ceil_div(a, b):
     return (a + b - 1) // b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, n_chunks):
     """Per row and chunk: 16-bit stream elements, and the pixels a decoder delivers.
 
@@ -71,7 +71,7 @@ def stripe_windows(h: int, kh: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def weight_tap_prefix(weights_full):
     """Prefix sums over kx of non-zero weights: ``out[k, c, ky, j] = #nz w[k, ky, :j, c]``.
 

@@ -411,26 +411,30 @@ def test_result_is_json_serialisable(face):
     assert d["network"] == "facedet" and d["seed"] == 0
 
 
-def test_timing_on_its_own_thread_changes_no_number():
-    # With two cores the layers' timings overlap the next layers' functional work; on one core
-    # they run in line. Every number of the result is the same.
+def test_timing_on_other_threads_changes_no_number(monkeypatch):
+    # With two cores the layers' timings run side by side after the functional work (or, past a
+    # bound on the tensors they hold, at once beside the next layers); on one core they run in
+    # line. Every number of the result is the same.
     import numba
 
+    import simulator.runner._network_run as nr
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("one core: the timing always runs in line")
     runs = {}
     old = numba.get_num_threads()
-    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+    for threads, bound in ((1, nr._DEFERRED_MAX_BYTES), (numba.config.NUMBA_NUM_THREADS, nr._DEFERRED_MAX_BYTES),
+                           (numba.config.NUMBA_NUM_THREADS, 0)):
         numba.set_num_threads(threads)
+        monkeypatch.setattr(nr, "_DEFERRED_MAX_BYTES", bound)
         try:
-            runs[threads] = simulate("resnet18", "nullhop").to_json()
+            runs[threads, bound] = simulate("resnet18", "nullhop").to_json()
         finally:
             numba.set_num_threads(old)
-    assert len(set(runs.values())) == 1
+    assert len(runs) == 3 and len(set(runs.values())) == 1
 
 
 def test_a_timing_error_is_raised_for_its_layer(monkeypatch):
-    # A layer's timing may run on the timing thread: its error still reaches the caller, and the
+    # A layer's timing may run on another thread after the layers: its error still reaches the caller, and the
     # earliest layer's comes first even when a later layer fails as well.
     import simulator.runner._network_run as nr
 

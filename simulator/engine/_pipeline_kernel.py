@@ -21,7 +21,7 @@ _IN, _ROOM, _BUS, _BUSY, _DONE = 0, 1, 2, 3, 4
 _NEVER = np.iinfo(np.int64).max
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pipeline_kernel(service, alloc, free, caps, load_cycles, prefetch_cycles,
                     on_bus, on_dram, priority, has_bus, has_dram):
     """Simulate one pass; see :func:`simulator.engine.simulate_pipeline` for the model.

@@ -47,6 +47,10 @@ def _density(a: np.ndarray) -> float:
     return float(count_nonzero(a)) / a.size if a.size else 0.0
 
 
+#: Bytes of input and output maps that a run holds for timings left for its end; past them the
+#: timings start at once, beside the layers that follow.
+_DEFERRED_MAX_BYTES = 256 << 20
+
 #: Maps whose density a run remembers (see _NetworkRun._map_density).
 _DENSITIES_KEPT = 4
 
@@ -321,8 +325,11 @@ class _NetworkRun:
         self.seed, self.trace, self.check = seed, trace, check
         self.prefetch: Prefetcher | None = None
         self.compile_ahead: CompileAhead | None = None
-        self.timer: ThreadPoolExecutor | None = None
-        self.timed: list[Future] = []
+        # timings left for the end, and those started (see _run_timed)
+        self.pool: ThreadPoolExecutor | None = None
+        self.deferred: list[tuple] = []
+        self.deferred_bytes = 0
+        self.timed: list[tuple[int, Future]] = []
         self.tensors: dict[str, np.ndarray] = {}
         self.fused_out: dict[str, tuple[np.ndarray, float]] = {}
         self.densities: dict[int, tuple[np.ndarray, float]] = {}
@@ -497,25 +504,32 @@ class _NetworkRun:
 
     def _time(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
               w: np.ndarray) -> None:
-        """Cycles, counts and energy of an accelerator layer, into ``rec``: here, or on the timing
-        thread while the loop computes the next layers (see :meth:`_run_timed`)."""
+        """Cycles, counts and energy of an accelerator layer, into ``rec``: here, or on the threads
+        after the functional work (see :meth:`_run_timed`)."""
         if self.observer is not None:
             _call_observer(self.observer, s, x_arr, written, w)
-        if self.timer is None:
+        if self.pool is None:
             self._time_layer(s, rec, x_arr, written, w)
             return
-        for f in self.timed:     # a failed timing stops the run at the next layer
+        for _, f in self.timed:     # a timing started early that failed stops the run here
             if f.done() and f.exception() is not None:
                 raise f.exception()
-        self.timed.append(self.timer.submit(self._time_layer, s, rec, x_arr, written, w))
+        self.deferred.append((len(self.deferred) + len(self.timed), s, rec, x_arr, written, w))
+        self.deferred_bytes += x_arr.nbytes + written.nbytes
+        if self.deferred_bytes > _DEFERRED_MAX_BYTES:
+            self._start_timings()
+
+    def _wait_compile_ahead(self) -> None:
+        """If the child is compiling the timing kernels, wait for it: load them, do not compile
+        them twice (meanwhile this process compiles the kernels of the later layers)."""
+        if self.compile_ahead is not None:
+            self.compile_ahead.wait()
+            self.compile_ahead = None
 
     def _time_layer(self, s: ScheduledLayer, rec: LayerResult, x_arr: np.ndarray, written: np.ndarray,
                     w: np.ndarray) -> None:
         layer = s.layer
-        if self.compile_ahead is not None:
-            # The timing kernels are being compiled by the child: load them, do not compile them twice.
-            self.compile_ahead.wait()
-            self.compile_ahead = None
+        self._wait_compile_ahead()
         t = time_layer(s, x_arr, written, self.cfg, weights=w, engine=self.engine)
         a = self.cfg.array
         lat, util, eff, gops = layer_ratios(layer.macs, t.macs_useful, t.cycles, a.num_macs, a.clock_mhz)
@@ -642,33 +656,50 @@ class _NetworkRun:
                 self.prefetch.close()
 
     def _run_timed(self, progress) -> list[LayerResult]:
-        """:meth:`_run_layers`, with the timing of the accelerator layers on a thread of its own
-        when this process has more than one core to use.
+        """:meth:`_run_layers`, with the timing of the accelerator layers after the functional
+        work, the layers on the threads side by side, when this process has more than one core.
 
-        NOTE: a speed device. Much of a layer's timing runs on one core, as do parts of the
-        functional work; overlapped with the next layers' functional work, the two cores stay
-        busy. A layer's timing depends only on its own tensors, so the results do not change;
-        the timings run in layer order, and an error is raised for the earliest layer.
+        NOTE: a speed device. The functional work keeps both cores busy on its own; a timing
+        thread beside it took their time in turns and left one idle while the other finished
+        its share (VGG16: the run took as long as with every timing inline). A layer's timing
+        depends only on its own tensors, so the results do not change; an error is raised for
+        the earliest layer. Timings wait for the end only up to ``_DEFERRED_MAX_BYTES`` of
+        tensors held for them (then they start at once). The compile-ahead child is waited for
+        (and the kernels of the later layers compiled meanwhile) on a thread while the layers run.
         """
-        if numba.get_num_threads() < 2:
+        threads = numba.get_num_threads()
+        if threads < 2:
             return self._run_layers(progress)
-        self.timer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparsesim-timing")
-        try:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sparsesim-timing") as pool:
+            self.pool = pool
             try:
-                records = self._run_layers(progress)
-            except Exception:            # (an interrupt goes straight through)
-                for f in self.timed:     # an earlier layer's timing error comes first
-                    if f.exception() is not None:
-                        raise f.exception() from None
-                raise
-            for f in self.timed:
-                f.result()
-            return records
-        finally:
-            for f in self.timed:
-                f.cancel()
-            self.timer.shutdown(wait=True)
-            self.timer, self.timed = None, []
+                waited = pool.submit(self._wait_compile_ahead) if self.compile_ahead is not None else None
+                try:
+                    records = self._run_layers(progress)
+                except Exception:            # (an interrupt goes straight through)
+                    self._start_timings()    # an earlier layer's timing error comes first
+                    for _, f in sorted(self.timed, key=lambda t: t[0]):
+                        if f.exception() is not None:
+                            raise f.exception() from None
+                    raise
+                finally:
+                    if waited is not None:
+                        waited.result()
+                self._start_timings()
+                for _, f in sorted(self.timed, key=lambda t: t[0]):   # the earliest layer's error first
+                    f.result()
+            finally:
+                for _, f in self.timed:
+                    f.cancel()
+                self.pool, self.deferred, self.timed = None, [], []
+        return records
+
+    def _start_timings(self) -> None:
+        """Start the deferred timings, the largest layers first (no thread is then left with a
+        large one at the end)."""
+        for job in sorted(self.deferred, key=lambda j: -j[3].size - j[4].size):
+            self.timed.append((job[0], self.pool.submit(self._time_layer, *job[1:])))
+        self.deferred, self.deferred_bytes = [], 0
 
     def _run_layers(self, progress) -> list[LayerResult]:
         records: list[LayerResult] = []
@@ -700,4 +731,5 @@ class _NetworkRun:
                 self._release(layer)
             if progress is not None:
                 progress(i + 1, total, layer.name)
+
         return records
