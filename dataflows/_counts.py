@@ -24,7 +24,6 @@ def ceil_div(a, b):
     return (a + b - 1) // b
 
 
-@njit(cache=True, nogil=True)
 def row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, n_chunks):
     """Per row and chunk: 16-bit stream elements, and the pixels a decoder delivers.
 
@@ -39,9 +38,18 @@ def row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, n_chunks):
     stream elements, ``ceil(W * C / 16)`` SM words plus its non-zeros (rows are SM-aligned,
     docs/sources.md §N5.1 [C]), or ``W * C``.
     """
+    el = np.zeros((act.shape[0], n_chunks), dtype=np.int64)
+    px = np.zeros((act.shape[0], n_chunks), dtype=np.int64)
+    _row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, el, px)
+    return el, px
+
+
+@njit(cache=True, nogil=True)
+def _row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, el, px):
+    # row_chunk_elements into its zeroed outputs. NOTE: every work array of the compile-ahead
+    # child's kernels comes from the caller: each np.zeros / np.full / np.empty in a kernel is one
+    # more numpy implementation for numba to compile (about 0.6 s of the child's compile).
     h, w, c = act.shape
-    el = np.zeros((h, n_chunks), dtype=np.int64)
-    px = np.zeros((h, n_chunks), dtype=np.int64)
     for iy in range(h):
         for ix in range(w):
             j = col_chunk[ix]
@@ -58,7 +66,6 @@ def row_chunk_elements(act, sm_word_pixels, compressed, col_chunk, n_chunks):
                      - (ix * c + sm_word_pixels - 1) // sm_word_pixels)
             el[iy, j] += nnz + words
             px[iy, j] += nnz
-    return el, px
 
 
 def stripe_windows(h: int, kh: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +136,9 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
                               slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks, lo, hi,
                               mac_cycles, pu_cycles, pu_ops)
         else:
+            work = np.zeros(slot_lane.shape[0] + m + n_pus + 2, dtype=np.int64)
             _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kcount, slot_lane,
-                              slot_pu, n_pus, col_chunk, n_chunks, lo, hi, mac_cycles, pu_cycles, pu_ops)
+                              slot_pu, n_pus, col_chunk, n_chunks, lo, hi, mac_cycles, pu_cycles, pu_ops, work)
 
     # NOTE: stripes are independent (each writes its own work units) and split over threads
     # (workloads.run_chunks) at equal input rows; parallel=True made the compile 2.4 s longer.
@@ -203,16 +211,17 @@ def _close_stripe(st, n_chunks, pu_cycles, mac_cycles):
 
 @njit(cache=True, nogil=True)
 def _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kcount, slot_lane, slot_pu,
-                      n_pus, col_chunk, n_chunks, st0, st1, mac_cycles, pu_cycles, pu_ops):
+                      n_pus, col_chunk, n_chunks, st0, st1, mac_cycles, pu_cycles, pu_ops, work):
     # Stripes st0 .. st1 - 1 of slot_mac_work without weight skipping into its zeroed outputs: a
-    # slot's work in a column is its lane's taps times its kernels.
+    # slot's work in a column is its lane's taps times its kernels. work: int64 scratch of
+    # n_slots + m + n_pus + 2 (see _row_chunk_elements).
     h, w, c = act.shape
     wo = w + 2 * pad - kw + 1
     n_slots = slot_lane.shape[0]
-    slot_work = np.zeros(n_slots, dtype=np.int64)
-    lane_taps = np.zeros(m, dtype=np.int64)
-    pu_col = np.zeros(n_pus, dtype=np.int64)
-    kys = np.zeros(2, dtype=np.int64)
+    slot_work = work[:n_slots]
+    lane_taps = work[n_slots:n_slots + m]
+    pu_col = work[n_slots + m:n_slots + m + n_pus]
+    kys = work[n_slots + m + n_pus:n_slots + m + n_pus + 2]
     for st in range(st0, st1):
         oy0, rows_out, iy_lo, iy_hi = _stripe_rows(st, h, kh, pad)
         for ix in range(w):

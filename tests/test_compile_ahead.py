@@ -60,7 +60,7 @@ from simulator.numerics import _kernels
 from dataflows import _counts
 cached = compiled_engine_cached()
 simulate("roshambonet", "nullhop")
-kernels = [pipeline_kernel, _counts._lane_mac_stripes, _counts.row_chunk_elements, _kernels._maxpool_kernel,
+kernels = [pipeline_kernel, _counts._lane_mac_stripes, _counts._row_chunk_elements, _kernels._maxpool_kernel,
            _kernels._fc_acc_rows]
 print(json.dumps({"cached": cached, "misses": {k.py_func.__name__: sum(k.stats.cache_misses.values()) for k in kernels},
                   "hits": {k.py_func.__name__: sum(k.stats.cache_hits.values()) for k in kernels}}))

@@ -227,8 +227,10 @@ def _simulate_compiled(units, service, capacities, alloc, free, load_cycles, loa
     prio = np.zeros(n_units, dtype=np.int64)
     for k, p in _priorities(dram_units).items():
         prio[k] = p
+    work = np.empty((10, max(n_units, n_items * len(dram_units) + 2)), dtype=np.int64)
     acc, total, carry, dram = pipeline_kernel(serv, al, fr, caps, int(load_cycles), int(prefetch_cycles),
-                                              on_bus, on_dram, prio, has_bus, bool(dram_units))
+                                              on_bus, on_dram, prio, has_bus, bool(dram_units), work,
+                                              np.empty((n_units, 4), dtype=np.int64), np.empty(n_units, dtype=np.bool_))
     rows = acc.tolist()
     stats = [UnitStats(r[0], r[1], r[2], r[3]) for r in rows]
     _finish(units, stats, int(total), int(load_cycles), load_unit)

@@ -23,7 +23,7 @@ _NEVER = np.iinfo(np.int64).max
 
 @numba.njit(cache=True, nogil=True)
 def pipeline_kernel(service, alloc, free, caps, load_cycles, prefetch_cycles,
-                    on_bus, on_dram, priority, has_bus, has_dram):
+                    on_bus, on_dram, priority, has_bus, has_dram, work, acc, completed):
     """Simulate one pass; see :func:`simulator.engine.simulate_pipeline` for the model.
 
     Parameters
@@ -36,6 +36,10 @@ def pipeline_kernel(service, alloc, free, caps, load_cycles, prefetch_cycles,
     on_bus, on_dram, priority : int64 [units], flags (on the shared interface; moves
         DRAM data) and bus priority (0 read side, 1 write side).
     has_bus : the pass has a shared DRAM interface; has_dram : it has DRAM units.
+    work : int64 [10, max(units, items * DRAM units + 2)], acc : int64 [units, 4],
+        completed : bool [units]: work arrays from the caller, any contents (NOTE: each
+        np.zeros / np.full / np.empty in the kernel would be one more numpy implementation for
+        numba to compile, on the critical path of a first run).
 
     Returns
     -------
@@ -44,23 +48,28 @@ def pipeline_kernel(service, alloc, free, caps, load_cycles, prefetch_cycles,
     """
     n_units = service.shape[0]
     n_items = service.shape[1]
-    acc = np.zeros((n_units, 4), dtype=np.int64)
-    item = np.zeros(n_units, dtype=np.int64)
-    phase = np.zeros(n_units, dtype=np.int64)
-    since = np.full(n_units, load_cycles, dtype=np.int64)     # when the current wait began
-    until = np.zeros(n_units, dtype=np.int64)                 # busy until
-    req_seq = np.zeros(n_units, dtype=np.int64)
-    finish = np.zeros(n_units, dtype=np.int64)
-    completed = np.zeros(n_units, dtype=np.bool_)
-    done = np.zeros(n_units, dtype=np.int64)
-    level = np.zeros(max(n_units - 1, 0), dtype=np.int64)
+    item = work[0]
+    phase = work[1]
+    since = work[2]         # when the current wait began
+    until = work[3]         # busy until
+    req_seq = work[4]
+    finish = work[5]
+    done = work[6]
+    level = work[7]         # buffer levels (units - 1 of them)
+    for k in range(n_units):
+        for q in range(8):
+            work[q, k] = 0
+        since[k] = load_cycles
+        for q in range(4):
+            acc[k, q] = 0
+        completed[k] = False
     n_dram = 0
     for k in range(n_units):
         n_dram += on_dram[k]
     # DRAM transfers, kept sorted by start: the load first, then in the order they start
     # (time never goes back), the prefetch inserted at its place at the end.
-    starts = np.empty(n_items * n_dram + 2, dtype=np.int64)
-    ends = np.empty(n_items * n_dram + 2, dtype=np.int64)
+    starts = work[8]
+    ends = work[9]
     n_tr = 0
     if load_cycles != 0 and has_dram:
         starts[0] = 0
