@@ -413,9 +413,9 @@ class _NetworkRun:
         return ("weights", self.seed, layer.name, shape, float(self.prof.weight_density_for(layer)), self.pruning)
 
     def _synthetic_weights(self, layer: Layer) -> np.ndarray:
-        """The layer's synthetic weights; their density is counted here too, so that the weight
-        prefetch thread counts it while it reads them ahead (the first pass over a memory-mapped
-        file's pages)."""
+        """The layer's synthetic weights, with what derives from them (their count of non-zeros,
+        the convolution's weight layout): the weight prefetch thread calls this ahead of the
+        layer loop, which then finds them made."""
         key = self._weight_key(layer)
         wd, shape = key[4], key[3]
 
