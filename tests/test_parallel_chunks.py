@@ -129,3 +129,34 @@ def test_split_blas_fc_reference_equals_the_kernel():
     w = rng.integers(-32768, 32768, (2048, 1, 1, 4096), dtype=np.int16)
     assert w.size > _PARALLEL_MIN_PRODUCTS
     np.testing.assert_array_equal(ref_fc(x, w, None, 0), fc(x, w, None, 0))
+
+
+def _hugepage_hint() -> bool:
+    import numpy._core.multiarray as ma
+    return bool(ma._get_madvise_hugepage())
+
+
+def test_a_network_run_asks_for_no_huge_pages_and_gives_the_setting_back():
+    # numpy's huge-page hint is off while a run allocates, and back as it was after it, whether
+    # it was on or off before.
+    import numpy._core.multiarray as ma
+    from workloads import no_huge_pages
+    first = ma._set_madvise_hugepage(True)
+    try:
+        for before in (True, False):
+            ma._set_madvise_hugepage(before)
+            inside = []
+            simulate("roshambonet", "nullhop", observer=lambda s, x, written: inside.append(_hugepage_hint()))
+            assert inside and not any(inside)
+            assert _hugepage_hint() is before
+        # overlapping sections: the setting returns when the last one ends
+        ma._set_madvise_hugepage(True)
+        a, b = no_huge_pages(), no_huge_pages()
+        a.__enter__()
+        b.__enter__()
+        a.__exit__(None, None, None)
+        assert _hugepage_hint() is False
+        b.__exit__(None, None, None)
+        assert _hugepage_hint() is True
+    finally:
+        ma._set_madvise_hugepage(first)

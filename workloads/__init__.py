@@ -4,7 +4,7 @@ from ._errors import (ConfigError, FunctionalMismatchError, LimitError, MappingE
 from ._limits import (DEFAULT_MEMORY_LIMIT_GIB, MEMORY_LIMIT_ENV, check_memory, memory_limit_bytes,
                       network_memory_bytes)
 from ._network import ACTIVATIONS, OPS, Layer, Network, NetworkBuilder
-from ._parallel import NoAliasCompiler, count_nonzero, one_blas_thread, run_blas_chunks, run_chunks
+from ._parallel import NoAliasCompiler, count_nonzero, no_huge_pages, one_blas_thread, run_blas_chunks, run_chunks
 from ._onnx import (SUPPORTED_ONNX_OPS, USER_NETWORK_SUFFIXES, OnnxImport, from_onnx, import_onnx, load_user_network,
                     parse_input_shape)
 from ._pruning import PRUNING_METHODS, prune_weights
@@ -27,5 +27,5 @@ __all__ = [
     "DEFAULT_MEMORY_LIMIT_GIB", "LimitError", "MEMORY_LIMIT_ENV", "check_memory", "memory_limit_bytes",
     "network_memory_bytes",
     # serial numba kernels run in parallel (shared with the simulator's kernels)
-    "NoAliasCompiler", "count_nonzero", "one_blas_thread", "run_blas_chunks", "run_chunks",
+    "NoAliasCompiler", "count_nonzero", "no_huge_pages", "one_blas_thread", "run_blas_chunks", "run_chunks",
 ]

@@ -9,6 +9,7 @@ its own rows only, so the result does not depend on the number of threads.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import threading
 from queue import SimpleQueue
@@ -18,7 +19,7 @@ import numba
 import numpy as np
 from numba.core.compiler import Compiler
 
-__all__ = ["NoAliasCompiler", "count_nonzero", "one_blas_thread", "run_blas_chunks", "run_chunks"]
+__all__ = ["NoAliasCompiler", "count_nonzero", "no_huge_pages", "one_blas_thread", "run_blas_chunks", "run_chunks"]
 
 #: Ranges per thread. One: every further range costs a kernel dispatch, and 1 ran the VGG16 and
 #: ResNet-50 convolutions and weight draws faster than 2, 4 or 8.
@@ -163,6 +164,48 @@ def one_blas_thread():
         yield
     finally:
         _release_blas()
+
+
+def _numpy_hugepage_setter():
+    """numpy's switch for its MADV_HUGEPAGE hint on large arrays, or None where it has none."""
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return getattr(importlib.import_module(mod), "_set_madvise_hugepage", None)
+        except ImportError:
+            continue
+    return None
+
+
+_hugepage_lock = threading.Lock()
+_hugepage_state: dict = {"users": 0, "before": None}
+
+
+@contextlib.contextmanager
+def no_huge_pages():
+    """A section in which numpy does not ask the kernel for transparent huge pages for its large
+    arrays (``NUMPY_MADVISE_HUGEPAGE=0`` for the section; numpy's own setting returns after it).
+
+    NOTE: a speed device. A run allocates arrays of several MiB layer after layer; with the hint,
+    Linux's default transparent-huge-page policy ("madvise", with "defrag" on madvise) may
+    compact memory synchronously at the first touch of each: VGG16's first 512 x 512 layer
+    stalled 20 ms on its float64 weights alone. Sections may overlap, on one thread or several;
+    numpy's setting returns when the last one ends.
+    """
+    setter = _numpy_hugepage_setter()
+    if setter is None:
+        yield
+        return
+    with _hugepage_lock:
+        if _hugepage_state["users"] == 0:
+            _hugepage_state["before"] = setter(False)
+        _hugepage_state["users"] += 1
+    try:
+        yield
+    finally:
+        with _hugepage_lock:
+            _hugepage_state["users"] -= 1
+            if _hugepage_state["users"] == 0:
+                setter(_hugepage_state["before"])
 
 
 def run_blas_chunks(fn: Callable[[int, int], object], n: int, *, serial: bool = False,

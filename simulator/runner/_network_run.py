@@ -22,7 +22,7 @@ import numpy as np
 from dataflows import AcceleratorConfig, ScheduledLayer, config_to_dict, load_config, schedule_network, with_overrides
 from workloads import (DensityProfile, FunctionalMismatchError, Layer, LimitError, Network, Trace, WorkloadError,
                        check_memory, child_seed, count_nonzero, default_profile_for, get_network, get_profile, image_input,
-                       network_memory_bytes, one_blas_thread, prune_weights, run_chunks, sample_photo_id,
+                       network_memory_bytes, no_huge_pages, one_blas_thread, prune_weights, run_chunks, sample_photo_id,
                        synthetic_activation, synthetic_bias, synthetic_weights)
 
 from .. import numerics as fn
@@ -648,8 +648,9 @@ class _NetworkRun:
             self.compile_ahead = start_compile_ahead(self.cfg)
         self._start_prefetch()
         try:
-            # every BLAS call of the run on one thread: see workloads.one_blas_thread
-            with one_blas_thread():
+            # every BLAS call of the run on one thread, and no huge-page hints for its arrays: see
+            # workloads.one_blas_thread and workloads.no_huge_pages
+            with one_blas_thread(), no_huge_pages():
                 return self._run_timed(progress)
         finally:
             if self.prefetch is not None:
