@@ -126,6 +126,16 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
     pu_ops = np.zeros((n_items, n_pus), dtype=np.int64)
 
     slot_kcount = np.diff(slot_kptr).astype(np.int64)
+    if not skip_w:
+        # Without weight skipping a slot's work in a column is its lane's taps times its kernels,
+        # so per (lane, PU) the slots' kernels summed (for the PU's operations) and their largest
+        # count (for its slowest slot) say all: ``taps * k`` is largest where ``k`` is, as no
+        # count is negative.
+        lane_pu = slot_lane.astype(np.int64) * n_pus + slot_pu
+        ksum = np.bincount(lane_pu, weights=slot_kcount, minlength=m * n_pus).astype(np.int64).reshape(m, n_pus)
+        kmax = np.zeros(m * n_pus, dtype=np.int64)
+        np.maximum.at(kmax, lane_pu, slot_kcount)
+        kmax = kmax.reshape(m, n_pus)
 
     def stripes(lo: int, hi: int) -> None:
         # NOTE: two kernels, not one with a flag: without weight skipping (NullHop) the count is
@@ -136,9 +146,9 @@ def slot_mac_work(act, wpre, kh, kw, pad, m, channels_per_lane, skip_act, skip_w
                               slot_kernels, slot_lane, slot_pu, n_pus, col_chunk, n_chunks, lo, hi,
                               mac_cycles, pu_cycles, pu_ops)
         else:
-            work = np.zeros(slot_lane.shape[0] + m + n_pus + 2, dtype=np.int64)
-            _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kcount, slot_lane,
-                              slot_pu, n_pus, col_chunk, n_chunks, lo, hi, mac_cycles, pu_cycles, pu_ops, work)
+            work = np.zeros(m + n_pus + 2, dtype=np.int64)
+            _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, ksum, kmax, n_pus, col_chunk,
+                              n_chunks, lo, hi, mac_cycles, pu_cycles, pu_ops, work)
 
     # NOTE: stripes are independent (each writes its own work units) and split over threads
     # (workloads.run_chunks) at equal input rows; parallel=True made the compile 2.4 s longer.
@@ -210,18 +220,17 @@ def _close_stripe(st, n_chunks, pu_cycles, mac_cycles):
 
 
 @njit(cache=True, nogil=True)
-def _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kcount, slot_lane, slot_pu,
-                      n_pus, col_chunk, n_chunks, st0, st1, mac_cycles, pu_cycles, pu_ops, work):
+def _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, ksum, kmax, n_pus, col_chunk,
+                      n_chunks, st0, st1, mac_cycles, pu_cycles, pu_ops, work):
     # Stripes st0 .. st1 - 1 of slot_mac_work without weight skipping into its zeroed outputs: a
-    # slot's work in a column is its lane's taps times its kernels. work: int64 scratch of
-    # n_slots + m + n_pus + 2 (see _row_chunk_elements).
+    # slot's work in a column is its lane's taps times its kernels; ksum / kmax: per (lane, PU)
+    # the sum and the largest of its slots' kernel counts. work: int64 scratch of m + n_pus + 2
+    # (see _row_chunk_elements).
     h, w, c = act.shape
     wo = w + 2 * pad - kw + 1
-    n_slots = slot_lane.shape[0]
-    slot_work = work[:n_slots]
-    lane_taps = work[n_slots:n_slots + m]
-    pu_col = work[n_slots + m:n_slots + m + n_pus]
-    kys = work[n_slots + m + n_pus:n_slots + m + n_pus + 2]
+    lane_taps = work[:m]
+    pu_col = work[m:m + n_pus]
+    kys = work[m + n_pus:m + n_pus + 2]
     for st in range(st0, st1):
         oy0, rows_out, iy_lo, iy_hi = _stripe_rows(st, h, kh, pad)
         for ix in range(w):
@@ -245,9 +254,18 @@ def _lane_mac_stripes(act, kh, kw, pad, m, channels_per_lane, skip_act, slot_kco
                     else:
                         cnt = max(0, ch1 - ch0)
                     lane_taps[lane] += ny * nx * cnt
-            for s in range(n_slots):
-                slot_work[s] = lane_taps[slot_lane[s]] * slot_kcount[s]
-            _close_column(slot_work, slot_pu, st * n_chunks + col_chunk[ix], pu_col, pu_ops, pu_cycles)
+            # the column into its work unit, each PU busy for its slowest slot (_close_column)
+            item = st * n_chunks + col_chunk[ix]
+            for p in range(n_pus):
+                pu_col[p] = 0
+            for ln in range(m):
+                t = lane_taps[ln]
+                for p in range(n_pus):
+                    pu_ops[item, p] += t * ksum[ln, p]
+                    if t * kmax[ln, p] > pu_col[p]:
+                        pu_col[p] = t * kmax[ln, p]
+            for p in range(n_pus):
+                pu_cycles[item, p] += pu_col[p]
         _close_stripe(st, n_chunks, pu_cycles, mac_cycles)
 
 
