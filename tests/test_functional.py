@@ -644,3 +644,14 @@ def test_conv_accumulate_rejects_mismatched_stream():
     w = np.ones((1, 1, 1, 16), dtype=np.int16)
     with pytest.raises(TraceError, match=r"^stream has 2 SM words, expected H \* ceil\(W \* C / 16\) = 4"):
         conv_accumulate(sm, nz, rsp, rnp, 2, 2, 16, w, 1, 0)
+
+
+def test_pair_table_version_without_source(monkeypatch):
+    # The layout's version names the code that makes it; an install without source files (only
+    # compiled code) still gets one, and the same one each time.
+    import inspect
+    a = _kernels._code_version(_kernels._pair_weight_table, _kernels.pair_table_shape)
+    assert a == _kernels.PAIR_TABLE_VERSION and len(a) == 16
+    monkeypatch.setattr(inspect, "getsource", lambda f: (_ for _ in ()).throw(OSError("no source")))
+    b = _kernels._code_version(_kernels._pair_weight_table, _kernels.pair_table_shape)
+    assert b == _kernels._code_version(_kernels._pair_weight_table, _kernels.pair_table_shape) and b != a

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import marshal
 import sys
 from dataclasses import dataclass
 
@@ -263,10 +264,20 @@ def pair_table(weights: np.ndarray) -> PairTable:
     return PairTable(t, l1, tuple(int(v) for v in weights.shape))
 
 
+def _code_version(*functions) -> str:
+    """A hash of the functions' source, or of their compiled code where no source file ships."""
+    h = hashlib.sha256()
+    for f in functions:
+        try:
+            h.update(inspect.getsource(f).encode())
+        except (OSError, TypeError):
+            h.update(marshal.dumps(f.__code__))
+    return h.hexdigest()[:16]
+
+
 #: Names the layout :func:`pair_table` makes (a hash of the code that makes it), for tables kept
 #: on disk beside their weights.
-PAIR_TABLE_VERSION = hashlib.sha256(
-    (inspect.getsource(_pair_weight_table) + inspect.getsource(pair_table_shape)).encode()).hexdigest()[:16]
+PAIR_TABLE_VERSION = _code_version(_pair_weight_table, pair_table_shape)
 
 
 def _pair_step(context, builder, acc, wp, vb):
