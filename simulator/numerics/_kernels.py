@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import marshal
 import sys
 from dataclasses import dataclass
+from types import CodeType
 
 import numpy as np
 from llvmlite import ir
@@ -264,6 +264,14 @@ def pair_table(weights: np.ndarray) -> PairTable:
     return PairTable(t, l1, tuple(int(v) for v in weights.shape))
 
 
+def _code_bytes(code: CodeType) -> bytes:
+    """The instructions, names and constants of compiled code (nested code included)."""
+    parts = [code.co_code, repr((code.co_names, code.co_varnames)).encode()]
+    for k in code.co_consts:
+        parts.append(_code_bytes(k) if isinstance(k, CodeType) else repr(k).encode())
+    return b"\0".join(parts)
+
+
 def _code_version(*functions) -> str:
     """A hash of the functions' source, or of their compiled code where no source file ships."""
     h = hashlib.sha256()
@@ -271,7 +279,7 @@ def _code_version(*functions) -> str:
         try:
             h.update(inspect.getsource(f).encode())
         except (OSError, TypeError):
-            h.update(marshal.dumps(f.__code__))
+            h.update(_code_bytes(f.__code__))
     return h.hexdigest()[:16]
 
 
